@@ -1,0 +1,81 @@
+import type { Logger } from 'pino';
+import type { AuditRecord, Store } from '../store/store.js';
+
+/**
+ * Audit records are written in batches off the response path. A batch that fails to write stays
+ * queued and is retried; the queue is bounded, and `accepting` turns false when it is full so
+ * the proxy can refuse calls it could not audit rather than drop records.
+ */
+export class AuditSink {
+  private queue: AuditRecord[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  private failures = 0;
+  private readonly listeners = new Set<(r: AuditRecord) => void>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly opts = { batchSize: 500, delayMs: 10, maxQueue: 100_000 },
+  ) {}
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  get accepting(): boolean {
+    return this.queue.length < this.opts.maxQueue;
+  }
+
+  /** Live subscribers (e.g. an audit tail) see each record as it is queued. */
+  subscribe(fn: (r: AuditRecord) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  push(record: AuditRecord): void {
+    this.queue.push(record);
+    for (const fn of this.listeners) fn(record);
+    if (this.queue.length >= this.opts.batchSize) this.schedule(0);
+    else this.schedule(this.opts.delayMs);
+  }
+
+  private schedule(delay: number): void {
+    if (this.timer || this.flushing) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** Writes everything queued so far. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.flushing = (async () => {
+      while (this.queue.length) {
+        const batch = this.queue.slice(0, this.opts.batchSize);
+        try {
+          await this.store.appendAudit(batch);
+          this.queue.splice(0, batch.length);
+          this.failures = 0;
+        } catch (err) {
+          this.failures++;
+          this.log.error({ err, queued: this.queue.length }, 'audit write failed; will retry');
+          const backoff = Math.min(1000 * 2 ** Math.min(this.failures, 5), 30_000);
+          setTimeout(() => this.schedule(0), backoff).unref();
+          return;
+        }
+      }
+    })();
+    try {
+      await this.flushing;
+    } finally {
+      this.flushing = null;
+    }
+  }
+}

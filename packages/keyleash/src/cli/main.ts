@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, parseConfig, applyEnvOverrides } from '../config/config.js';
+import { createGateway, type Gateway } from '../gateway.js';
+import { createLogger } from '../log.js';
+import { createStripeSandbox } from '../sandbox/stripe.js';
+import { SqliteStore } from '../store/sqlite/index.js';
+
+const HELP = `keyleash — scoped, spend-capped vault keys for AI agents
+
+Usage:
+  keyleash dev                 Start on the embedded SQLite store with a built-in Stripe sandbox
+  keyleash serve [--config F]  Start for real from a config file (YAML/JSON) plus KEYLEASH_* env
+  keyleash migrate [--config F] Create or upgrade the store schema, then exit
+  keyleash help                Show this
+
+Examples:
+  keyleash dev
+  KEYLEASH_ADMIN_TOKEN=… KEYLEASH_STRIPE_TEST_SECRET=sk_test_… keyleash serve
+  keyleash serve --config /etc/keyleash/keyleash.yaml
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.`;
+
+export const DEV_ADMIN_TOKEN = 'kl_dev_admin_token_0000';
+const DEV_TEST_SECRET = 'sk_test_keyleash_sandbox';
+const DEV_LIVE_SECRET = 'sk_live_keyleash_sandbox';
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`keyleash: ${message}\n`);
+  process.exit(code);
+}
+
+function runUntilSignal(gw: Gateway, extra: () => Promise<void> = async () => {}): void {
+  let closing = false;
+  const stop = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    gw.log.info({ signal }, 'shutting down');
+    gw.close()
+      .then(extra)
+      .then(() => process.exit(0))
+      .catch((err: unknown) => {
+        gw.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function dev(): Promise<void> {
+  const sandbox = createStripeSandbox({ secrets: [DEV_TEST_SECRET, DEV_LIVE_SECRET] });
+  const sandboxUrl = await sandbox.listen(Number(process.env.KEYLEASH_SANDBOX_PORT ?? 0));
+  const raw = applyEnvOverrides(
+    {
+      admin_token: DEV_ADMIN_TOKEN,
+      store: { path: './.keyleash/dev.sqlite' },
+      vendors: { stripe: { base_url: sandboxUrl, test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET } },
+    },
+    // The sandbox is the point of dev mode: a real Stripe URL or secret from the env would defeat it.
+    Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KEYLEASH_STRIPE_'))),
+  );
+  const config = parseConfig(raw);
+  const gw = createGateway(config);
+  const { apiUrl, proxyUrl } = await gw.listen();
+  const adminNote = config.admin_token === DEV_ADMIN_TOKEN ? `${DEV_ADMIN_TOKEN}  (dev only; set KEYLEASH_ADMIN_TOKEN to change)` : '(from KEYLEASH_ADMIN_TOKEN)';
+  process.stdout.write(
+    [
+      '',
+      'keyleash dev is running',
+      `  control API   ${apiUrl}     (OpenAPI at ${apiUrl}/openapi.json)`,
+      `  proxy         ${proxyUrl}`,
+      `  admin token   ${adminNote}`,
+      `  store         ${config.store.path}`,
+      `  stripe        sandbox at ${sandboxUrl} (no Stripe account needed)`,
+      '',
+      'Issue a key:',
+      `  curl -s ${apiUrl}/v1/keys -H "Authorization: Bearer ${config.admin_token === DEV_ADMIN_TOKEN ? DEV_ADMIN_TOKEN : '$KEYLEASH_ADMIN_TOKEN'}" \\`,
+      `    -H "Content-Type: application/json" \\`,
+      `    -d '{"label":"try-me","vendor":"stripe","allowed_endpoints":["/v1/payment_intents"],"daily_usd_cap":100,"expires_in":"15m"}'`,
+      '',
+      '',
+    ].join('\n'),
+  );
+  runUntilSignal(gw, () => sandbox.close());
+}
+
+async function serve(configPath: string | undefined): Promise<void> {
+  const config = loadConfig(configPath);
+  const gw = createGateway(config);
+  const { apiUrl, proxyUrl } = await gw.listen();
+  gw.log.info({ apiUrl, proxyUrl, store: config.store.path, vendors: [...gw.catalog.keys()] }, 'keyleash is serving');
+  runUntilSignal(gw);
+}
+
+async function migrate(configPath: string | undefined): Promise<void> {
+  const config = loadConfig(configPath);
+  const store = new SqliteStore({ path: config.store.path });
+  await store.close();
+  createLogger(config.log_level).info({ store: config.store.path }, 'store schema is up to date');
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (e) {
+    fail(`${(e as Error).message}\n\n${HELP}`);
+  }
+  const [command] = parsed.positionals;
+  const configPath = parsed.values.config ?? process.env.KEYLEASH_CONFIG;
+  if (parsed.values.help || command === 'help' || command === undefined) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  try {
+    if (command === 'dev') return await dev();
+    if (command === 'serve') return await serve(configPath);
+    if (command === 'migrate') return await migrate(configPath);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(e.message);
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE') fail(`address in use: ${err.message}`, 1);
+    throw e;
+  }
+  fail(`unknown command "${command}"\n\n${HELP}`);
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  process.stderr.write(`keyleash: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,202 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseTtlSeconds } from '../policy/ttl.js';
+
+// One schema with its defaults, parsed once at boot, then frozen. A config file (YAML or JSON)
+// may refer to environment variables as ${NAME}; a few KEYLEASH_* variables override it directly.
+
+const ttl = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const r = parseTtlSeconds(v);
+    if (!r.ok) {
+      ctx.addIssue({ code: 'custom', message: r.reason });
+      return z.NEVER;
+    }
+    return r.seconds;
+  });
+
+const listen = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535),
+});
+
+const baseUrl = z
+  .string()
+  .url()
+  .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be an http(s) URL')
+  .refine((u) => {
+    const p = new URL(u);
+    return (p.pathname === '/' || p.pathname === '') && !p.search && !p.hash && !p.username;
+  }, 'must be an origin only (scheme, host, port), with no path, query or credentials')
+  .transform((u) => new URL(u).origin);
+
+const stripeVendor = z.strictObject({
+  base_url: baseUrl.default('https://api.stripe.com'),
+  // Checked by prefix so a live secret can never be configured where a test one belongs.
+  test_secret: z
+    .string()
+    .regex(/^(sk|rk)_test_[0-9A-Za-z_]+$/, 'must be a Stripe test secret (sk_test_… or rk_test_…)')
+    .optional(),
+  live_secret: z
+    .string()
+    .regex(/^(sk|rk)_live_[0-9A-Za-z_]+$/, 'must be a Stripe live secret (sk_live_… or rk_live_…)')
+    .optional(),
+  /** The account's currency: what a refund without `currency` is priced in. */
+  default_currency: z.string().regex(/^[a-z]{3}$/).default('usd'),
+  /** USD per one major unit of each currency, for pricing non-USD calls. */
+  fx: z.record(z.string().regex(/^[a-z]{3}$/), z.union([z.string(), z.number()])).default({}),
+});
+
+export const configSchema = z.strictObject({
+  admin_token: z.string().min(16, 'must be at least 16 characters'),
+  listen: z
+    .strictObject({
+      api: listen.default({ host: '127.0.0.1', port: 8080 }),
+      proxy: listen.default({ host: '127.0.0.1', port: 8081 }),
+    })
+    .default({ api: { host: '127.0.0.1', port: 8080 }, proxy: { host: '127.0.0.1', port: 8081 } }),
+  store: z
+    .strictObject({
+      path: z.string().default('./.keyleash/keyleash.sqlite'),
+      synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL'),
+    })
+    .default({ path: './.keyleash/keyleash.sqlite', synchronous: 'NORMAL' }),
+  keys: z
+    .strictObject({
+      default_ttl: ttl.default(3600),
+      max_ttl: ttl.default(86400),
+      /** Largest daily cap one key may carry, in USD. */
+      max_daily_usd_cap: z.number().positive().default(1_000_000),
+    })
+    .default({ default_ttl: 3600, max_ttl: 86400, max_daily_usd_cap: 1_000_000 }),
+  proxy: z
+    .strictObject({
+      max_body_bytes: z.number().int().positive().default(1024 * 1024),
+      connect_timeout_ms: z.number().int().positive().default(5_000),
+      headers_timeout_ms: z.number().int().positive().default(60_000),
+      body_timeout_ms: z.number().int().positive().default(120_000),
+      connections_per_upstream: z.number().int().positive().default(128),
+      /** How long a reservation may stay open before it is settled at its estimate. */
+      stale_reservation_after: ttl.default(600),
+      key_cache_size: z.number().int().min(0).default(100_000),
+    })
+    .default({
+      max_body_bytes: 1024 * 1024,
+      connect_timeout_ms: 5_000,
+      headers_timeout_ms: 60_000,
+      body_timeout_ms: 120_000,
+      connections_per_upstream: 128,
+      stale_reservation_after: 600,
+      key_cache_size: 100_000,
+    }),
+  vendors: z
+    .strictObject({
+      stripe: stripeVendor.optional(),
+    })
+    .default({}),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = Readonly<z.output<typeof configSchema>>;
+
+export class ConfigError extends Error {}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Replaces ${NAME} in every string with the environment variable; a missing one is an error. */
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ''): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const v = env[name];
+      if (v === undefined) throw new ConfigError(`${path || 'config'}: environment variable ${name} is not set`);
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, `${path}[${i}]`));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, path ? `${path}.${k}` : k)]),
+    );
+  }
+  return value;
+}
+
+function parseListen(v: string, name: string): { host: string; port: number } {
+  const m = /^(?:(.*):)?([0-9]{1,5})$/.exec(v);
+  if (!m) throw new ConfigError(`${name} must look like "127.0.0.1:8080" or "8080"`);
+  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+}
+
+function setIn(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let o = obj;
+  for (const p of path.slice(0, -1)) {
+    if (!o[p] || typeof o[p] !== 'object') o[p] = {};
+    o = o[p] as Record<string, unknown>;
+  }
+  o[path[path.length - 1]!] = value;
+}
+
+/** The environment variables that override the file (documented in the README). */
+export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out = structuredClone(raw);
+  const str: Array<[string, string[]]> = [
+    ['KEYLEASH_ADMIN_TOKEN', ['admin_token']],
+    ['KEYLEASH_DATA', ['store', 'path']],
+    ['KEYLEASH_LOG_LEVEL', ['log_level']],
+    ['KEYLEASH_STRIPE_BASE_URL', ['vendors', 'stripe', 'base_url']],
+    ['KEYLEASH_STRIPE_TEST_SECRET', ['vendors', 'stripe', 'test_secret']],
+    ['KEYLEASH_STRIPE_LIVE_SECRET', ['vendors', 'stripe', 'live_secret']],
+  ];
+  for (const [name, path] of str) {
+    const v = env[name];
+    if (v !== undefined && v !== '') setIn(out, path, v);
+  }
+  if (env.KEYLEASH_API_LISTEN) setIn(out, ['listen', 'api'], parseListen(env.KEYLEASH_API_LISTEN, 'KEYLEASH_API_LISTEN'));
+  if (env.KEYLEASH_PROXY_LISTEN) {
+    setIn(out, ['listen', 'proxy'], parseListen(env.KEYLEASH_PROXY_LISTEN, 'KEYLEASH_PROXY_LISTEN'));
+  }
+  return out;
+}
+
+export function formatIssues(err: z.ZodError): string {
+  return err.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
+}
+
+export function parseConfig(raw: unknown): Config {
+  const r = configSchema.safeParse(raw);
+  if (!r.success) throw new ConfigError(`invalid configuration: ${formatIssues(r.error)}`);
+  if (r.data.keys.default_ttl > r.data.keys.max_ttl) {
+    throw new ConfigError('invalid configuration: keys.default_ttl is longer than keys.max_ttl');
+  }
+  return deepFreeze(r.data);
+}
+
+/** Reads a config file (optional), interpolates ${ENV}, applies KEYLEASH_* overrides, validates, freezes. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+  let raw: unknown = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (e) {
+      throw new ConfigError(`config file ${file} is not valid YAML/JSON: ${(e as Error).message}`);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config file ${file} must hold an object`);
+  }
+  const withEnv = applyEnvOverrides(interpolateEnv(raw, env) as Record<string, unknown>, env);
+  return parseConfig(withEnv);
+}

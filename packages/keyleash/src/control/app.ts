@@ -1,0 +1,80 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { AuditSink } from '../audit/sink.js';
+import { errorBody, KeyleashError } from '../errors.js';
+import type { KeyService } from '../keys/service.js';
+import type { Store } from '../store/store.js';
+import type { VendorCatalog } from '../vendors/vendor.js';
+import { auditRoutes } from './routes/audit.js';
+import { healthRoutes } from './routes/health.js';
+import { keyRoutes } from './routes/keys.js';
+import { openapiRoutes } from './routes/openapi.js';
+
+export interface ControlAppOptions {
+  adminToken: string;
+  keys: KeyService;
+  store: Store;
+  audit: AuditSink;
+  catalog: VendorCatalog;
+  log: Logger;
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** The admin API. Builds the app and never listens: callers (CLI, tests) decide where. */
+export function buildControlApp(o: ControlAppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: o.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 64 * 1024,
+    genReqId: () => `req_${randomUUID().replace(/-/g, '')}`,
+    routerOptions: { ignoreTrailingSlash: false },
+  });
+
+  const adminHash = sha256(o.adminToken);
+  const isAdmin = (header: string | undefined): boolean => {
+    if (!header) return false;
+    const m = /^Bearer (.+)$/.exec(header);
+    // Hash both sides so the comparison is constant-time whatever the lengths.
+    return m !== null && timingSafeEqual(sha256(m[1]!), adminHash);
+  };
+
+  app.addHook('onRequest', async (req) => {
+    if (!req.url.startsWith('/v1/')) return;
+    if (!isAdmin(req.headers.authorization)) throw new KeyleashError('unauthorized');
+  });
+
+  app.setErrorHandler((err: FastifyError | KeyleashError, req, reply) => {
+    if (err instanceof KeyleashError) {
+      return reply
+        .status(err.status)
+        .send(errorBody(err.code, err.message, { requestId: req.id, param: err.param, extra: err.extra }));
+    }
+    const code = err.code ?? '';
+    if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('body_too_large', undefined, { requestId: req.id }));
+    if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.status(415).send(errorBody('unsupported_media_type', undefined, { requestId: req.id }));
+    }
+    if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+      return reply.status(400).send(errorBody('invalid_json', undefined, { requestId: req.id }));
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(400).send(errorBody('invalid_request', err.message, { requestId: req.id }));
+    }
+    req.log.error({ err }, 'control API error');
+    return reply.status(500).send(errorBody('internal_error', undefined, { requestId: req.id }));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send(errorBody('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`, { requestId: req.id }));
+  });
+
+  app.register(healthRoutes, { store: o.store });
+  app.register(openapiRoutes);
+  app.register(keyRoutes, { keys: o.keys });
+  app.register(auditRoutes, { store: o.store });
+  return app;
+}

@@ -1,0 +1,136 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { AuditSink } from './audit/sink.js';
+import type { Config } from './config/config.js';
+import { buildControlApp } from './control/app.js';
+import { KeyService } from './keys/service.js';
+import { createLogger } from './log.js';
+import { ProxyHandler } from './proxy/handler.js';
+import { KeyCache } from './proxy/key-cache.js';
+import { SqliteStore } from './store/sqlite/index.js';
+import type { Store } from './store/store.js';
+import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
+import type { VendorCatalog } from './vendors/vendor.js';
+
+export interface GatewayOptions {
+  store?: Store;
+  logger?: Logger;
+  now?: () => number;
+}
+
+export interface Gateway {
+  readonly config: Config;
+  readonly store: Store;
+  readonly catalog: VendorCatalog;
+  readonly keys: KeyService;
+  readonly audit: AuditSink;
+  readonly cache: KeyCache;
+  readonly api: FastifyInstance;
+  readonly proxy: Server;
+  readonly log: Logger;
+  /** Listens on the configured addresses (port 0 picks one) and returns the base URLs. */
+  listen(): Promise<{ apiUrl: string; proxyUrl: string }>;
+  close(): Promise<void>;
+}
+
+function urlOf(server: Server, host: string): string {
+  const { port } = server.address() as AddressInfo;
+  const h = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return `http://${h}:${port}`;
+}
+
+/** Wires a gateway from a config. Nothing listens until `listen()`. */
+export function createGateway(config: Config, opts: GatewayOptions = {}): Gateway {
+  const log = opts.logger ?? createLogger(config.log_level);
+  const store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
+  const catalog = buildCatalog(config);
+  const cache = new KeyCache(config.proxy.key_cache_size);
+  const audit = new AuditSink(store, log);
+  const now = opts.now ?? Date.now;
+  const keys = new KeyService({
+    store,
+    catalog,
+    cache,
+    defaultTtlSeconds: config.keys.default_ttl,
+    maxTtlSeconds: config.keys.max_ttl,
+    maxDailyUsdCap: config.keys.max_daily_usd_cap,
+    now,
+  });
+  const handler = new ProxyHandler({
+    store,
+    catalog,
+    vendorNames: KNOWN_VENDOR_NAMES,
+    cache,
+    audit,
+    log,
+    maxBodyBytes: config.proxy.max_body_bytes,
+    connectTimeoutMs: config.proxy.connect_timeout_ms,
+    headersTimeoutMs: config.proxy.headers_timeout_ms,
+    bodyTimeoutMs: config.proxy.body_timeout_ms,
+    connectionsPerUpstream: config.proxy.connections_per_upstream,
+    now,
+  });
+  const api = buildControlApp({ adminToken: config.admin_token, keys, store, audit, catalog, log });
+
+  const proxy = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 }, (req, res) => {
+    // Health probes for a load balancer in front of the proxy; a vault-key call never lands here.
+    if (!req.headers.authorization && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
+      const body = JSON.stringify({ status: 'ok' });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    handler.handle(req, res);
+  });
+  proxy.keepAliveTimeout = 65_000;
+
+  // Reservations left open by a crash (or a lost settlement) are kept charged, then closed.
+  const staleMs = config.proxy.stale_reservation_after * 1000;
+  const reconcile = () =>
+    store.reconcileStale(now() - staleMs, now()).then(
+      (n) => n && log.warn({ reservations: n }, 'settled stale reservations at their estimate'),
+      (err: unknown) => log.error({ err }, 'reconciling stale reservations failed'),
+    );
+  let reconcileTimer: NodeJS.Timeout | null = null;
+
+  return {
+    config,
+    store,
+    catalog,
+    keys,
+    audit,
+    cache,
+    api,
+    proxy,
+    log,
+    async listen() {
+      await reconcile();
+      reconcileTimer = setInterval(reconcile, Math.min(staleMs, 60_000));
+      reconcileTimer.unref();
+      await api.listen({ host: config.listen.api.host, port: config.listen.api.port });
+      await new Promise<void>((resolve, reject) => {
+        proxy.once('error', reject);
+        proxy.listen(config.listen.proxy.port, config.listen.proxy.host, () => {
+          proxy.off('error', reject);
+          resolve();
+        });
+      });
+      const apiServer = api.server;
+      return { apiUrl: urlOf(apiServer, config.listen.api.host), proxyUrl: urlOf(proxy, config.listen.proxy.host) };
+    },
+    async close() {
+      if (reconcileTimer) clearInterval(reconcileTimer);
+      await new Promise<void>((resolve) => {
+        if (!proxy.listening) return resolve();
+        proxy.close(() => resolve());
+        proxy.closeIdleConnections();
+      });
+      await api.close();
+      await handler.close();
+      await audit.flush();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,214 @@
+import { z } from 'zod';
+import { KeyleashError } from '../errors.js';
+import { compileEndpoints } from '../policy/endpoints.js';
+import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
+import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
+import type { KeyCache } from '../proxy/key-cache.js';
+import { keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Store } from '../store/store.js';
+import type { VendorCatalog } from '../vendors/vendor.js';
+import { generateToken, hashToken, newId, type Mode } from './token.js';
+
+const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
+
+export const issueKeySchema = z.strictObject({
+  label: z.string().max(200).default('').describe('Free text to find the key by, e.g. "flask-u42-run7".'),
+  vendor: z.string().min(1).describe('The one vendor this key may call, e.g. "stripe".'),
+  allowed_endpoints: z
+    .array(z.string())
+    .min(1)
+    .max(100)
+    .describe('Path patterns; `*` matches one segment; an optional method prefix, e.g. "POST /v1/refunds".'),
+  daily_usd_cap: z
+    .union([z.number(), z.string(), z.null()])
+    .optional()
+    .describe('USD the key may spend per UTC day, decimal, >= 0. Omitted or null: no cap.'),
+  expires_in: z
+    .union([z.string(), z.number()])
+    .optional()
+    .describe('"30s", "5m", "1h", "24h" style, or seconds. Defaults to the server default; capped by the server maximum.'),
+  mode: z.enum(['test', 'live']).default('test').describe('test keys only ever use the vendor test credential.'),
+  metadata: z
+    .record(z.string(), z.string().max(500))
+    .default({})
+    .describe('Up to 50 string pairs, e.g. {"user_id": "u42", "run_id": "r7"}.'),
+});
+
+export type IssueKeyInput = z.input<typeof issueKeySchema>;
+
+export interface KeyServiceOptions {
+  store: Store;
+  catalog: VendorCatalog;
+  cache: KeyCache;
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+  maxDailyUsdCap: number;
+  now?: () => number;
+}
+
+/** The JSON shape of a key in every control API answer. */
+export interface KeyView {
+  object: 'vault_key';
+  id: string;
+  label: string;
+  vendor: string;
+  mode: Mode;
+  allowed_endpoints: string[];
+  daily_usd_cap: number | null;
+  daily_cap_micros: number | null;
+  metadata: Record<string, string>;
+  status: 'active' | 'expired' | 'revoked';
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+  spend_today_usd: number;
+  spend_today_micros: number;
+  remaining_today_usd: number | null;
+  remaining_today_micros: number | null;
+  request_count: number;
+  last_used_at: string | null;
+  token?: string;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function invalid(param: string, message: string): KeyleashError {
+  return new KeyleashError('invalid_request', `${param}: ${message}`, { param });
+}
+
+export function zodToKeyleashError(err: z.ZodError): KeyleashError {
+  const issue = err.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0] ?? 'body';
+    return invalid(key, 'is not a known parameter');
+  }
+  const param = issue.path.map(String).join('.') || 'body';
+  return invalid(param, issue.message);
+}
+
+export class KeyService {
+  private readonly now: () => number;
+
+  constructor(private readonly o: KeyServiceOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  async issue(body: unknown): Promise<KeyView> {
+    const parsed = issueKeySchema.safeParse(body);
+    if (!parsed.success) throw zodToKeyleashError(parsed.error);
+    const input = parsed.data;
+
+    const vendor = this.o.catalog.get(input.vendor);
+    if (!vendor) {
+      const known = [...this.o.catalog.keys()].join(', ') || 'none';
+      throw invalid('vendor', `unknown vendor "${input.vendor}" (configured: ${known})`);
+    }
+    if (vendor.secret(input.mode) === undefined) {
+      throw new KeyleashError('mode_unavailable', `No ${input.mode} credential is configured for ${input.vendor}.`, {
+        param: 'mode',
+      });
+    }
+
+    const compiled = compileEndpoints(input.allowed_endpoints);
+    if (!Array.isArray(compiled)) {
+      const where = compiled.index >= 0 ? `allowed_endpoints.${compiled.index}` : 'allowed_endpoints';
+      throw invalid(where, compiled.error);
+    }
+
+    let capMicros: number | null = null;
+    if (input.daily_usd_cap !== undefined && input.daily_usd_cap !== null) {
+      const cap = parseUsdToMicros(input.daily_usd_cap, this.o.maxDailyUsdCap);
+      if (!cap.ok) throw invalid('daily_usd_cap', cap.reason);
+      capMicros = cap.micros;
+    }
+
+    let ttl = this.o.defaultTtlSeconds;
+    if (input.expires_in !== undefined) {
+      const r = parseTtlSeconds(input.expires_in);
+      if (!r.ok) throw invalid('expires_in', r.reason);
+      if (r.seconds > this.o.maxTtlSeconds) {
+        throw invalid('expires_in', `is longer than the server maximum of ${this.o.maxTtlSeconds} seconds`);
+      }
+      ttl = r.seconds;
+    }
+
+    const entries = Object.entries(input.metadata);
+    if (entries.length > 50) throw invalid('metadata', 'may hold at most 50 pairs');
+    for (const [k] of entries) {
+      if (!METADATA_KEY.test(k)) throw invalid(`metadata.${k}`, 'keys are 1-40 of A-Z a-z 0-9 _ . : -');
+    }
+
+    const now = this.now();
+    const token = generateToken(input.mode);
+    const record: KeyRecord = {
+      id: newId('key'),
+      tokenHash: hashToken(token),
+      label: input.label,
+      vendor: input.vendor,
+      mode: input.mode,
+      allowedEndpoints: input.allowed_endpoints,
+      dailyCapMicros: capMicros,
+      metadata: input.metadata,
+      createdAt: now,
+      expiresAt: now + ttl * 1000,
+      revokedAt: null,
+    };
+    await this.o.store.createKey(record);
+    this.o.cache.put(record);
+    return { ...this.view(record, { requestCount: 0, lastUsedAt: null, spentMicros: 0 }), token };
+  }
+
+  async get(id: string): Promise<KeyView> {
+    const record = await this.o.store.getKeyById(id);
+    if (!record) throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+    return this.view(record, await this.o.store.keyUsage(id, utcDay(this.now())));
+  }
+
+  async list(filter: KeyFilter, limit: number, cursor: string | null) {
+    const now = this.now();
+    const page = await this.o.store.listKeys(filter, limit, cursor, now);
+    const day = utcDay(now);
+    const data = await Promise.all(
+      page.items.map(async (k) => this.view(k, await this.o.store.keyUsage(k.id, day))),
+    );
+    return { object: 'list' as const, data, has_more: page.nextCursor !== null, next_cursor: page.nextCursor };
+  }
+
+  /** Idempotent: revoking a revoked key answers as the first time did. */
+  async revoke(id: string): Promise<KeyView> {
+    const now = this.now();
+    const r = await this.o.store.revokeKey(id, now);
+    if (r === 'not_found') throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+    const record = await this.o.store.getKeyById(id);
+    if (!record) throw new KeyleashError('key_not_found');
+    this.o.cache.markRevoked(record.tokenHash, record.revokedAt ?? now);
+    return this.view(record, await this.o.store.keyUsage(id, utcDay(now)));
+  }
+
+  view(k: KeyRecord, usage: KeyUsage): KeyView {
+    const now = this.now();
+    const remaining = k.dailyCapMicros === null ? null : Math.max(0, k.dailyCapMicros - usage.spentMicros);
+    return {
+      object: 'vault_key',
+      id: k.id,
+      label: k.label,
+      vendor: k.vendor,
+      mode: k.mode,
+      allowed_endpoints: k.allowedEndpoints,
+      daily_usd_cap: k.dailyCapMicros === null ? null : microsToUsd(k.dailyCapMicros),
+      daily_cap_micros: k.dailyCapMicros,
+      metadata: k.metadata,
+      status: keyStatus(k, now),
+      created_at: iso(k.createdAt),
+      expires_at: iso(k.expiresAt),
+      revoked_at: k.revokedAt === null ? null : iso(k.revokedAt),
+      spend_today_usd: microsToUsd(usage.spentMicros),
+      spend_today_micros: usage.spentMicros,
+      remaining_today_usd: remaining === null ? null : microsToUsd(remaining),
+      remaining_today_micros: remaining,
+      request_count: usage.requestCount,
+      last_used_at: usage.lastUsedAt === null ? null : iso(usage.lastUsedAt),
+    };
+  }
+}

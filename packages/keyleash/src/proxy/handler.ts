@@ -1,0 +1,356 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import type { AuditSink } from '../audit/sink.js';
+import { errorBody, type ErrorCode, ERRORS } from '../errors.js';
+import { hashToken, tokenLooksValid } from '../keys/token.js';
+import { isEndpointAllowed } from '../policy/endpoints.js';
+import { formatUsd } from '../policy/money.js';
+import { encodeSegment, normalizePath } from '../policy/path.js';
+import { utcDay } from '../policy/ttl.js';
+import { keyStatus, type Settlement, type Store } from '../store/store.js';
+import type { Vendor, VendorCatalog } from '../vendors/vendor.js';
+import { readVaultToken } from './credentials.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { CachedKey, KeyCache } from './key-cache.js';
+
+export interface ProxyOptions {
+  store: Store;
+  catalog: VendorCatalog;
+  /** Names that are read as a vendor prefix (`/stripe/...`), configured or not. */
+  vendorNames: ReadonlySet<string>;
+  cache: KeyCache;
+  audit: AuditSink;
+  log: Logger;
+  maxBodyBytes: number;
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  connectionsPerUpstream: number;
+  now?: () => number;
+}
+
+interface CallContext {
+  requestId: string;
+  started: number;
+  method: string;
+  path: string;
+  key: CachedKey | null;
+}
+
+type ReadBody = { ok: true; body: Buffer } | { ok: false };
+
+// Connection errors that prove the request never left: the vendor cannot have executed it.
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** The hot path: authenticate → authorize → price → reserve → forward → settle → audit. */
+export class ProxyHandler {
+  private readonly pools = new Map<string, Pool>();
+  private readonly now: () => number;
+
+  constructor(private readonly o: ProxyOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.run(req, res).catch((err: unknown) => {
+      this.o.log.error({ err }, 'proxy handler failed');
+      if (!res.headersSent) this.sendError(res, 'internal_error', undefined, { requestId: 'unknown' });
+      else res.destroy();
+    });
+  };
+
+  private async run(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const ctx: CallContext = {
+      requestId: `req_${randomUUID().replace(/-/g, '')}`,
+      started: this.now(),
+      method,
+      path: (req.url ?? '/').split('?')[0]!.slice(0, 512),
+      key: null,
+    };
+
+    // 1. Authenticate.
+    const token = readVaultToken(req.headers);
+    if (token === null || !tokenLooksValid(token)) return this.deny(req, res, ctx, 'invalid_key');
+    const hash = hashToken(token);
+    let key = this.o.cache.get(hash);
+    if (!key) {
+      let record;
+      try {
+        record = await this.o.store.getKeyByHash(hash);
+      } catch (err) {
+        this.o.log.error({ err }, 'key lookup failed');
+        return this.deny(req, res, ctx, 'store_unavailable');
+      }
+      if (!record) return this.deny(req, res, ctx, 'invalid_key');
+      key = this.o.cache.put(record);
+    }
+    ctx.key = key;
+    const status = keyStatus(key.record, ctx.started);
+    if (status === 'revoked') return this.deny(req, res, ctx, 'key_revoked');
+    if (status === 'expired') return this.deny(req, res, ctx, 'key_expired');
+
+    // 2. Authorize on the normalized path; anything ambiguous is refused, not guessed.
+    const norm = normalizePath(req.url ?? '');
+    if (!norm.ok) return this.deny(req, res, ctx, 'endpoint_not_allowed', `The path is ambiguous (${norm.reason}).`);
+    let segments = norm.segments;
+    const first = segments[0];
+    if (first !== undefined && (this.o.vendorNames.has(first) || this.o.catalog.has(first))) {
+      if (first !== key.record.vendor) {
+        return this.deny(req, res, ctx, 'endpoint_not_allowed', `This key is for ${key.record.vendor}, not ${first}.`);
+      }
+      segments = segments.slice(1);
+    }
+    ctx.path = '/' + segments.map(encodeSegment).join('/');
+    if (!isEndpointAllowed(key.patterns, method, segments)) {
+      return this.deny(req, res, ctx, 'endpoint_not_allowed', `${method} ${ctx.path} is not in this key's allowed_endpoints.`);
+    }
+    const vendor = this.o.catalog.get(key.record.vendor);
+    const secret = vendor?.secret(key.record.mode);
+    if (!vendor || secret === undefined) {
+      return this.deny(req, res, ctx, 'upstream_error', `No ${key.record.mode} credential is configured for ${key.record.vendor}.`);
+    }
+
+    // 3. Read and prepare the body (the whole body: it is priced, and re-framed upstream).
+    const read = await this.readBody(req);
+    if (!read.ok) return this.deny(req, res, ctx, 'body_too_large');
+    const prepared = vendor.prepareBody(read.body, req.headers['content-type']);
+    if (!prepared.ok) return this.deny(req, res, ctx, 'invalid_body', prepared.reason);
+
+    // 4. Price.
+    const price = vendor.price({
+      method,
+      segments,
+      query: norm.query,
+      body: prepared.body,
+      contentType: prepared.contentType,
+    });
+    let estimate = 0;
+    if (price.kind === 'invalid') {
+      return this.deny(req, res, ctx, 'invalid_amount', price.reason, price.param);
+    } else if (price.kind === 'unknown') {
+      if (key.record.dailyCapMicros !== null) return this.deny(req, res, ctx, 'cost_unknown', price.reason);
+    } else {
+      estimate = price.micros;
+    }
+
+    // 5. Reserve, durably, before a byte goes to the vendor.
+    const reservationId = `rsv_${randomUUID().replace(/-/g, '')}`;
+    let reserved;
+    try {
+      reserved = await this.o.store.reserve({
+        reservationId,
+        keyId: key.record.id,
+        day: utcDay(ctx.started),
+        amountMicros: estimate,
+        requestId: ctx.requestId,
+        method,
+        path: ctx.path,
+        now: ctx.started,
+      });
+    } catch (err) {
+      this.o.log.error({ err }, 'reservation failed');
+      return this.deny(req, res, ctx, 'store_unavailable');
+    }
+    if (!reserved.ok) {
+      if (reserved.code === 'cap_exhausted') {
+        const remaining = Math.max(0, reserved.capMicros - reserved.spentMicros);
+        return this.deny(
+          req,
+          res,
+          ctx,
+          'cap_exhausted',
+          `This call costs ${formatUsd(estimate)} but the key has ${formatUsd(remaining)} left of its ${formatUsd(reserved.capMicros)} daily cap.`,
+          undefined,
+          { limit: 'key', cost_usd: estimate / 1e6, remaining_usd: remaining / 1e6 },
+        );
+      }
+      if (reserved.code === 'key_revoked') this.o.cache.markRevoked(hash, ctx.started);
+      return this.deny(req, res, ctx, reserved.code);
+    }
+
+    // 6. Forward.
+    await this.forward(req, res, ctx, vendor, secret, norm.query, prepared, reservationId, estimate);
+  }
+
+  private async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: CallContext,
+    vendor: Vendor,
+    secret: string,
+    query: string,
+    prepared: { body: Buffer; contentType: string | undefined },
+    reservationId: string,
+    estimate: number,
+  ): Promise<void> {
+    const upstreamPath = ctx.path + (query ? `?${query}` : '');
+    const headers = upstreamRequestHeaders(
+      req.headers,
+      vendor.authHeaders(secret),
+      prepared.contentType,
+      prepared.body.length,
+      ctx.requestId,
+    );
+    const sentAt = this.now();
+    let upstream;
+    try {
+      upstream = await this.pool(vendor.origin).request({
+        path: upstreamPath,
+        method: ctx.method as 'GET',
+        headers,
+        body: prepared.body.length ? prepared.body : null,
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? '';
+      const notSent = NOT_SENT.has(code);
+      const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
+      await this.settle(reservationId, notSent ? { state: 'released' } : { state: 'unknown' });
+      this.o.log.warn({ code, requestId: ctx.requestId, vendor: vendor.name }, 'upstream call failed');
+      const errCode: ErrorCode = timeout ? 'upstream_timeout' : 'upstream_error';
+      this.sendError(res, errCode, undefined, { requestId: ctx.requestId });
+      this.record(ctx, ERRORS[errCode].status, 'allow', errCode, notSent ? 0 : estimate, this.now() - sentAt);
+      return;
+    }
+    const latency = this.now() - sentAt;
+
+    // 7. Settle before the caller sees the answer.
+    const outcome = vendor.outcome(upstream.statusCode);
+    const settlement: Settlement =
+      outcome === 'executed'
+        ? { state: 'settled', micros: estimate }
+        : outcome === 'refused'
+          ? { state: 'released' }
+          : { state: 'unknown' };
+    await this.settle(reservationId, settlement);
+    const cost = settlement.state === 'released' ? 0 : estimate;
+
+    res.writeHead(upstream.statusCode, downstreamResponseHeaders(upstream.headers, ctx.requestId));
+    this.record(ctx, upstream.statusCode, 'allow', null, cost, latency);
+    try {
+      await pipeline(upstream.body, res);
+    } catch (err) {
+      // The caller left or the vendor cut the body; the charge stands either way.
+      this.o.log.debug({ err, requestId: ctx.requestId }, 'response stream ended early');
+    }
+  }
+
+  private async settle(reservationId: string, outcome: Settlement): Promise<void> {
+    try {
+      await this.o.store.settle(reservationId, outcome, this.now());
+    } catch (err) {
+      // The reservation stays open and charged; the reconciler closes it at its estimate.
+      this.o.log.error({ err, reservationId }, 'settlement failed; reservation left charged');
+    }
+  }
+
+  private pool(origin: string): Pool {
+    let p = this.pools.get(origin);
+    if (!p) {
+      p = new Pool(origin, {
+        connections: this.o.connectionsPerUpstream,
+        connectTimeout: this.o.connectTimeoutMs,
+        headersTimeout: this.o.headersTimeoutMs,
+        bodyTimeout: this.o.bodyTimeoutMs,
+        keepAliveTimeout: 4_000,
+      });
+      this.pools.set(origin, p);
+    }
+    return p;
+  }
+
+  private readBody(req: IncomingMessage): Promise<ReadBody> {
+    const limit = this.o.maxBodyBytes;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) return Promise.resolve({ ok: false });
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let done = false;
+      req.on('data', (c: Buffer) => {
+        if (done) return;
+        size += c.length;
+        if (size > limit) {
+          done = true;
+          resolve({ ok: false });
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => {
+        if (!done) resolve({ ok: true, body: Buffer.concat(chunks, size) });
+        done = true;
+      });
+      req.on('error', () => {
+        if (!done) resolve({ ok: false });
+        done = true;
+      });
+    });
+  }
+
+  private deny(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: CallContext,
+    code: ErrorCode,
+    message?: string,
+    param?: string,
+    extra?: Record<string, unknown>,
+  ): void {
+    req.resume();
+    this.sendError(res, code, message, { requestId: ctx.requestId, param, extra });
+    this.record(ctx, ERRORS[code].status, 'deny', code, 0, null);
+  }
+
+  private sendError(
+    res: ServerResponse,
+    code: ErrorCode,
+    message: string | undefined,
+    opts: { requestId: string; param?: string | undefined; extra?: Record<string, unknown> | undefined },
+  ): void {
+    const body = JSON.stringify(errorBody(code, message, opts));
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'x-keyleash-request-id': opts.requestId,
+    };
+    if (ERRORS[code].status === 401) headers['www-authenticate'] = 'Bearer realm="keyleash"';
+    res.writeHead(ERRORS[code].status, headers);
+    res.end(body);
+  }
+
+  private record(
+    ctx: CallContext,
+    status: number,
+    decision: 'allow' | 'deny',
+    code: string | null,
+    costMicros: number,
+    upstreamLatencyMs: number | null,
+  ): void {
+    const k = ctx.key?.record;
+    this.o.audit.push({
+      id: `aud_${randomUUID().replace(/-/g, '')}`,
+      time: ctx.started,
+      requestId: ctx.requestId,
+      keyId: k?.id ?? null,
+      label: k?.label ?? null,
+      vendor: k?.vendor ?? null,
+      mode: k?.mode ?? null,
+      method: ctx.method,
+      path: ctx.path,
+      status,
+      decision,
+      code,
+      costMicros,
+      upstreamLatencyMs,
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.pools.clear();
+  }
+}

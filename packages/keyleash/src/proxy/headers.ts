@@ -1,0 +1,77 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) and the caller's own credentials never cross the proxy.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+const NEVER_FORWARDED = new Set([
+  ...HOP_BY_HOP,
+  'host',
+  'authorization',
+  'cookie',
+  'content-length',
+  'content-type',
+  'expect',
+  // The caller may not rewrite the method behind the allowlist's back.
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  // The vendor has no business with our callers' network details.
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-real-ip',
+]);
+
+function connectionListed(value: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const v of Array.isArray(value) ? value : value ? [value] : []) {
+    for (const name of v.split(',')) out.add(name.trim().toLowerCase());
+  }
+  return out;
+}
+
+export function upstreamRequestHeaders(
+  incoming: IncomingHttpHeaders,
+  auth: Record<string, string>,
+  contentType: string | undefined,
+  bodyLength: number,
+  requestId: string,
+): Record<string, string | string[]> {
+  const listed = connectionListed(incoming.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || NEVER_FORWARDED.has(name) || listed.has(name)) continue;
+    out[name] = value;
+  }
+  Object.assign(out, auth);
+  if (contentType !== undefined) out['content-type'] = contentType;
+  if (bodyLength > 0 || contentType !== undefined) out['content-length'] = String(bodyLength);
+  out['x-keyleash-request-id'] = requestId;
+  return out;
+}
+
+export function downstreamResponseHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  requestId: string,
+): OutgoingHttpHeaders {
+  const listed = connectionListed(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    out[name] = value;
+  }
+  out['x-keyleash-request-id'] = requestId;
+  return out;
+}

@@ -1,0 +1,63 @@
+// Append-only: a released migration is never edited, only followed by a new one.
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE keys (
+    id                TEXT PRIMARY KEY,
+    token_hash        TEXT NOT NULL UNIQUE,
+    label             TEXT NOT NULL,
+    vendor            TEXT NOT NULL,
+    mode              TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+    allowed_endpoints TEXT NOT NULL,
+    daily_cap_micros  INTEGER CHECK (daily_cap_micros IS NULL OR daily_cap_micros >= 0),
+    metadata          TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    revoked_at        INTEGER,
+    request_count     INTEGER NOT NULL DEFAULT 0,
+    last_used_at      INTEGER
+  );
+  CREATE INDEX keys_by_created ON keys (created_at DESC, id DESC);
+
+  CREATE TABLE key_spend (
+    key_id       TEXT NOT NULL REFERENCES keys (id),
+    day          TEXT NOT NULL,
+    spent_micros INTEGER NOT NULL,
+    PRIMARY KEY (key_id, day)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE reservations (
+    id              TEXT PRIMARY KEY,
+    key_id          TEXT NOT NULL REFERENCES keys (id),
+    day             TEXT NOT NULL,
+    estimate_micros INTEGER NOT NULL,
+    final_micros    INTEGER,
+    state           TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'released', 'unknown')),
+    request_id      TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    settled_at      INTEGER
+  );
+  CREATE INDEX reservations_by_key ON reservations (key_id, created_at);
+  CREATE INDEX reservations_open ON reservations (created_at) WHERE state = 'reserved';
+
+  CREATE TABLE audit (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  TEXT NOT NULL UNIQUE,
+    time                INTEGER NOT NULL,
+    request_id          TEXT NOT NULL,
+    key_id              TEXT,
+    label               TEXT,
+    vendor              TEXT,
+    mode                TEXT,
+    method              TEXT NOT NULL,
+    path                TEXT NOT NULL,
+    status              INTEGER NOT NULL,
+    decision            TEXT NOT NULL,
+    code                TEXT,
+    cost_micros         INTEGER NOT NULL,
+    upstream_latency_ms REAL
+  );
+  CREATE INDEX audit_by_key ON audit (key_id, seq DESC);
+  `,
+];
