@@ -48,6 +48,11 @@ export const DOCS_BASE = 'docs/errors.md';
 export interface ErrorBody {
   code: ErrorCode;
   message: string;
+  /**
+   * The same code and message in the `error` envelope vendor SDKs read (stripe-node, openai,
+   * anthropic): without it they would take a keyleash refusal for a successful answer.
+   */
+  error: { type: 'keyleash_error'; code: ErrorCode; message: string };
   request_id?: string;
   param?: string;
   docs: string;
@@ -75,7 +80,13 @@ export function errorBody(
   message?: string,
   opts?: { requestId?: string; param?: string | undefined; extra?: Record<string, unknown> | undefined },
 ): ErrorBody {
-  const body: ErrorBody = { code, message: message ?? ERRORS[code].message, docs: `${DOCS_BASE}#${code}` };
+  const text = message ?? ERRORS[code].message;
+  const body: ErrorBody = {
+    code,
+    message: text,
+    docs: `${DOCS_BASE}#${code}`,
+    error: { type: 'keyleash_error', code, message: text },
+  };
   if (opts?.param !== undefined) body.param = opts.param;
   if (opts?.requestId !== undefined) body.request_id = opts.requestId;
   if (opts?.extra) Object.assign(body, opts.extra);

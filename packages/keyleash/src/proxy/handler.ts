@@ -211,7 +211,7 @@ export class ProxyHandler {
       await this.settle(reservationId, notSent ? { state: 'released' } : { state: 'unknown' });
       this.o.log.warn({ code, requestId: ctx.requestId, vendor: vendor.name }, 'upstream call failed');
       const errCode: ErrorCode = timeout ? 'upstream_timeout' : 'upstream_error';
-      this.sendError(res, errCode, undefined, { requestId: ctx.requestId });
+      this.sendError(res, errCode, undefined, { requestId: ctx.requestId, vendor });
       this.record(ctx, ERRORS[errCode].status, 'allow', errCode, notSent ? 0 : estimate, this.now() - sentAt);
       return;
     }
@@ -301,7 +301,8 @@ export class ProxyHandler {
     extra?: Record<string, unknown>,
   ): void {
     req.resume();
-    this.sendError(res, code, message, { requestId: ctx.requestId, param, extra });
+    const vendor = ctx.key ? this.o.catalog.get(ctx.key.record.vendor) : undefined;
+    this.sendError(res, code, message, { requestId: ctx.requestId, param, extra, vendor });
     this.record(ctx, ERRORS[code].status, 'deny', code, 0, null);
   }
 
@@ -309,7 +310,12 @@ export class ProxyHandler {
     res: ServerResponse,
     code: ErrorCode,
     message: string | undefined,
-    opts: { requestId: string; param?: string | undefined; extra?: Record<string, unknown> | undefined },
+    opts: {
+      requestId: string;
+      param?: string | undefined;
+      extra?: Record<string, unknown> | undefined;
+      vendor?: Vendor | undefined;
+    },
   ): void {
     const body = JSON.stringify(errorBody(code, message, opts));
     const headers: Record<string, string | number> = {
@@ -318,6 +324,9 @@ export class ProxyHandler {
       'x-keyleash-request-id': opts.requestId,
     };
     if (ERRORS[code].status === 401) headers['www-authenticate'] = 'Bearer realm="keyleash"';
+    if (opts.vendor?.refusalHeaders && code !== 'store_unavailable' && code !== 'rate_limited') {
+      Object.assign(headers, opts.vendor.refusalHeaders);
+    }
     res.writeHead(ERRORS[code].status, headers);
     res.end(body);
   }

@@ -21,6 +21,8 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     origin: cfg.origin,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),
+    // stripe-node retries some statuses on its own; a refusal by keyleash will not change on retry.
+    refusalHeaders: { 'stripe-should-retry': 'false' },
 
     // Integrations send JSON; Stripe only reads form bodies, so JSON is re-encoded the way stripe-node would.
     prepareBody(body, contentType): PreparedBody {

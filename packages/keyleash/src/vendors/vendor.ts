@@ -38,6 +38,8 @@ export interface Vendor {
   prepareBody(body: Buffer, contentType: string | undefined): PreparedBody;
   price(call: CallInfo): Price;
   outcome(status: number): Outcome;
+  /** Extra headers on keyleash's own refusals, in the vendor's dialect (e.g. "do not retry"). */
+  readonly refusalHeaders?: Readonly<Record<string, string>>;
 }
 
 export type VendorCatalog = ReadonlyMap<string, Vendor>;

@@ -1,0 +1,154 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { parseConfig, type ConfigInput } from '../src/config/config.js';
+import { createGateway, type Gateway } from '../src/gateway.js';
+import { createLogger } from '../src/log.js';
+import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
+
+export const ADMIN_TOKEN = 'test_admin_token_0123456789';
+export const STRIPE_TEST_SECRET = 'sk_test_harness_secret_1234567890';
+export const STRIPE_LIVE_SECRET = 'sk_live_harness_secret_0987654321';
+/** Every secret the suites use; a leak test looks for each in responses, logs and audit records. */
+export const ALL_SECRETS = [ADMIN_TOKEN, STRIPE_TEST_SECRET, STRIPE_LIVE_SECRET];
+
+export interface TestGateway {
+  gw: Gateway;
+  apiUrl: string;
+  proxyUrl: string;
+  sandbox: StripeSandbox;
+  dir: string;
+  /** Every log line the gateway wrote. */
+  logs: string[];
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }>;
+  /** Issues a key; throws unless the answer is 201. */
+  issue(body?: Record<string, unknown>): Promise<{ id: string; token: string; [k: string]: any }>;
+  proxy(
+    path: string,
+    init?: { method?: string; token?: string; headers?: Record<string, string>; body?: unknown; form?: string },
+  ): Promise<{ status: number; body: any; headers: Headers; text: string }>;
+  close(): Promise<void>;
+}
+
+export const stripeKey = {
+  label: 'test-key',
+  vendor: 'stripe',
+  allowed_endpoints: ['/v1/payment_intents', '/v1/payment_intents/*', 'POST /v1/refunds', 'GET /v1/customers'],
+  daily_usd_cap: 1000,
+  expires_in: '5m',
+};
+
+export async function startGateway(
+  overrides: (sandboxUrl: string, dir: string) => Partial<ConfigInput> = () => ({}),
+): Promise<TestGateway> {
+  const sandbox = createStripeSandbox({ secrets: [STRIPE_TEST_SECRET, STRIPE_LIVE_SECRET] });
+  const sandboxUrl = await sandbox.listen();
+  const dir = mkdtempSync(join(tmpdir(), 'keyleash-test-'));
+  const base: ConfigInput = {
+    admin_token: ADMIN_TOKEN,
+    listen: { api: { host: '127.0.0.1', port: 0 }, proxy: { host: '127.0.0.1', port: 0 } },
+    store: { path: join(dir, 'keyleash.sqlite') },
+    vendors: { stripe: { base_url: sandboxUrl, test_secret: STRIPE_TEST_SECRET, live_secret: STRIPE_LIVE_SECRET } },
+    log_level: 'debug',
+  };
+  const config = parseConfig({ ...base, ...overrides(sandboxUrl, dir) });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const gw = createGateway(config, { logger: createLogger(config.log_level, sink) });
+  const { apiUrl, proxyUrl } = await gw.listen();
+
+  const parse = async (res: Response) => {
+    const text = await res.text();
+    let body: any = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      /* not JSON */
+    }
+    return { status: res.status, body, headers: res.headers, text };
+  };
+
+  const t: TestGateway = {
+    gw,
+    apiUrl,
+    proxyUrl,
+    sandbox,
+    dir,
+    logs,
+    async admin(method, path, body) {
+      const res = await fetch(apiUrl + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${ADMIN_TOKEN}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      return parse(res);
+    },
+    async issue(body = stripeKey) {
+      const r = await t.admin('POST', '/v1/keys', body);
+      if (r.status !== 201) throw new Error(`issue failed: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body;
+    },
+    async proxy(path, init = {}) {
+      const headers: Record<string, string> = { ...init.headers };
+      if (init.token !== undefined) headers.authorization = `Bearer ${init.token}`;
+      let body: string | undefined;
+      if (init.form !== undefined) {
+        headers['content-type'] ??= 'application/x-www-form-urlencoded';
+        body = init.form;
+      } else if (init.body !== undefined) {
+        headers['content-type'] ??= 'application/json';
+        body = typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+      }
+      const res = await fetch(proxyUrl + path, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body });
+      return parse(res);
+    },
+    async close() {
+      await gw.close();
+      await sandbox.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return t;
+}
+
+/**
+ * A request sent exactly as written: fetch would normalize dot segments and drop headers like
+ * Connection, which the hostile-input tests need to send.
+ */
+export function rawRequest(
+  baseUrl: string,
+  method: string,
+  path: string,
+  headers: Record<string, string | string[]> = {},
+  body?: string | Buffer,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string; body: any }> {
+  const u = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, method, path, headers, setHost: true }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: any = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          /* not JSON */
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body: parsed });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
