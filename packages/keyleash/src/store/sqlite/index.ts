@@ -242,9 +242,10 @@ export class SqliteStore implements Store {
     if (filter.vendor !== undefined) where.push('vendor = ?'), args.push(filter.vendor);
     if (filter.mode !== undefined) where.push('mode = ?'), args.push(filter.mode);
     if (filter.labelPrefix !== undefined) {
-      // substr comparison, not LIKE: a prefix may itself contain % or _.
+      // substr comparison, not LIKE: a prefix may itself contain % or _. substr counts code points,
+      // not UTF-16 units, so measure the prefix the same way (an emoji is 1, not 2).
       where.push('substr(label, 1, ?) = ?');
-      args.push(filter.labelPrefix.length, filter.labelPrefix);
+      args.push([...filter.labelPrefix].length, filter.labelPrefix);
     }
     for (const [k, v] of Object.entries(filter.metadata ?? {})) {
       where.push('json_extract(metadata, ?) = ?');

@@ -1,0 +1,908 @@
+// The storage conformance suite. Every Store backend runs this same suite, unchanged, in one line:
+//
+//   runStoreConformance({ name: 'sqlite', create: async () => ({ store, cleanup, reopen }) });
+//
+// Test-only: it imports vitest, so no runtime code may import it (tsconfig.build.json excludes it).
+// Timestamps are fixed, never the real clock, so every backend sees the same inputs.
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidCursorError } from './cursor.js';
+import type { AuditFilter, AuditRecord, KeyFilter, KeyRecord, Page, ReserveRequest, Store } from './store.js';
+
+export interface StoreInstance {
+  store: Store;
+  /** Closes the store(s) and removes whatever the backend created. */
+  cleanup(): Promise<void>;
+  /**
+   * Closes `store` and opens a new one on the same underlying data. Optional: the durability
+   * test is skipped for a backend that leaves it out.
+   */
+  reopen?(): Promise<Store>;
+}
+
+export interface StoreFactory {
+  name: string;
+  /** A fresh, empty store per call. */
+  create(): Promise<StoreInstance>;
+}
+
+const NOW = Date.UTC(2026, 0, 1);
+const HOUR = 3_600_000;
+const DAY = '2026-01-01';
+const NEXT_DAY = '2026-01-02';
+/** One USD in micro-dollars. */
+const USD = 1_000_000;
+
+let seq = 0;
+function uid(prefix: string): string {
+  seq += 1;
+  return `${prefix}_${String(seq).padStart(8, '0')}`;
+}
+
+/** A valid, active KeyRecord with a unique id and token hash; override any field. */
+export function makeKey(overrides: Partial<KeyRecord> = {}): KeyRecord {
+  const id = uid('key');
+  return {
+    id,
+    tokenHash: `hash_${id}`,
+    label: `label-${id}`,
+    vendor: 'stripe',
+    mode: 'test',
+    allowedEndpoints: ['/v1/payment_intents', 'POST /v1/refunds'],
+    dailyCapMicros: 100 * USD,
+    metadata: {},
+    createdAt: NOW - HOUR,
+    expiresAt: NOW + HOUR,
+    revokedAt: null,
+    ...overrides,
+  };
+}
+
+/** A valid AuditRecord with a unique id; override any field. */
+export function makeAudit(overrides: Partial<AuditRecord> = {}): AuditRecord {
+  const id = uid('aud');
+  return {
+    id,
+    time: NOW,
+    requestId: `req_${id}`,
+    keyId: null,
+    label: null,
+    vendor: null,
+    mode: null,
+    method: 'POST',
+    path: '/v1/payment_intents',
+    status: 200,
+    decision: 'allow',
+    code: null,
+    costMicros: 0,
+    upstreamLatencyMs: null,
+    ...overrides,
+  };
+}
+
+function reserveReq(keyId: string, amountMicros: number, overrides: Partial<ReserveRequest> = {}): ReserveRequest {
+  return {
+    reservationId: uid('rsv'),
+    keyId,
+    day: DAY,
+    amountMicros,
+    requestId: uid('req'),
+    method: 'POST',
+    path: '/v1/payment_intents',
+    now: NOW,
+    ...overrides,
+  };
+}
+
+/** Walks every page; fails if a page is larger than the limit or the walk does not end. */
+async function collectPages<T>(fetch: (cursor: string | null) => Promise<Page<T>>, limit: number): Promise<T[][]> {
+  const pages: T[][] = [];
+  let cursor: string | null = null;
+  for (let guard = 0; guard < 1000; guard++) {
+    const page: Page<T> = await fetch(cursor);
+    expect(page.items.length).toBeLessThanOrEqual(limit);
+    pages.push(page.items);
+    if (page.nextCursor === null) return pages;
+    cursor = page.nextCursor;
+  }
+  throw new Error('pagination did not terminate');
+}
+
+function ids(items: readonly { id: string }[]): string[] {
+  return items.map((i) => i.id);
+}
+
+function sorted(xs: readonly string[]): string[] {
+  return [...xs].sort();
+}
+
+export function runStoreConformance(factory: StoreFactory): void {
+  describe(`Store conformance: ${factory.name}`, () => {
+    let instance: StoreInstance;
+    let store: Store;
+
+    beforeEach(async () => {
+      instance = await factory.create();
+      store = instance.store;
+    });
+
+    afterEach(async () => {
+      await instance.cleanup();
+    });
+
+    async function createKey(overrides: Partial<KeyRecord> = {}): Promise<KeyRecord> {
+      const key = makeKey(overrides);
+      await store.createKey(key);
+      return key;
+    }
+
+    async function listAllKeys(filter: KeyFilter, now = NOW, limit = 100): Promise<KeyRecord[]> {
+      return (await collectPages((c) => store.listKeys(filter, limit, c, now), limit)).flat();
+    }
+
+    async function listAllAudit(filter: AuditFilter, limit = 100): Promise<AuditRecord[]> {
+      return (await collectPages((c) => store.listAudit(filter, limit, c), limit)).flat();
+    }
+
+    describe('keys', () => {
+      it('round-trips every field through getKeyById and getKeyByHash', async () => {
+        const key = await createKey({
+          label: 'flask-u42-run7 ✓',
+          vendor: 'stripe',
+          mode: 'live',
+          allowedEndpoints: ['/v1/payment_intents', '/v1/payment_intents/*', 'GET /v1/customers'],
+          dailyCapMicros: 12_345_678,
+          metadata: { user_id: 'u42', 'run.id': 'r7', 'org:id': 'o"1', note: 'a b&c=d 😀' },
+          createdAt: NOW - 5 * HOUR,
+          expiresAt: NOW + 7 * HOUR,
+        });
+        expect(await store.getKeyById(key.id)).toEqual(key);
+        expect(await store.getKeyByHash(key.tokenHash)).toEqual(key);
+      });
+
+      it('round-trips a key with no cap, no metadata and an empty label', async () => {
+        const key = await createKey({ dailyCapMicros: null, metadata: {}, label: '' });
+        const got = await store.getKeyById(key.id);
+        expect(got).toEqual(key);
+        expect(got?.dailyCapMicros).toBeNull();
+        expect(await store.getKeyByHash(key.tokenHash)).toEqual(key);
+      });
+
+      it('round-trips a zero cap as 0, not null', async () => {
+        const key = await createKey({ dailyCapMicros: 0 });
+        expect((await store.getKeyById(key.id))?.dailyCapMicros).toBe(0);
+      });
+
+      it('returns null for an unknown id or token hash', async () => {
+        await createKey();
+        expect(await store.getKeyById('key_does_not_exist')).toBeNull();
+        expect(await store.getKeyByHash('hash_does_not_exist')).toBeNull();
+      });
+
+      it('rejects a key whose id already exists and keeps the original', async () => {
+        const key = await createKey({ label: 'original' });
+        await expect(store.createKey(makeKey({ id: key.id, label: 'impostor' }))).rejects.toThrow();
+        expect(await store.getKeyById(key.id)).toEqual(key);
+      });
+
+      it('rejects a key whose token hash already exists and keeps the original', async () => {
+        const key = await createKey({ label: 'original' });
+        const dup = makeKey({ tokenHash: key.tokenHash, label: 'impostor' });
+        await expect(store.createKey(dup)).rejects.toThrow();
+        expect(await store.getKeyByHash(key.tokenHash)).toEqual(key);
+        expect(await store.getKeyById(dup.id)).toBeNull();
+      });
+
+      it('revokeKey answers revoked, then already_revoked, and keeps the first revocation time', async () => {
+        const key = await createKey();
+        expect(await store.revokeKey(key.id, NOW)).toBe('revoked');
+        expect((await store.getKeyById(key.id))?.revokedAt).toBe(NOW);
+        expect(await store.revokeKey(key.id, NOW + 1000)).toBe('already_revoked');
+        expect(await store.getKeyById(key.id)).toEqual({ ...key, revokedAt: NOW });
+        expect(await store.getKeyByHash(key.tokenHash)).toEqual({ ...key, revokedAt: NOW });
+      });
+
+      it('revokeKey answers not_found for an unknown id', async () => {
+        expect(await store.revokeKey('key_does_not_exist', NOW)).toBe('not_found');
+      });
+
+      it('keyUsage of a fresh key is zero requests, never used, nothing spent', async () => {
+        const key = await createKey();
+        expect(await store.keyUsage(key.id, DAY)).toEqual({ requestCount: 0, lastUsedAt: null, spentMicros: 0 });
+      });
+    });
+
+    describe('listKeys', () => {
+      it('lists newest first', async () => {
+        const a = await createKey({ createdAt: NOW - 3000 });
+        const b = await createKey({ createdAt: NOW - 1000 });
+        const c = await createKey({ createdAt: NOW - 2000 });
+        const page = await store.listKeys({}, 10, null, NOW);
+        expect(ids(page.items)).toEqual([b.id, c.id, a.id]);
+        expect(page.nextCursor).toBeNull();
+        expect(page.items[0]).toEqual(b);
+      });
+
+      it('returns an empty page with no cursor on an empty store', async () => {
+        expect(await store.listKeys({}, 10, null, NOW)).toEqual({ items: [], nextCursor: null });
+      });
+
+      it('honours the limit and gives a cursor only when more remain', async () => {
+        for (let i = 0; i < 5; i++) await createKey({ createdAt: NOW - i * 1000 });
+        const first = await store.listKeys({}, 2, null, NOW);
+        expect(first.items).toHaveLength(2);
+        expect(first.nextCursor).not.toBeNull();
+        const exact = await store.listKeys({}, 5, null, NOW);
+        expect(exact.items).toHaveLength(5);
+        expect(exact.nextCursor).toBeNull();
+        const over = await store.listKeys({}, 50, null, NOW);
+        expect(over.items).toHaveLength(5);
+        expect(over.nextCursor).toBeNull();
+      });
+
+      it('cursor pagination visits every key exactly once, newest first, even with equal createdAt', async () => {
+        const created: KeyRecord[] = [];
+        // 17 keys share one createdAt (tie-breaking must be stable), the rest are spread around them.
+        for (let i = 0; i < 17; i++) created.push(await createKey({ createdAt: NOW - 5000 }));
+        for (let i = 0; i < 6; i++) created.push(await createKey({ createdAt: NOW - i * 2000 }));
+        for (const limit of [1, 3, 4, 17, 23]) {
+          const pages = await collectPages((c) => store.listKeys({}, limit, c, NOW), limit);
+          const all = pages.flat();
+          expect(all).toHaveLength(created.length);
+          expect(new Set(ids(all)).size).toBe(created.length);
+          expect(sorted(ids(all))).toEqual(sorted(ids(created)));
+          for (let i = 1; i < all.length; i++) expect(all[i]!.createdAt).toBeLessThanOrEqual(all[i - 1]!.createdAt);
+          for (const page of pages.slice(0, -1)) expect(page).toHaveLength(limit);
+        }
+      });
+
+      it('cursor pagination with a filter visits every matching key exactly once', async () => {
+        const matching: KeyRecord[] = [];
+        for (let i = 0; i < 12; i++) {
+          matching.push(await createKey({ vendor: 'acme', createdAt: NOW - (i % 3) * 1000 }));
+          await createKey({ vendor: 'stripe', createdAt: NOW - (i % 3) * 1000 });
+        }
+        const all = await listAllKeys({ vendor: 'acme' }, NOW, 5);
+        expect(sorted(ids(all))).toEqual(sorted(ids(matching)));
+      });
+
+      it('a cursor stays valid when newer keys are created between pages', async () => {
+        const old: KeyRecord[] = [];
+        for (let i = 0; i < 6; i++) old.push(await createKey({ createdAt: NOW - 10_000 - i }));
+        const first = await store.listKeys({}, 3, null, NOW);
+        for (let i = 0; i < 4; i++) await createKey({ createdAt: NOW - 1 });
+        const rest = await collectPages((c) => store.listKeys({}, 3, c ?? first.nextCursor, NOW), 3);
+        const seen = [...first.items, ...rest.flat()];
+        expect(ids(seen)).toEqual(ids(old));
+      });
+
+      it('filters by status relative to now: active, expired (expiresAt <= now), revoked', async () => {
+        const active = await createKey({ expiresAt: NOW + 1 });
+        const expiredAtNow = await createKey({ expiresAt: NOW });
+        const expiredBefore = await createKey({ expiresAt: NOW - HOUR });
+        const revoked = await createKey({ expiresAt: NOW + HOUR });
+        const revokedAndExpired = await createKey({ expiresAt: NOW - HOUR });
+        await store.revokeKey(revoked.id, NOW - 10);
+        await store.revokeKey(revokedAndExpired.id, NOW - 2 * HOUR);
+
+        expect(ids(await listAllKeys({ status: 'active' }))).toEqual([active.id]);
+        expect(sorted(ids(await listAllKeys({ status: 'expired' })))).toEqual(
+          sorted([expiredAtNow.id, expiredBefore.id]),
+        );
+        expect(sorted(ids(await listAllKeys({ status: 'revoked' })))).toEqual(
+          sorted([revoked.id, revokedAndExpired.id]),
+        );
+        expect(await listAllKeys({})).toHaveLength(5);
+        // The same keys seen from an earlier `now`.
+        expect(sorted(ids(await listAllKeys({ status: 'active' }, NOW - 2 * HOUR)))).toEqual(
+          sorted([active.id, expiredAtNow.id, expiredBefore.id]),
+        );
+      });
+
+      it('filters by vendor and by mode', async () => {
+        const stripeTest = await createKey({ vendor: 'stripe', mode: 'test' });
+        const stripeLive = await createKey({ vendor: 'stripe', mode: 'live' });
+        const acmeLive = await createKey({ vendor: 'acme', mode: 'live' });
+        expect(sorted(ids(await listAllKeys({ vendor: 'stripe' })))).toEqual(sorted([stripeTest.id, stripeLive.id]));
+        expect(ids(await listAllKeys({ vendor: 'acme' }))).toEqual([acmeLive.id]);
+        expect(await listAllKeys({ vendor: 'nobody' })).toEqual([]);
+        expect(ids(await listAllKeys({ mode: 'test' }))).toEqual([stripeTest.id]);
+        expect(sorted(ids(await listAllKeys({ mode: 'live' })))).toEqual(sorted([stripeLive.id, acmeLive.id]));
+        expect(ids(await listAllKeys({ mode: 'live', vendor: 'stripe' }))).toEqual([stripeLive.id]);
+      });
+
+      it('filters by labelPrefix', async () => {
+        const prodA = await createKey({ label: 'prod-a' });
+        const prodB = await createKey({ label: 'prod-b' });
+        const production = await createKey({ label: 'production' });
+        await createKey({ label: 'dev-prod' });
+        await createKey({ label: 'pro' });
+        expect(sorted(ids(await listAllKeys({ labelPrefix: 'prod-' })))).toEqual(sorted([prodA.id, prodB.id]));
+        expect(sorted(ids(await listAllKeys({ labelPrefix: 'prod' })))).toEqual(
+          sorted([prodA.id, prodB.id, production.id]),
+        );
+        expect(ids(await listAllKeys({ labelPrefix: 'production' }))).toEqual([production.id]);
+        expect(await listAllKeys({ labelPrefix: 'production-x' })).toEqual([]);
+        expect(await listAllKeys({ labelPrefix: '' })).toHaveLength(5);
+      });
+
+      it('matches a labelPrefix containing % and _ literally, not as wildcards', async () => {
+        const literal = await createKey({ label: '50%_off-a' });
+        await createKey({ label: '50%Xoff-b' });
+        await createKey({ label: '50X_off-c' });
+        await createKey({ label: '500_off-d' });
+        const under = await createKey({ label: 'a_b' });
+        await createKey({ label: 'axb' });
+        const backslash = await createKey({ label: 'c\\d' });
+        await createKey({ label: 'cd' });
+        expect(ids(await listAllKeys({ labelPrefix: '50%_' }))).toEqual([literal.id]);
+        expect(ids(await listAllKeys({ labelPrefix: '50%_off' }))).toEqual([literal.id]);
+        expect(ids(await listAllKeys({ labelPrefix: 'a_' }))).toEqual([under.id]);
+        expect(await listAllKeys({ labelPrefix: '%' })).toEqual([]);
+        expect(await listAllKeys({ labelPrefix: '_' })).toEqual([]);
+        expect(ids(await listAllKeys({ labelPrefix: 'c\\' }))).toEqual([backslash.id]);
+      });
+
+      it('matches labelPrefix case-sensitively', async () => {
+        const lower = await createKey({ label: 'prod-a' });
+        const upper = await createKey({ label: 'Prod-b' });
+        expect(ids(await listAllKeys({ labelPrefix: 'prod' }))).toEqual([lower.id]);
+        expect(ids(await listAllKeys({ labelPrefix: 'Prod' }))).toEqual([upper.id]);
+      });
+
+      it('matches a labelPrefix made of non-ASCII and astral characters', async () => {
+        const emoji = await createKey({ label: '😀-run-1' });
+        await createKey({ label: '😀x' });
+        const accented = await createKey({ label: 'café-1' });
+        await createKey({ label: 'cafe-1' });
+        expect(ids(await listAllKeys({ labelPrefix: '😀-' }))).toEqual([emoji.id]);
+        expect(ids(await listAllKeys({ labelPrefix: '😀-run-1' }))).toEqual([emoji.id]);
+        expect(ids(await listAllKeys({ labelPrefix: 'café' }))).toEqual([accented.id]);
+      });
+
+      it('filters by metadata: every pair must match', async () => {
+        const aProd = await createKey({ metadata: { team: 'a', env: 'prod', 'run.id': 'r1' } });
+        const aDev = await createKey({ metadata: { team: 'a', env: 'dev' } });
+        const b = await createKey({ metadata: { team: 'b', env: 'prod' } });
+        await createKey({ metadata: {} });
+        expect(sorted(ids(await listAllKeys({ metadata: { team: 'a' } })))).toEqual(sorted([aProd.id, aDev.id]));
+        expect(ids(await listAllKeys({ metadata: { team: 'a', env: 'prod' } }))).toEqual([aProd.id]);
+        expect(sorted(ids(await listAllKeys({ metadata: { env: 'prod' } })))).toEqual(sorted([aProd.id, b.id]));
+        expect(ids(await listAllKeys({ metadata: { 'run.id': 'r1' } }))).toEqual([aProd.id]);
+        expect(await listAllKeys({ metadata: { team: 'a', env: 'staging' } })).toEqual([]);
+        expect(await listAllKeys({ metadata: { missing: 'x' } })).toEqual([]);
+        expect(await listAllKeys({ metadata: { team: 'A' } })).toEqual([]);
+        expect(await listAllKeys({ metadata: {} })).toHaveLength(4);
+      });
+
+      it('combines filters with AND', async () => {
+        const hit = await createKey({ vendor: 'stripe', mode: 'live', label: 'job-1', metadata: { u: '1' } });
+        await createKey({ vendor: 'stripe', mode: 'live', label: 'job-2', metadata: { u: '2' } });
+        await createKey({ vendor: 'stripe', mode: 'test', label: 'job-3', metadata: { u: '1' } });
+        const revoked = await createKey({ vendor: 'stripe', mode: 'live', label: 'job-4', metadata: { u: '1' } });
+        await store.revokeKey(revoked.id, NOW);
+        const filter: KeyFilter = { status: 'active', vendor: 'stripe', mode: 'live', labelPrefix: 'job-', metadata: { u: '1' } };
+        expect(ids(await listAllKeys(filter))).toEqual([hit.id]);
+      });
+
+      it('throws InvalidCursorError on a malformed cursor', async () => {
+        await createKey();
+        for (const bad of ['not a cursor!!', '', Buffer.from('{"x":1}').toString('base64url'), 'W10']) {
+          await expect(store.listKeys({}, 10, bad, NOW)).rejects.toBeInstanceOf(InvalidCursorError);
+        }
+      });
+    });
+
+    describe('reserve', () => {
+      it('adds an accepted reservation to the day spend, request count and last use', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(key.id, 2 * USD, { now: NOW + 10 }))).toEqual({
+          ok: true,
+          spentMicros: 2 * USD,
+        });
+        expect(await store.keyUsage(key.id, DAY)).toEqual({ requestCount: 1, lastUsedAt: NOW + 10, spentMicros: 2 * USD });
+        expect(await store.reserve(reserveReq(key.id, 3 * USD, { now: NOW + 20 }))).toEqual({
+          ok: true,
+          spentMicros: 5 * USD,
+        });
+        expect(await store.keyUsage(key.id, DAY)).toEqual({ requestCount: 2, lastUsedAt: NOW + 20, spentMicros: 5 * USD });
+      });
+
+      it('records an open reservation readable with getReservation', async () => {
+        const key = await createKey();
+        const req = reserveReq(key.id, 1_234_567, { now: NOW + 5 });
+        await store.reserve(req);
+        expect(await store.getReservation(req.reservationId)).toEqual({
+          id: req.reservationId,
+          keyId: key.id,
+          day: DAY,
+          estimateMicros: 1_234_567,
+          finalMicros: null,
+          state: 'reserved',
+          requestId: req.requestId,
+          createdAt: NOW + 5,
+          settledAt: null,
+        });
+        expect(await store.getReservation('rsv_does_not_exist')).toBeNull();
+      });
+
+      it('refuses an unknown key as invalid_key', async () => {
+        const req = reserveReq('key_does_not_exist', USD);
+        expect(await store.reserve(req)).toEqual({ ok: false, code: 'invalid_key' });
+        expect(await store.getReservation(req.reservationId)).toBeNull();
+      });
+
+      it('refuses a revoked key as key_revoked', async () => {
+        const key = await createKey();
+        await store.revokeKey(key.id, NOW - 1);
+        expect(await store.reserve(reserveReq(key.id, USD))).toEqual({ ok: false, code: 'key_revoked' });
+      });
+
+      it('refuses a key revoked after the request time too (revocation is not time-relative)', async () => {
+        const key = await createKey();
+        await store.revokeKey(key.id, NOW + HOUR / 2);
+        expect(await store.reserve(reserveReq(key.id, USD))).toEqual({ ok: false, code: 'key_revoked' });
+      });
+
+      it('refuses a key that has both expired and been revoked as key_revoked', async () => {
+        const key = await createKey({ expiresAt: NOW - HOUR });
+        await store.revokeKey(key.id, NOW - 2 * HOUR);
+        expect(await store.reserve(reserveReq(key.id, USD))).toEqual({ ok: false, code: 'key_revoked' });
+      });
+
+      it('refuses an expired key (expiresAt <= now) as key_expired and accepts it one ms before', async () => {
+        const atNow = await createKey({ expiresAt: NOW });
+        const before = await createKey({ expiresAt: NOW - 1 });
+        expect(await store.reserve(reserveReq(atNow.id, USD))).toEqual({ ok: false, code: 'key_expired' });
+        expect(await store.reserve(reserveReq(before.id, USD))).toEqual({ ok: false, code: 'key_expired' });
+        expect(await store.reserve(reserveReq(atNow.id, USD, { now: NOW - 1 }))).toEqual({ ok: true, spentMicros: USD });
+      });
+
+      it('refuses as cap_exhausted when spent + amount > cap, reporting spent and cap', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD });
+        expect((await store.reserve(reserveReq(key.id, 7 * USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(key.id, 3 * USD + 1))).toEqual({
+          ok: false,
+          code: 'cap_exhausted',
+          spentMicros: 7 * USD,
+          capMicros: 10 * USD,
+        });
+        const fresh = await createKey({ dailyCapMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(fresh.id, 10 * USD + 1))).toEqual({
+          ok: false,
+          code: 'cap_exhausted',
+          spentMicros: 0,
+          capMicros: 10 * USD,
+        });
+      });
+
+      it('accepts a reservation that lands exactly on the cap', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(key.id, 7 * USD))).toEqual({ ok: true, spentMicros: 7 * USD });
+        expect(await store.reserve(reserveReq(key.id, 3 * USD))).toEqual({ ok: true, spentMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(key.id, 1))).toMatchObject({ ok: false, code: 'cap_exhausted' });
+        const whole = await createKey({ dailyCapMicros: 5 * USD });
+        expect(await store.reserve(reserveReq(whole.id, 5 * USD))).toEqual({ ok: true, spentMicros: 5 * USD });
+      });
+
+      it('never refuses a key with no cap', async () => {
+        const key = await createKey({ dailyCapMicros: null });
+        let total = 0;
+        for (let i = 0; i < 5; i++) {
+          const amount = 1_000_000 * USD;
+          total += amount;
+          expect(await store.reserve(reserveReq(key.id, amount))).toEqual({ ok: true, spentMicros: total });
+        }
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(total);
+      });
+
+      it('accepts a zero-amount call on a key whose cap is used up, or whose cap is 0', async () => {
+        const full = await createKey({ dailyCapMicros: 2 * USD });
+        expect((await store.reserve(reserveReq(full.id, 2 * USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(full.id, 0))).toEqual({ ok: true, spentMicros: 2 * USD });
+        expect(await store.keyUsage(full.id, DAY)).toMatchObject({ requestCount: 2, spentMicros: 2 * USD });
+
+        const zeroCap = await createKey({ dailyCapMicros: 0 });
+        expect(await store.reserve(reserveReq(zeroCap.id, 0))).toEqual({ ok: true, spentMicros: 0 });
+        expect(await store.reserve(reserveReq(zeroCap.id, 1))).toEqual({
+          ok: false,
+          code: 'cap_exhausted',
+          spentMicros: 0,
+          capMicros: 0,
+        });
+      });
+
+      it('a refused reservation changes nothing: no spend, no request count, no last use, no reservation', async () => {
+        const capped = await createKey({ dailyCapMicros: 3 * USD });
+        await store.reserve(reserveReq(capped.id, 2 * USD, { now: NOW + 1 }));
+        const before = await store.keyUsage(capped.id, DAY);
+        const refused = reserveReq(capped.id, 2 * USD, { now: NOW + 2 });
+        expect((await store.reserve(refused)).ok).toBe(false);
+        expect(await store.keyUsage(capped.id, DAY)).toEqual(before);
+        expect(await store.getReservation(refused.reservationId)).toBeNull();
+
+        const revoked = await createKey();
+        await store.revokeKey(revoked.id, NOW - 1);
+        const r1 = reserveReq(revoked.id, USD);
+        expect((await store.reserve(r1)).ok).toBe(false);
+        expect(await store.keyUsage(revoked.id, DAY)).toEqual({ requestCount: 0, lastUsedAt: null, spentMicros: 0 });
+        expect(await store.getReservation(r1.reservationId)).toBeNull();
+
+        const expired = await createKey({ expiresAt: NOW - 1 });
+        const r2 = reserveReq(expired.id, USD);
+        expect((await store.reserve(r2)).ok).toBe(false);
+        expect(await store.keyUsage(expired.id, DAY)).toEqual({ requestCount: 0, lastUsedAt: null, spentMicros: 0 });
+        expect(await store.getReservation(r2.reservationId)).toBeNull();
+      });
+
+      it('counts each UTC day as a separate cap window', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD, expiresAt: NOW + 48 * HOUR });
+        expect((await store.reserve(reserveReq(key.id, 10 * USD, { day: DAY }))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(key.id, 1, { day: DAY }))).toMatchObject({ code: 'cap_exhausted' });
+        expect(await store.keyUsage(key.id, NEXT_DAY)).toMatchObject({ spentMicros: 0 });
+        expect(await store.reserve(reserveReq(key.id, 4 * USD, { day: NEXT_DAY, now: NOW + 24 * HOUR }))).toEqual({
+          ok: true,
+          spentMicros: 4 * USD,
+        });
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(10 * USD);
+        expect((await store.keyUsage(key.id, NEXT_DAY)).spentMicros).toBe(4 * USD);
+      });
+
+      it('keeps each key spend separate', async () => {
+        const a = await createKey({ dailyCapMicros: 5 * USD });
+        const b = await createKey({ dailyCapMicros: 5 * USD });
+        expect((await store.reserve(reserveReq(a.id, 5 * USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(b.id, 5 * USD))).toEqual({ ok: true, spentMicros: 5 * USD });
+        expect((await store.keyUsage(a.id, DAY)).spentMicros).toBe(5 * USD);
+        expect((await store.keyUsage(b.id, DAY)).spentMicros).toBe(5 * USD);
+      });
+
+      it('accepts exactly cap / amount of 200 concurrent reservations', async () => {
+        const key = await createKey({ dailyCapMicros: 1_000_000_000 });
+        const results = await Promise.all(
+          Array.from({ length: 200 }, () => store.reserve(reserveReq(key.id, 100_000_000))),
+        );
+        const ok = results.filter((r) => r.ok);
+        expect(ok).toHaveLength(10);
+        for (const r of results) {
+          if (!r.ok) expect(r).toMatchObject({ code: 'cap_exhausted', capMicros: 1_000_000_000 });
+        }
+        expect(sorted(ok.map((r) => String(r.ok && r.spentMicros)))).toEqual(
+          sorted(Array.from({ length: 10 }, (_, i) => String((i + 1) * 100_000_000))),
+        );
+        expect(await store.keyUsage(key.id, DAY)).toMatchObject({ requestCount: 10, spentMicros: 1_000_000_000 });
+      });
+    });
+
+    describe('settle', () => {
+      async function reserved(capMicros: number | null, amount: number, day = DAY) {
+        const key = await createKey({ dailyCapMicros: capMicros, expiresAt: NOW + 48 * HOUR });
+        const req = reserveReq(key.id, amount, { day });
+        expect((await store.reserve(req)).ok).toBe(true);
+        return { key, req };
+      }
+
+      it("'settled' at a lower cost lowers the day spend by the difference", async () => {
+        const { key, req } = await reserved(10 * USD, 5 * USD);
+        await store.settle(req.reservationId, { state: 'settled', micros: 2 * USD }, NOW + 100);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(2 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({
+          state: 'settled',
+          estimateMicros: 5 * USD,
+          finalMicros: 2 * USD,
+          settledAt: NOW + 100,
+        });
+      });
+
+      it("'settled' at a higher cost raises the day spend by the difference", async () => {
+        const { key, req } = await reserved(null, 5 * USD);
+        await store.settle(req.reservationId, { state: 'settled', micros: 8 * USD }, NOW + 100);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(8 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'settled', finalMicros: 8 * USD });
+      });
+
+      it("'settled' at the estimate leaves the spend as it is", async () => {
+        const { key, req } = await reserved(10 * USD, 5 * USD);
+        await store.settle(req.reservationId, { state: 'settled', micros: 5 * USD }, NOW + 100);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(5 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'settled', finalMicros: 5 * USD });
+      });
+
+      it('lowered spend frees room under the cap for later reservations', async () => {
+        const { key, req } = await reserved(10 * USD, 10 * USD);
+        expect(await store.reserve(reserveReq(key.id, USD))).toMatchObject({ code: 'cap_exhausted' });
+        await store.settle(req.reservationId, { state: 'settled', micros: 6 * USD }, NOW + 100);
+        expect(await store.reserve(reserveReq(key.id, 4 * USD))).toEqual({ ok: true, spentMicros: 10 * USD });
+      });
+
+      it("'released' gives the whole estimate back", async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD);
+        await store.reserve(reserveReq(key.id, USD));
+        await store.settle(req.reservationId, { state: 'released' }, NOW + 100);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({
+          state: 'released',
+          estimateMicros: 4 * USD,
+          finalMicros: 0,
+          settledAt: NOW + 100,
+        });
+      });
+
+      it("'unknown' keeps the estimate charged", async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD);
+        await store.settle(req.reservationId, { state: 'unknown' }, NOW + 100);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({
+          state: 'unknown',
+          estimateMicros: 4 * USD,
+          finalMicros: 4 * USD,
+          settledAt: NOW + 100,
+        });
+      });
+
+      it('settling twice is a no-op: the first outcome stands', async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD);
+        await store.settle(req.reservationId, { state: 'released' }, NOW + 100);
+        const after = await store.getReservation(req.reservationId);
+        await store.settle(req.reservationId, { state: 'settled', micros: 9 * USD }, NOW + 200);
+        await store.settle(req.reservationId, { state: 'unknown' }, NOW + 300);
+        await store.settle(req.reservationId, { state: 'released' }, NOW + 400);
+        expect(await store.getReservation(req.reservationId)).toEqual(after);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(0);
+
+        const second = await reserved(10 * USD, 4 * USD);
+        await store.settle(second.req.reservationId, { state: 'settled', micros: 3 * USD }, NOW + 100);
+        await store.settle(second.req.reservationId, { state: 'released' }, NOW + 200);
+        await store.settle(second.req.reservationId, { state: 'settled', micros: 1 * USD }, NOW + 300);
+        expect(await store.getReservation(second.req.reservationId)).toMatchObject({
+          state: 'settled',
+          finalMicros: 3 * USD,
+          settledAt: NOW + 100,
+        });
+        expect((await store.keyUsage(second.key.id, DAY)).spentMicros).toBe(3 * USD);
+      });
+
+      it('concurrent settles of one reservation apply exactly once', async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD);
+        await store.reserve(reserveReq(key.id, USD));
+        await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.settle(req.reservationId, { state: 'released' }, NOW + i)),
+        );
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'released', finalMicros: 0 });
+      });
+
+      it('settling an unknown reservation id is a no-op', async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD);
+        await expect(store.settle('rsv_does_not_exist', { state: 'released' }, NOW)).resolves.toBeUndefined();
+        await expect(
+          store.settle('rsv_does_not_exist', { state: 'settled', micros: USD }, NOW),
+        ).resolves.toBeUndefined();
+        expect(await store.getReservation('rsv_does_not_exist')).toBeNull();
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'reserved' });
+      });
+
+      it("adjusts the reservation's own day, not another day's spend", async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD, DAY);
+        await store.reserve(reserveReq(key.id, 3 * USD, { day: NEXT_DAY, now: NOW + 24 * HOUR }));
+        await store.settle(req.reservationId, { state: 'settled', micros: USD }, NOW + 25 * HOUR);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(USD);
+        expect((await store.keyUsage(key.id, NEXT_DAY)).spentMicros).toBe(3 * USD);
+      });
+
+      it('settling one reservation leaves the others open', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD });
+        const a = reserveReq(key.id, 2 * USD);
+        const b = reserveReq(key.id, 3 * USD);
+        await store.reserve(a);
+        await store.reserve(b);
+        await store.settle(a.reservationId, { state: 'released' }, NOW + 1);
+        expect(await store.getReservation(b.reservationId)).toMatchObject({ state: 'reserved', finalMicros: null });
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(3 * USD);
+      });
+
+      it('settles a reservation even after its key was revoked or expired', async () => {
+        const { key, req } = await reserved(10 * USD, 4 * USD);
+        await store.revokeKey(key.id, NOW + 1);
+        await store.settle(req.reservationId, { state: 'settled', micros: USD }, NOW + 49 * HOUR);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'settled', finalMicros: USD });
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(USD);
+      });
+    });
+
+    describe('reconcileStale', () => {
+      it('turns only open reservations created before the cutoff into unknown, keeping spend', async () => {
+        const key = await createKey({ dailyCapMicros: null });
+        const old1 = reserveReq(key.id, 1 * USD, { now: NOW - 10_000 });
+        const old2 = reserveReq(key.id, 2 * USD, { now: NOW - 5_001 });
+        const atCutoff = reserveReq(key.id, 4 * USD, { now: NOW - 5_000 });
+        const fresh = reserveReq(key.id, 8 * USD, { now: NOW - 100 });
+        const oldSettled = reserveReq(key.id, 16 * USD, { now: NOW - 20_000 });
+        const oldReleased = reserveReq(key.id, 32 * USD, { now: NOW - 20_000 });
+        for (const r of [old1, old2, atCutoff, fresh, oldSettled, oldReleased]) {
+          expect((await store.reserve(r)).ok).toBe(true);
+        }
+        await store.settle(oldSettled.reservationId, { state: 'settled', micros: 10 * USD }, NOW - 19_000);
+        await store.settle(oldReleased.reservationId, { state: 'released' }, NOW - 19_000);
+        const spent = (await store.keyUsage(key.id, DAY)).spentMicros;
+        expect(spent).toBe((1 + 2 + 4 + 8 + 10) * USD);
+        const settledBefore = await store.getReservation(oldSettled.reservationId);
+        const releasedBefore = await store.getReservation(oldReleased.reservationId);
+
+        expect(await store.reconcileStale(NOW - 5_000, NOW)).toBe(2);
+
+        expect(await store.getReservation(old1.reservationId)).toMatchObject({
+          state: 'unknown',
+          estimateMicros: 1 * USD,
+          finalMicros: 1 * USD,
+          settledAt: NOW,
+        });
+        expect(await store.getReservation(old2.reservationId)).toMatchObject({
+          state: 'unknown',
+          finalMicros: 2 * USD,
+          settledAt: NOW,
+        });
+        expect(await store.getReservation(atCutoff.reservationId)).toMatchObject({
+          state: 'reserved',
+          finalMicros: null,
+          settledAt: null,
+        });
+        expect(await store.getReservation(fresh.reservationId)).toMatchObject({ state: 'reserved' });
+        expect(await store.getReservation(oldSettled.reservationId)).toEqual(settledBefore);
+        expect(await store.getReservation(oldReleased.reservationId)).toEqual(releasedBefore);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(spent);
+      });
+
+      it('returns 0 when nothing is stale, and a second run finds nothing new', async () => {
+        const key = await createKey();
+        expect(await store.reconcileStale(NOW, NOW)).toBe(0);
+        await store.reserve(reserveReq(key.id, USD, { now: NOW - 1000 }));
+        expect(await store.reconcileStale(NOW - 1000, NOW)).toBe(0);
+        expect(await store.reconcileStale(NOW, NOW)).toBe(1);
+        expect(await store.reconcileStale(NOW, NOW + 1)).toBe(0);
+      });
+
+      it('a settle arriving after reconciliation is a no-op', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD });
+        const req = reserveReq(key.id, 4 * USD, { now: NOW - 10_000 });
+        await store.reserve(req);
+        expect(await store.reconcileStale(NOW - 1000, NOW)).toBe(1);
+        await store.settle(req.reservationId, { state: 'released' }, NOW + 1);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'unknown', finalMicros: 4 * USD });
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
+      });
+    });
+
+    describe('audit', () => {
+      it('round-trips every field and lists newest first', async () => {
+        const a = makeAudit({
+          time: NOW,
+          keyId: 'key_1',
+          label: 'run-7',
+          vendor: 'stripe',
+          mode: 'live',
+          method: 'POST',
+          path: '/v1/refunds',
+          status: 402,
+          decision: 'deny',
+          code: 'cap_exhausted',
+          costMicros: 1_500_000,
+          upstreamLatencyMs: null,
+        });
+        const b = makeAudit({ time: NOW + 1, upstreamLatencyMs: 12.5, costMicros: 250, mode: 'test' });
+        const c = makeAudit({ time: NOW + 2, status: 401, decision: 'deny', code: 'invalid_key' });
+        await store.appendAudit([a, b]);
+        await store.appendAudit([c]);
+        const page = await store.listAudit({}, 10, null);
+        expect(page).toEqual({ items: [c, b, a], nextCursor: null });
+      });
+
+      it('appending an empty batch is a no-op', async () => {
+        await store.appendAudit([]);
+        expect(await store.listAudit({}, 10, null)).toEqual({ items: [], nextCursor: null });
+      });
+
+      it('filters by keyId, decision, vendor, code and since (inclusive), combined with AND', async () => {
+        const r1 = makeAudit({ time: NOW + 1, keyId: 'key_a', vendor: 'stripe', decision: 'allow', code: null });
+        const r2 = makeAudit({ time: NOW + 2, keyId: 'key_a', vendor: 'stripe', decision: 'deny', code: 'cap_exhausted' });
+        const r3 = makeAudit({ time: NOW + 3, keyId: 'key_b', vendor: 'acme', decision: 'deny', code: 'endpoint_not_allowed' });
+        const r4 = makeAudit({ time: NOW + 4, keyId: null, vendor: null, decision: 'deny', code: 'invalid_key' });
+        const r5 = makeAudit({ time: NOW + 5, keyId: 'key_b', vendor: 'acme', decision: 'allow', code: null });
+        await store.appendAudit([r1, r2, r3, r4, r5]);
+
+        expect(ids(await listAllAudit({ keyId: 'key_a' }))).toEqual([r2.id, r1.id]);
+        expect(ids(await listAllAudit({ keyId: 'key_b' }))).toEqual([r5.id, r3.id]);
+        expect(await listAllAudit({ keyId: 'key_none' })).toEqual([]);
+        expect(ids(await listAllAudit({ decision: 'allow' }))).toEqual([r5.id, r1.id]);
+        expect(ids(await listAllAudit({ decision: 'deny' }))).toEqual([r4.id, r3.id, r2.id]);
+        expect(ids(await listAllAudit({ vendor: 'acme' }))).toEqual([r5.id, r3.id]);
+        expect(ids(await listAllAudit({ code: 'cap_exhausted' }))).toEqual([r2.id]);
+        expect(ids(await listAllAudit({ since: NOW + 3 }))).toEqual([r5.id, r4.id, r3.id]);
+        expect(await listAllAudit({ since: NOW + 6 })).toEqual([]);
+        expect(ids(await listAllAudit({ keyId: 'key_b', decision: 'deny' }))).toEqual([r3.id]);
+        expect(ids(await listAllAudit({ vendor: 'stripe', since: NOW + 2 }))).toEqual([r2.id]);
+        expect(await listAllAudit({})).toHaveLength(5);
+      });
+
+      it('cursor pagination visits every record exactly once, newest first, even with equal times', async () => {
+        const all: AuditRecord[] = [];
+        for (let batch = 0; batch < 4; batch++) {
+          const records = Array.from({ length: 7 }, (_, i) =>
+            makeAudit({ time: batch < 2 ? NOW : NOW + batch * 1000 + i, keyId: i % 2 ? 'key_odd' : 'key_even' }),
+          );
+          await store.appendAudit(records);
+          all.push(...records);
+        }
+        for (const limit of [1, 4, 7, 28]) {
+          const pages = await collectPages((c) => store.listAudit({}, limit, c), limit);
+          const seen = pages.flat();
+          expect(ids(seen)).toEqual(ids([...all].reverse()));
+          for (const page of pages.slice(0, -1)) expect(page).toHaveLength(limit);
+        }
+        const odd = await listAllAudit({ keyId: 'key_odd' }, 3);
+        expect(ids(odd)).toEqual(ids([...all].reverse().filter((r) => r.keyId === 'key_odd')));
+        const exact = await store.listAudit({}, 28, null);
+        expect(exact.items).toHaveLength(28);
+        expect(exact.nextCursor).toBeNull();
+      });
+
+      it('a cursor stays valid when newer records are appended between pages', async () => {
+        const old = Array.from({ length: 6 }, (_, i) => makeAudit({ time: NOW + i }));
+        await store.appendAudit(old);
+        const first = await store.listAudit({}, 4, null);
+        await store.appendAudit([makeAudit({ time: NOW + 100 }), makeAudit({ time: NOW + 101 })]);
+        const rest = await collectPages((c) => store.listAudit({}, 4, c ?? first.nextCursor), 4);
+        expect(ids([...first.items, ...rest.flat()])).toEqual(ids([...old].reverse()));
+      });
+
+      it('throws InvalidCursorError on a malformed cursor', async () => {
+        await store.appendAudit([makeAudit()]);
+        for (const bad of ['not a cursor!!', '', Buffer.from('{"x":1}').toString('base64url'), 'W10']) {
+          await expect(store.listAudit({}, 10, bad)).rejects.toBeInstanceOf(InvalidCursorError);
+        }
+      });
+    });
+
+    describe('lifecycle', () => {
+      it('ping resolves', async () => {
+        await expect(store.ping()).resolves.toBeUndefined();
+      });
+
+      it('keeps keys, spend, reservations and audit across close and re-open', async (ctx) => {
+        if (!instance.reopen) {
+          ctx.skip();
+          return;
+        }
+        const key = await createKey({ dailyCapMicros: 10 * USD, metadata: { user_id: 'u42' } });
+        const revoked = await createKey();
+        await store.revokeKey(revoked.id, NOW);
+        const settled = reserveReq(key.id, 3 * USD, { now: NOW + 1 });
+        const open = reserveReq(key.id, 2 * USD, { now: NOW + 2 });
+        await store.reserve(settled);
+        await store.reserve(open);
+        await store.settle(settled.reservationId, { state: 'settled', micros: USD }, NOW + 3);
+        const audit = [makeAudit({ time: NOW, keyId: key.id }), makeAudit({ time: NOW + 1, keyId: key.id })];
+        await store.appendAudit(audit);
+        const usage = await store.keyUsage(key.id, DAY);
+        const settledRes = await store.getReservation(settled.reservationId);
+        const openRes = await store.getReservation(open.reservationId);
+
+        const reopened = await instance.reopen();
+        store = reopened;
+        expect(await reopened.getKeyById(key.id)).toEqual(key);
+        expect(await reopened.getKeyByHash(key.tokenHash)).toEqual(key);
+        expect(await reopened.getKeyById(revoked.id)).toEqual({ ...revoked, revokedAt: NOW });
+        expect(await reopened.keyUsage(key.id, DAY)).toEqual(usage);
+        expect(usage).toEqual({ requestCount: 2, lastUsedAt: NOW + 2, spentMicros: 3 * USD });
+        expect(await reopened.getReservation(settled.reservationId)).toEqual(settledRes);
+        expect(await reopened.getReservation(open.reservationId)).toEqual(openRes);
+        expect(await reopened.listAudit({}, 10, null)).toEqual({ items: [...audit].reverse(), nextCursor: null });
+        // Still fully usable: the open reservation settles and the cap still holds.
+        await reopened.settle(open.reservationId, { state: 'released' }, NOW + 4);
+        expect(await reopened.reserve(reserveReq(key.id, 9 * USD))).toEqual({ ok: true, spentMicros: 10 * USD });
+        expect(await reopened.reserve(reserveReq(key.id, 1))).toMatchObject({ code: 'cap_exhausted' });
+      });
+    });
+  });
+}
