@@ -14,7 +14,6 @@ export const ERRORS = {
   unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
   not_found: { status: 404, message: 'No such resource.' },
   key_not_found: { status: 404, message: 'No key with that id.' },
-  method_not_allowed: { status: 405, message: 'Method not allowed on this route.' },
   mode_unavailable: { status: 400, message: 'The vendor has no credential configured for this mode.' },
 
   // proxy: the key
@@ -23,7 +22,6 @@ export const ERRORS = {
   key_revoked: { status: 401, message: 'The vault key has been revoked.' },
 
   // proxy: the call
-  bad_request_target: { status: 400, message: 'The request path is malformed or ambiguous.' },
   endpoint_not_allowed: { status: 403, message: 'The vault key does not allow this endpoint.' },
   invalid_amount: { status: 400, message: 'The call carries an amount keyleash cannot price.' },
   cost_unknown: { status: 403, message: 'keyleash cannot work out what this call costs, and the key has a cap.' },

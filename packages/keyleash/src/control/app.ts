@@ -37,7 +37,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   const adminHash = sha256(o.adminToken);
   const isAdmin = (header: string | undefined): boolean => {
     if (!header) return false;
-    const m = /^Bearer (.+)$/.exec(header);
+    const m = /^bearer (.+)$/i.exec(header);
     // Hash both sides so the comparison is constant-time whatever the lengths.
     return m !== null && timingSafeEqual(sha256(m[1]!), adminHash);
   };
@@ -59,7 +59,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
       return reply.status(415).send(errorBody('unsupported_media_type', undefined, { requestId: req.id }));
     }
     if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
-      return reply.status(400).send(errorBody('invalid_json', undefined, { requestId: req.id }));
+      return reply.status(400).send(errorBody('invalid_json', undefined, { requestId: req.id, param: 'body' }));
     }
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.status(400).send(errorBody('invalid_request', err.message, { requestId: req.id }));
