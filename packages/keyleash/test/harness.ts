@@ -22,7 +22,7 @@ export interface TestGateway {
   dir: string;
   /** Every log line the gateway wrote. */
   logs: string[];
-  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }>;
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers; text: string }>;
   /** Issues a key; throws unless the answer is 201. */
   issue(body?: Record<string, unknown>): Promise<{ id: string; token: string; [k: string]: any }>;
   proxy(

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import { errorBody, KeyleashError } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
-import type { Store } from '../store/store.js';
+import { StoreUnavailableError, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import { auditRoutes } from './routes/audit.js';
 import { healthRoutes } from './routes/health.js';
@@ -53,7 +53,13 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
         .status(err.status)
         .send(errorBody(err.code, err.message, { requestId: req.id, param: err.param, extra: err.extra }));
     }
-    const code = err.code ?? '';
+    if (err instanceof StoreUnavailableError) {
+      req.log.error({ err }, 'store unavailable');
+      return reply.status(503).send(
+        errorBody('store_unavailable', `${err.message}; try again shortly.`, { requestId: req.id, extra: { component: err.component } }),
+      );
+    }
+    const code = (err as FastifyError).code ?? '';
     if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('body_too_large', undefined, { requestId: req.id }));
     if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return reply.status(415).send(errorBody('unsupported_media_type', undefined, { requestId: req.id }));

@@ -574,6 +574,54 @@ export function runStoreConformance(factory: StoreFactory): void {
       });
     });
 
+    describe('extendReservation', () => {
+      async function open(capMicros: number | null, amount: number) {
+        const key = await createKey({ dailyCapMicros: capMicros, expiresAt: NOW + 48 * HOUR });
+        const req = reserveReq(key.id, amount);
+        expect((await store.reserve(req)).ok).toBe(true);
+        return { key, req };
+      }
+
+      it('grows an open reservation and the day spend within the cap', async () => {
+        const { key, req } = await open(10 * USD, 4 * USD);
+        expect(await store.extendReservation(req.reservationId, 3 * USD, NOW + 1)).toEqual({ ok: true, spentMicros: 7 * USD });
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(7 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'reserved', estimateMicros: 7 * USD });
+      });
+
+      it('refuses growth past the cap and changes nothing', async () => {
+        const { key, req } = await open(10 * USD, 4 * USD);
+        expect(await store.extendReservation(req.reservationId, 7 * USD, NOW + 1)).toEqual({
+          ok: false,
+          code: 'cap_exhausted',
+          spentMicros: 4 * USD,
+          capMicros: 10 * USD,
+        });
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ estimateMicros: 4 * USD });
+      });
+
+      it('refuses growth once the key is revoked', async () => {
+        const { key, req } = await open(null, USD);
+        await store.revokeKey(key.id, NOW + 1);
+        expect(await store.extendReservation(req.reservationId, USD, NOW + 2)).toMatchObject({ ok: false, code: 'key_revoked' });
+      });
+
+      it('does nothing to a reservation that has ended', async () => {
+        const { key, req } = await open(null, USD);
+        await store.settle(req.reservationId, { state: 'settled', micros: USD }, NOW + 1);
+        expect((await store.extendReservation(req.reservationId, USD, NOW + 2)).ok).toBe(false);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(USD);
+      });
+
+      it('settles an extended reservation against its grown estimate', async () => {
+        const { key, req } = await open(null, 2 * USD);
+        await store.extendReservation(req.reservationId, 3 * USD, NOW + 1);
+        await store.settle(req.reservationId, { state: 'released' }, NOW + 2);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(0);
+      });
+    });
+
     describe('settle', () => {
       async function reserved(capMicros: number | null, amount: number, day = DAY) {
         const key = await createKey({ dailyCapMicros: capMicros, expiresAt: NOW + 48 * HOUR });

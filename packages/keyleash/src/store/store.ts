@@ -127,6 +127,11 @@ export interface Store {
    * reservation and add it to the day's spend. Durable when the promise resolves.
    */
   reserve(req: ReserveRequest): Promise<ReserveResult>;
+  /**
+   * Atomically adds to an open reservation (e.g. a stream that outgrows its estimate), under the
+   * same checks as reserve. Nothing changes when it is refused or the reservation is not open.
+   */
+  extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult>;
   /** Ends an open reservation; a no-op on one that has already ended. Durable on resolve. */
   settle(reservationId: string, outcome: Settlement, now: number): Promise<void>;
   getReservation(id: string): Promise<Reservation | null>;
@@ -145,4 +150,14 @@ export function keyStatus(key: KeyRecord, now: number): KeyStatus {
   if (key.revokedAt !== null) return 'revoked';
   if (key.expiresAt <= now) return 'expired';
   return 'active';
+}
+
+/** Thrown by a backend that cannot reach its database; the gateway answers 503 store_unavailable. */
+export class StoreUnavailableError extends Error {
+  constructor(
+    readonly component: string,
+    cause?: unknown,
+  ) {
+    super(`${component} is unavailable`, { cause });
+  }
 }

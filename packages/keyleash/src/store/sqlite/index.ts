@@ -127,6 +127,7 @@ export class SqliteStore implements Store {
   private readonly stmts;
   private readonly reserveTx;
   private readonly settleTx;
+  private readonly extendTx;
   private readonly auditTx;
 
   constructor(opts: SqliteStoreOptions) {
@@ -157,6 +158,9 @@ export class SqliteStore implements Store {
       insertReservation: db.prepare(`INSERT INTO reservations (id, key_id, day, estimate_micros, state,
         request_id, method, path, created_at) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?)`),
       reservation: db.prepare('SELECT * FROM reservations WHERE id = ?'),
+      growReservation: db.prepare(
+        `UPDATE reservations SET estimate_micros = estimate_micros + ? WHERE id = ? AND state = 'reserved'`,
+      ),
       endReservation: db.prepare(
         `UPDATE reservations SET state = ?, final_micros = ?, settled_at = ? WHERE id = ? AND state = 'reserved'`,
       ),
@@ -189,6 +193,24 @@ export class SqliteStore implements Store {
       );
       s.keyUse.run(req.now, req.keyId);
       return { ok: true, spentMicros: spent + req.amountMicros };
+    });
+
+    this.extendTx = db.transaction((id: string, add: number, now: number): ReserveResult => {
+      const r = s.reservation.get(id) as ReservationRow | undefined;
+      if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
+      const key = s.keyState.get(r.key_id) as
+        | { revoked_at: number | null; expires_at: number; daily_cap_micros: number | null }
+        | undefined;
+      if (!key) return { ok: false, code: 'invalid_key' };
+      if (key.revoked_at !== null) return { ok: false, code: 'key_revoked' };
+      if (key.expires_at <= now) return { ok: false, code: 'key_expired' };
+      const spent = (s.spend.get(r.key_id, r.day) as number | undefined) ?? 0;
+      if (key.daily_cap_micros !== null && spent + add > key.daily_cap_micros) {
+        return { ok: false, code: 'cap_exhausted', spentMicros: spent, capMicros: key.daily_cap_micros };
+      }
+      s.growReservation.run(add, id);
+      s.addSpend.run(r.key_id, r.day, add);
+      return { ok: true, spentMicros: spent + add };
     });
 
     this.settleTx = db.transaction((id: string, outcome: Settlement, now: number) => {
@@ -280,6 +302,10 @@ export class SqliteStore implements Store {
   async reserve(req: ReserveRequest): Promise<ReserveResult> {
     // IMMEDIATE takes the write lock up front, so two processes on one file cannot both pass the cap check.
     return this.reserveTx.immediate(req);
+  }
+
+  async extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult> {
+    return this.extendTx.immediate(reservationId, addMicros, now);
   }
 
   async settle(reservationId: string, outcome: Settlement, now: number): Promise<void> {
