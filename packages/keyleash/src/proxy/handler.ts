@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
@@ -10,7 +11,7 @@ import { isEndpointAllowed } from '../policy/endpoints.js';
 import { formatUsd } from '../policy/money.js';
 import { encodeSegment, normalizePath } from '../policy/path.js';
 import { utcDay } from '../policy/ttl.js';
-import { keyStatus, type Settlement, type Store } from '../store/store.js';
+import { keyStatus, type AuditRecord, type Settlement, type Store } from '../store/store.js';
 import type { Vendor, VendorCatalog } from '../vendors/vendor.js';
 import { readVaultToken } from './credentials.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -44,6 +45,12 @@ type ReadBody = { ok: true; body: Buffer } | { ok: false };
 
 // Connection errors that prove the request never left: the vendor cannot have executed it.
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/**
+ * Published once per proxied call, after its audit record is queued: `{ record, overheadMs }`.
+ * Metrics subscribe here; with no subscriber it costs one boolean check.
+ */
+export const callChannel = channel('keyleash:proxy:call');
 
 /** The hot path: authenticate → authorize → price → reserve → forward → settle → audit. */
 export class ProxyHandler {
@@ -340,7 +347,7 @@ export class ProxyHandler {
     upstreamLatencyMs: number | null,
   ): void {
     const k = ctx.key?.record;
-    this.o.audit.push({
+    const record = {
       id: `aud_${randomUUID().replace(/-/g, '')}`,
       time: ctx.started,
       requestId: ctx.requestId,
@@ -355,7 +362,12 @@ export class ProxyHandler {
       code,
       costMicros,
       upstreamLatencyMs,
-    });
+    } satisfies AuditRecord;
+    this.o.audit.push(record);
+    if (callChannel.hasSubscribers) {
+      const overheadMs = this.now() - ctx.started - (upstreamLatencyMs ?? 0);
+      callChannel.publish({ record, overheadMs });
+    }
   }
 
   async close(): Promise<void> {
