@@ -18,6 +18,7 @@ export const ERRORS = {
 
   // proxy: the key
   invalid_key: { status: 401, message: 'Missing or invalid vault key.' },
+  credential_in_url: { status: 400, message: 'A vault key does not belong in a URL; send it in the Authorization header.' },
   key_expired: { status: 401, message: 'The vault key has expired.' },
   key_revoked: { status: 401, message: 'The vault key has been revoked.' },
 
