@@ -52,7 +52,8 @@ export function upstreamRequestHeaders(
   const listed = connectionListed(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || NEVER_FORWARDED.has(name) || listed.has(name)) continue;
+    // Some servers read `x_forwarded_for` as `x-forwarded-for`; no legitimate vendor header has `_`.
+    if (value === undefined || NEVER_FORWARDED.has(name) || listed.has(name) || name.includes('_')) continue;
     out[name] = value;
   }
   Object.assign(out, auth);
