@@ -15,6 +15,7 @@ export const ERRORS = {
   not_found: { status: 404, message: 'No such resource.' },
   key_not_found: { status: 404, message: 'No key with that id.' },
   mode_unavailable: { status: 400, message: 'The vendor has no credential configured for this mode.' },
+  csrf_token_invalid: { status: 403, message: 'A dashboard change needs its CSRF token in the X-Keyleash-CSRF header.' },
 
   // proxy: the key
   invalid_key: { status: 401, message: 'Missing or invalid vault key.' },

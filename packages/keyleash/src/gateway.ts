@@ -7,10 +7,11 @@ import type { Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
 import { KeyService } from './keys/service.js';
 import { createLogger } from './log.js';
+import { GatewayMetrics } from './observability/metrics.js';
 import { ProxyHandler } from './proxy/handler.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
-import type { Store } from './store/store.js';
+import { StoreUnavailableError, type Store } from './store/store.js';
 import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
 import type { VendorCatalog } from './vendors/vendor.js';
 
@@ -30,6 +31,7 @@ export interface Gateway {
   readonly api: FastifyInstance;
   readonly proxy: Server;
   readonly log: Logger;
+  readonly metrics: GatewayMetrics;
   /** Listens on the configured addresses (port 0 picks one) and returns the base URLs. */
   listen(): Promise<{ apiUrl: string; proxyUrl: string }>;
   close(): Promise<void>;
@@ -41,12 +43,37 @@ function urlOf(server: Server, host: string): string {
   return `http://${h}:${port}`;
 }
 
+/**
+ * Opens the configured store: Postgres + Redis when `store.url` is set (loaded on demand, so
+ * SQLite users never load pg/ioredis; connects and migrates), else the embedded SQLite file.
+ */
+export async function openStore(config: Config, log?: Logger): Promise<Store> {
+  const s = config.store;
+  if (s.url === undefined || s.redis_url === undefined) {
+    return new SqliteStore({ path: s.path, synchronous: s.synchronous });
+  }
+  const { PgRedisStore } = await import('./store/postgres-redis/index.js');
+  return PgRedisStore.open({
+    url: s.url,
+    redisUrl: s.redis_url,
+    schema: s.schema,
+    redisPrefix: s.redis_prefix,
+    poolSize: s.pool_size,
+    log,
+  });
+}
+
 /** Wires a gateway from a config. Nothing listens until `listen()`. */
 export function createGateway(config: Config, opts: GatewayOptions = {}): Gateway {
   const log = opts.logger ?? createLogger(config.log_level);
-  const store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
+  if (!opts.store && config.store.url !== undefined) {
+    throw new Error('store.url is set: open the store with openStore(config) and pass it as opts.store');
+  }
+  const store: Store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
   const catalog = buildCatalog(config);
   const cache = new KeyCache(config.proxy.key_cache_size);
+  // Another replica revoked a key: drop it from this replica's cache too.
+  store.onRevoked?.((hash, at) => cache.markRevoked(hash, at));
   const audit = new AuditSink(store, log);
   const now = opts.now ?? Date.now;
   const keys = new KeyService({
@@ -72,14 +99,42 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     connectionsPerUpstream: config.proxy.connections_per_upstream,
     now,
   });
-  const api = buildControlApp({ adminToken: config.admin_token, keys, store, audit, catalog, log });
+  const metrics = new GatewayMetrics({ audit, cache, log });
+  const api = buildControlApp({ adminToken: config.admin_token, keys, store, audit, catalog, log, metrics, now });
 
   const proxy = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 }, (req, res) => {
     // Health probes for a load balancer in front of the proxy; a vault-key call never lands here.
+    // /healthz: the process is alive. /readyz: it can meter calls now (the store answers).
     if (!req.headers.authorization && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
-      const body = JSON.stringify({ status: 'ok' });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
+      const send = (status: number, payload: object) => {
+        const body = JSON.stringify(payload);
+        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      };
+      if (req.url === '/healthz') return send(200, { status: 'ok' });
+      store.ping().then(
+        () => send(200, { status: 'ready', store: store.kind }),
+        (err: unknown) =>
+          send(503, {
+            status: 'unavailable',
+            store: store.kind,
+            code: 'store_unavailable',
+            component: err instanceof StoreUnavailableError ? err.component : store.kind,
+          }),
+      );
+      return;
+    }
+    if (!req.headers.authorization && req.method === 'GET' && req.url === '/metrics') {
+      metrics.render().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+          res.end(body);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'rendering metrics failed');
+          res.writeHead(500).end();
+        },
+      );
       return;
     }
     handler.handle(req, res);
@@ -105,6 +160,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     api,
     proxy,
     log,
+    metrics,
     async listen() {
       await reconcile();
       reconcileTimer = setInterval(reconcile, Math.min(staleMs, 60_000));
@@ -130,6 +186,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       await api.close();
       await handler.close();
       await audit.flush();
+      metrics.close();
       await store.close();
     },
   };

@@ -7,18 +7,53 @@ import { parseConfig, type ConfigInput } from '../src/config/config.js';
 import { createGateway, type Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log.js';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
+import { type AnthropicSandbox, createAnthropicSandbox } from '../src/sandbox/anthropic.js';
+import type { Sandbox } from '../src/sandbox/base.js';
+import { createEchoSandbox } from '../src/sandbox/echo.js';
+import { createOpenAISandbox, type OpenAISandbox } from '../src/sandbox/openai.js';
+import { createTwilioSandbox } from '../src/sandbox/twilio.js';
 
 export const ADMIN_TOKEN = 'test_admin_token_0123456789';
 export const STRIPE_TEST_SECRET = 'sk_test_harness_secret_1234567890';
 export const STRIPE_LIVE_SECRET = 'sk_live_harness_secret_0987654321';
+export const TWILIO_TEST_SID = 'AC' + '0a'.repeat(16);
+export const TWILIO_TEST_TOKEN = 'twiliotesttoken0123456789abcdef0';
+export const TWILIO_LIVE_SID = 'AC' + '1b'.repeat(16);
+export const TWILIO_LIVE_TOKEN = 'twiliolivetoken0123456789abcdef1';
+export const OPENAI_TEST_SECRET = 'openai-test-harness-secret-0123';
+export const OPENAI_LIVE_SECRET = 'sk-live-harness-openai-secret-0123';
+export const ANTHROPIC_TEST_SECRET = 'anthropic-test-harness-secret-0123';
+export const ANTHROPIC_LIVE_SECRET = 'sk-ant-live-harness-secret-0123';
 /** Every secret the suites use; a leak test looks for each in responses, logs and audit records. */
-export const ALL_SECRETS = [ADMIN_TOKEN, STRIPE_TEST_SECRET, STRIPE_LIVE_SECRET];
+export const ALL_SECRETS = [
+  ADMIN_TOKEN,
+  STRIPE_TEST_SECRET,
+  STRIPE_LIVE_SECRET,
+  TWILIO_TEST_TOKEN,
+  TWILIO_LIVE_TOKEN,
+  OPENAI_TEST_SECRET,
+  OPENAI_LIVE_SECRET,
+  ANTHROPIC_TEST_SECRET,
+  ANTHROPIC_LIVE_SECRET,
+];
+
+/** Local stand-ins for the vendors beyond Stripe, started on request (see `startGateway`'s `extra`). */
+export interface ExtraSandboxes {
+  twilio?: Sandbox;
+  openai?: OpenAISandbox;
+  anthropic?: AnthropicSandbox;
+  /** A generic upstream that echoes what it received; vendors for it are defined by the test. */
+  echo?: Sandbox;
+}
+export type ExtraSandboxName = keyof ExtraSandboxes;
 
 export interface TestGateway {
   gw: Gateway;
   apiUrl: string;
   proxyUrl: string;
   sandbox: StripeSandbox;
+  /** The extra sandboxes asked for (empty unless `extra.sandboxes` named some). */
+  sandboxes: ExtraSandboxes;
   dir: string;
   /** Every log line the gateway wrote. */
   logs: string[];
@@ -41,10 +76,43 @@ export const stripeKey = {
 };
 
 export async function startGateway(
-  overrides: (sandboxUrl: string, dir: string) => Partial<ConfigInput> = () => ({}),
+  overrides: (sandboxUrl: string, dir: string, sandboxUrls: Partial<Record<ExtraSandboxName, string>>) => Partial<ConfigInput> = () => ({}),
+  extra: { sandboxes?: ExtraSandboxName[] } = {},
 ): Promise<TestGateway> {
   const sandbox = createStripeSandbox({ secrets: [STRIPE_TEST_SECRET, STRIPE_LIVE_SECRET] });
   const sandboxUrl = await sandbox.listen();
+  // Extra sandboxes, each configured as its vendor (twilio, openai, anthropic) with test and live secrets.
+  const sandboxes: ExtraSandboxes = {};
+  const sandboxUrls: Partial<Record<ExtraSandboxName, string>> = {};
+  const extraVendors: Record<string, unknown> = {};
+  for (const name of extra.sandboxes ?? []) {
+    if (name === 'twilio') {
+      const accounts = [
+        { accountSid: TWILIO_TEST_SID, authToken: TWILIO_TEST_TOKEN },
+        { accountSid: TWILIO_LIVE_SID, authToken: TWILIO_LIVE_TOKEN },
+      ];
+      sandboxes.twilio = createTwilioSandbox({ accounts });
+      sandboxUrls.twilio = await sandboxes.twilio.listen();
+      extraVendors.twilio = {
+        base_url: sandboxUrls.twilio,
+        test_account_sid: TWILIO_TEST_SID,
+        test_auth_token: TWILIO_TEST_TOKEN,
+        live_account_sid: TWILIO_LIVE_SID,
+        live_auth_token: TWILIO_LIVE_TOKEN,
+      };
+    } else if (name === 'openai') {
+      sandboxes.openai = createOpenAISandbox({ secrets: [OPENAI_TEST_SECRET, OPENAI_LIVE_SECRET] });
+      sandboxUrls.openai = await sandboxes.openai.listen();
+      extraVendors.openai = { base_url: sandboxUrls.openai, test_secret: OPENAI_TEST_SECRET, live_secret: OPENAI_LIVE_SECRET };
+    } else if (name === 'anthropic') {
+      sandboxes.anthropic = createAnthropicSandbox({ secrets: [ANTHROPIC_TEST_SECRET, ANTHROPIC_LIVE_SECRET] });
+      sandboxUrls.anthropic = await sandboxes.anthropic.listen();
+      extraVendors.anthropic = { base_url: sandboxUrls.anthropic, test_secret: ANTHROPIC_TEST_SECRET, live_secret: ANTHROPIC_LIVE_SECRET };
+    } else if (name === 'echo') {
+      sandboxes.echo = createEchoSandbox();
+      sandboxUrls.echo = await sandboxes.echo.listen();
+    }
+  }
   const dir = mkdtempSync(join(tmpdir(), 'keyleash-test-'));
   const base: ConfigInput = {
     admin_token: ADMIN_TOKEN,
@@ -53,7 +121,10 @@ export async function startGateway(
     vendors: { stripe: { base_url: sandboxUrl, test_secret: STRIPE_TEST_SECRET, live_secret: STRIPE_LIVE_SECRET } },
     log_level: 'debug',
   };
-  const config = parseConfig({ ...base, ...overrides(sandboxUrl, dir) });
+  const over = overrides(sandboxUrl, dir, sandboxUrls);
+  const merged: ConfigInput = { ...base, ...over };
+  if (extra.sandboxes?.length) merged.vendors = { ...extraVendors, ...(over.vendors ?? base.vendors) } as ConfigInput['vendors'];
+  const config = parseConfig(merged);
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -80,6 +151,7 @@ export async function startGateway(
     apiUrl,
     proxyUrl,
     sandbox,
+    sandboxes,
     dir,
     logs,
     async admin(method, path, body) {
@@ -115,6 +187,7 @@ export async function startGateway(
     async close() {
       await gw.close();
       await sandbox.close();
+      for (const s of Object.values(sandboxes)) await s.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, ALL_SECRETS, rawRequest, startGateway, stripeKey, type TestGateway } from './harness.js';
+import { ADMIN_TOKEN, ALL_SECRETS, rawRequest, startGateway, STRIPE_LIVE_SECRET, stripeKey, type TestGateway } from './harness.js';
 
 // Vendor secrets and vault tokens must never reach a response, a log line or the store.
 
@@ -60,6 +60,56 @@ describe('secrets stay secret', () => {
     expect(everything.length).toBeGreaterThan(1000);
     for (const secret of [...ALL_SECRETS, ...tokens]) {
       expect(everything.includes(secret), `leaked ${secret.slice(0, 10)}…`).toBe(false);
+    }
+  });
+
+  it('never log, export or expose a secret, vault token, session id or CSRF token through the operator surface', async () => {
+    const key = await t.issue({ ...stripeKey, label: 'operator-surface', metadata: { run: 'secrets' } });
+    const out: string[] = [];
+    await t.proxy('/v1/payment_intents', { token: key.token, body: { amount: 100, currency: 'usd' } });
+    await t.proxy('/v1/refunds', { token: key.token, method: 'GET' });
+    await t.proxy('/v1/payment_intents', { token: ADMIN_TOKEN });
+
+    // Dashboard login with the admin token in the body; then the session and CSRF token in use.
+    const login = await fetch(`${t.apiUrl}/dashboard/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: ADMIN_TOKEN }),
+    });
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const sessionId = cookie.split('=')[1]!;
+    const { csrf_token: csrf } = (await login.json()) as { csrf_token: string };
+    await fetch(`${t.apiUrl}/dashboard/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: STRIPE_LIVE_SECRET }) });
+    out.push(await (await fetch(`${t.apiUrl}/v1/keys?limit=100`, { headers: { cookie } })).text());
+    out.push(await (await fetch(`${t.apiUrl}/v1/keys/revoke`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: '{"all":true}' })).text());
+    out.push((await t.admin('POST', '/v1/keys/revoke', { metadata: { run: 'secrets' }, dry_run: true })).text);
+    out.push((await t.admin('GET', '/v1/stats/overview')).text);
+    out.push((await t.admin('GET', `/v1/keys/${key.id}/spend`)).text);
+    out.push((await t.admin('GET', '/v1/vendors')).text);
+    out.push((await t.admin('GET', '/v1/audit/export?format=csv')).text);
+    out.push((await t.admin('GET', '/v1/audit/export?format=ndjson')).text);
+    out.push(await (await fetch(`${t.apiUrl}/metrics`)).text());
+    out.push(await (await fetch(`${t.proxyUrl}/metrics`)).text());
+    const stream = new AbortController();
+    const res = await fetch(`${t.apiUrl}/v1/audit/stream?backfill=50`, { headers: { cookie }, signal: stream.signal });
+    const reader = res.body!.getReader();
+    let sse = '';
+    while (!sse.includes('event: audit')) sse += new TextDecoder().decode((await reader.read()).value);
+    stream.abort();
+    out.push(sse);
+    await fetch(`${t.apiUrl}/v1/keys/${key.id}`, { method: 'DELETE', headers: { cookie, 'x-keyleash-csrf': csrf } });
+    await t.gw.audit.flush();
+
+    const answers = out.join('\n');
+    const logs = t.logs.join('\n');
+    expect(logs).toContain('dashboard session started');
+    expect(logs).toContain('proxied call');
+    for (const secret of [...ALL_SECRETS, ...tokens, key.token]) {
+      expect(answers.includes(secret), `answer leaked ${secret.slice(0, 10)}…`).toBe(false);
+      expect(logs.includes(secret), `log leaked ${secret.slice(0, 10)}…`).toBe(false);
+    }
+    for (const [name, value] of [['session id', sessionId], ['CSRF token', csrf]] as const) {
+      expect(logs.includes(value), `log leaked the ${name}`).toBe(false);
     }
   });
 });

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, parseConfig, applyEnvOverrides } from '../config/config.js';
-import { createGateway, type Gateway } from '../gateway.js';
+import { ConfigError, loadConfig, parseConfig, applyEnvOverrides, type Config } from '../config/config.js';
+import { createGateway, openStore, type Gateway } from '../gateway.js';
 import { createLogger } from '../log.js';
 import { createStripeSandbox } from '../sandbox/stripe.js';
 import { SqliteStore } from '../store/sqlite/index.js';
+import { ADMIN_COMMANDS, EXIT_CODES_HELP, runAdminCommand } from './admin.js';
+import { runDoctor } from './doctor.js';
 
 const HELP = `keyleash — scoped, spend-capped vault keys for AI agents
 
@@ -12,14 +14,28 @@ Usage:
   keyleash dev                 Start on the embedded SQLite store with a built-in Stripe sandbox
   keyleash serve [--config F]  Start for real from a config file (YAML/JSON) plus KEYLEASH_* env
   keyleash migrate [--config F] Create or upgrade the store schema, then exit
+  keyleash doctor [--config F] Check the configuration, the store and upstream reachability
   keyleash help                Show this
+
+Operating a running gateway (over its control API; see \`keyleash <command> --help\`):
+  keyleash keys create|list|get|revoke   Issue, list, read and revoke vault keys
+  keyleash kill --label-prefix P | --meta k=v [--dry-run] [--yes]
+                               The kill switch: revoke every active key matching a filter
+  keyleash audit tail [--decision deny]  Follow the audit log live
+  keyleash vendors list        The configured vendors
+  These take --api-url (KEYLEASH_API_URL, default http://127.0.0.1:8080), --admin-token
+  (KEYLEASH_ADMIN_TOKEN) and --json. Colour only on a terminal, and never with NO_COLOR set.
 
 Examples:
   keyleash dev
   KEYLEASH_ADMIN_TOKEN=… KEYLEASH_STRIPE_TEST_SECRET=sk_test_… keyleash serve
   keyleash serve --config /etc/keyleash/keyleash.yaml
+  keyleash keys create --vendor stripe --endpoint /v1/payment_intents --cap 100 --ttl 15m
+  keyleash keys list --label-prefix flask- --json
+  keyleash kill --meta user_id=u42 --yes
+  keyleash audit tail --decision deny
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.`;
+${EXIT_CODES_HELP}`;
 
 export const DEV_ADMIN_TOKEN = 'kl_dev_admin_token_0000';
 const DEV_TEST_SECRET = 'sk_test_keyleash_sandbox';
@@ -87,20 +103,50 @@ async function dev(): Promise<void> {
 
 async function serve(configPath: string | undefined): Promise<void> {
   const config = loadConfig(configPath);
-  const gw = createGateway(config);
+  const log = createLogger(config.log_level);
+  const gw = createGateway(config, { logger: log, store: await openStore(config, log) });
   const { apiUrl, proxyUrl } = await gw.listen();
-  gw.log.info({ apiUrl, proxyUrl, store: config.store.path, vendors: [...gw.catalog.keys()] }, 'keyleash is serving');
+  gw.log.info({ apiUrl, proxyUrl, store: storeName(config), vendors: [...gw.catalog.keys()] }, 'keyleash is serving');
   runUntilSignal(gw);
 }
 
 async function migrate(configPath: string | undefined): Promise<void> {
   const config = loadConfig(configPath);
+  if (config.store.url !== undefined) {
+    // Postgres only: Redis holds no schema. The advisory lock makes this safe beside running replicas.
+    const { migratePostgres } = await import('../store/postgres-redis/migrations.js');
+    const pg = (await import('pg')).default;
+    const pool = new pg.Pool({ connectionString: config.store.url, max: 1, options: `-c search_path=${config.store.schema}` });
+    try {
+      const applied = await migratePostgres(pool, config.store.schema);
+      createLogger(config.log_level).info({ store: storeName(config), applied }, 'store schema is up to date');
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
   const store = new SqliteStore({ path: config.store.path });
   await store.close();
   createLogger(config.log_level).info({ store: config.store.path }, 'store schema is up to date');
 }
 
+/** Where the data lives, for logs; never the URL itself, which may hold a password. */
+function storeName(config: Config): string {
+  if (config.store.url === undefined) return config.store.path;
+  const u = new URL(config.store.url);
+  return `postgres ${u.host}${u.pathname} schema ${config.store.schema} + redis`;
+}
+
 async function main(argv: string[]): Promise<void> {
+  // Operator commands parse their own options (see ./admin.ts and ./doctor.ts).
+  if (argv[0] !== undefined && ADMIN_COMMANDS.has(argv[0])) {
+    process.exitCode = await runAdminCommand(argv);
+    return;
+  }
+  if (argv[0] === 'doctor') {
+    process.exitCode = await runDoctor(argv.slice(1));
+    return;
+  }
   let parsed;
   try {
     parsed = parseArgs({

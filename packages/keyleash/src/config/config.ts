@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseTtlSeconds } from '../policy/ttl.js';
+import { anthropicSchema, genericVendorsSchema, openaiSchema, twilioSchema, VENDOR_ENV } from '../vendors/config-schema.js';
 
 // One schema with its defaults, parsed once at boot, then frozen. A config file (YAML or JSON)
 // may refer to environment variables as ${NAME}; a few KEYLEASH_* variables override it directly.
@@ -61,8 +62,18 @@ export const configSchema = z.strictObject({
     .strictObject({
       path: z.string().default('./.keyleash/keyleash.sqlite'),
       synchronous: z.enum(['NORMAL', 'FULL']).default('NORMAL'),
+      /** postgres://… — with redis_url, selects the scale-out backend instead of SQLite. */
+      url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+      redis_url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+      /** Postgres schema for keyleash's tables (created if missing). */
+      schema: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain identifier').default('public'),
+      /** Prefix of every Redis key and channel. */
+      redis_prefix: z.string().min(1).default('keyleash:'),
+      /** Postgres connections per replica. */
+      pool_size: z.number().int().positive().default(20),
     })
-    .default({ path: './.keyleash/keyleash.sqlite', synchronous: 'NORMAL' }),
+    .refine((s) => (s.url === undefined) === (s.redis_url === undefined), 'url and redis_url must be set together')
+    .default({ path: './.keyleash/keyleash.sqlite', synchronous: 'NORMAL', schema: 'public', redis_prefix: 'keyleash:', pool_size: 20 }),
   keys: z
     .strictObject({
       default_ttl: ttl.default(3600),
@@ -94,8 +105,13 @@ export const configSchema = z.strictObject({
   vendors: z
     .strictObject({
       stripe: stripeVendor.optional(),
+      twilio: twilioSchema.optional(),
+      openai: openaiSchema.optional(),
+      anthropic: anthropicSchema.optional(),
+      /** Vendors defined in config alone (see the README's "Vendors" section). */
+      generic: genericVendorsSchema,
     })
-    .default({}),
+    .default({ generic: {} }),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -151,10 +167,13 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   const str: Array<[string, string[]]> = [
     ['KEYLEASH_ADMIN_TOKEN', ['admin_token']],
     ['KEYLEASH_DATA', ['store', 'path']],
+    ['KEYLEASH_DATABASE_URL', ['store', 'url']],
+    ['KEYLEASH_REDIS_URL', ['store', 'redis_url']],
     ['KEYLEASH_LOG_LEVEL', ['log_level']],
     ['KEYLEASH_STRIPE_BASE_URL', ['vendors', 'stripe', 'base_url']],
     ['KEYLEASH_STRIPE_TEST_SECRET', ['vendors', 'stripe', 'test_secret']],
     ['KEYLEASH_STRIPE_LIVE_SECRET', ['vendors', 'stripe', 'live_secret']],
+    ...VENDOR_ENV,
   ];
   for (const [name, path] of str) {
     const v = env[name];

@@ -6,10 +6,18 @@ import { errorBody, KeyleashError } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import { StoreUnavailableError, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
 import { auditRoutes } from './routes/audit.js';
+import { auditStreamRoutes } from './routes/audit-stream.js';
+import { bulkRevokeRoutes } from './routes/bulk-revoke.js';
+import { addSecurityHeaders, dashboardRoutes } from './routes/dashboard.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
+import { statsRoutes } from './routes/stats.js';
+import { vendorRoutes } from './routes/vendors.js';
+import { SessionStore } from './sessions.js';
 
 export interface ControlAppOptions {
   adminToken: string;
@@ -18,6 +26,11 @@ export interface ControlAppOptions {
   audit: AuditSink;
   catalog: VendorCatalog;
   log: Logger;
+  /** Serves GET /metrics when given. */
+  metrics?: GatewayMetrics;
+  /** The dashboard and its cookie sessions; on unless false. */
+  dashboard?: boolean | { sessions: SessionStore };
+  now?: () => number;
 }
 
 function sha256(s: string): Buffer {
@@ -42,9 +55,30 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     return m !== null && timingSafeEqual(sha256(m[1]!), adminHash);
   };
 
+  const sessions =
+    o.dashboard === false ? null : typeof o.dashboard === 'object' ? o.dashboard.sessions : new SessionStore(o.now ? { now: o.now } : {});
+
   app.addHook('onRequest', async (req) => {
     if (!req.url.startsWith('/v1/')) return;
-    if (!isAdmin(req.headers.authorization)) throw new KeyleashError('unauthorized');
+    if (isAdmin(req.headers.authorization)) return;
+    // The dashboard's cookie session, only when no Authorization header is sent at all: a wrong
+    // bearer token is never rescued by a cookie.
+    if (sessions && req.headers.authorization === undefined) {
+      const check = sessions.check(req);
+      if (check.ok) return;
+      if (check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
+    }
+    throw new KeyleashError('unauthorized');
+  });
+
+  addSecurityHeaders(app);
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    o.metrics?.apiRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    // Paths only: query strings stay out of the logs.
+    const entry = { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 };
+    if (route.startsWith('/v1/') || route === '/dashboard/session') req.log.info(entry, 'control API request');
+    else req.log.debug(entry, 'control API request');
   });
 
   app.setErrorHandler((err: FastifyError | KeyleashError, req, reply) => {
@@ -82,5 +116,11 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   app.register(openapiRoutes);
   app.register(keyRoutes, { keys: o.keys });
   app.register(auditRoutes, { store: o.store });
+  app.register(bulkRevokeRoutes, { keys: o.keys });
+  app.register(auditStreamRoutes, { store: o.store, audit: o.audit });
+  app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
+  app.register(vendorRoutes, { catalog: o.catalog });
+  if (o.metrics) app.register(metricsRoutes, { metrics: o.metrics });
+  if (sessions) app.register(dashboardRoutes, { sessions, adminToken: o.adminToken });
   return app;
 }

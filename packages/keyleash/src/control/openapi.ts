@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERRORS } from '../errors.js';
 import { issueKeySchema } from '../keys/service.js';
+import { bulkRevokeSchema } from './routes/bulk-revoke.js';
 
 // The control API's OpenAPI document. Request schemas come from the same zod schemas the routes
 // validate with; a test checks every route the app serves is described here.
@@ -59,6 +60,29 @@ const auditRecord = {
   },
 };
 
+const vendor = {
+  type: 'object',
+  required: ['object', 'name', 'kind', 'origin', 'modes', 'auth', 'unknown_cost', 'endpoints'],
+  properties: {
+    object: { const: 'vendor' },
+    name: { ...str, description: 'The name keys are issued for and the proxy prefix, e.g. "openai" (/openai/v1/...).' },
+    kind: { enum: ['builtin', 'generic'] },
+    origin: { ...str, description: 'The vendor origin calls are forwarded to (its configured base_url).' },
+    modes: { type: 'array', items: { enum: ['test', 'live'] }, description: 'Modes with a credential configured.' },
+    auth: { ...str, description: 'How the real credential is injected (bearer, basic, header <name>, query <name>). Never the secret.' },
+    unknown_cost: { ...str, description: 'What a call with no cost rule is charged: auto, free, deny or a fixed price.' },
+    endpoints: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['match', 'cost'],
+        properties: { match: { ...str, description: '"METHOD /path" pattern' }, cost: { ...str, description: 'The cost rule' } },
+      },
+    },
+  },
+  additionalProperties: true,
+};
+
 const error = {
   type: 'object',
   required: ['code', 'message'],
@@ -92,7 +116,7 @@ export function openapiDocument() {
     info: {
       title: 'keyleash control API',
       version: '0.1.0',
-      description: 'Issue, read, list and revoke vault keys; read the audit log. Authenticate with `Authorization: Bearer <admin token>`.',
+      description: 'Issue, read, list and revoke vault keys; read, tail and export the audit log. Authenticate with `Authorization: Bearer <admin token>` (the dashboard uses a session cookie plus an X-Keyleash-CSRF header instead).',
     },
     components: {
       securitySchemes: { admin: { type: 'http', scheme: 'bearer' } },
@@ -103,6 +127,83 @@ export function openapiDocument() {
         Error: error,
         KeyList: list('VaultKey'),
         AuditList: list('AuditRecord'),
+        Vendor: vendor,
+        BulkRevokeRequest: z.toJSONSchema(bulkRevokeSchema, { io: 'input' }),
+        BulkRevokeResult: {
+          type: 'object',
+          properties: {
+            object: { const: 'bulk_revoke' },
+            dry_run: { type: 'boolean' },
+            matched: { ...int, description: 'Active keys that matched the filter.' },
+            revoked: { ...int, description: 'Keys this call revoked (0 on a dry run).' },
+            key_ids: { type: 'array', items: str, description: 'Revoked ids; on a dry run, the ids that would be.' },
+          },
+        },
+        Overview: {
+          type: 'object',
+          description:
+            'Today (UTC) from the audit log. `breakdowns` holds one entry per dimension (today `vendor`; budgets will add `budget` with the same row shape).',
+          properties: {
+            object: { const: 'overview' },
+            day: str,
+            generated_at: { ...str, format: 'date-time' },
+            spend_today_usd: num,
+            spend_today_micros: int,
+            calls_today: int,
+            denials_today: int,
+            calls_per_second: { ...num, description: 'Over the last rate_window_seconds.' },
+            rate_window_seconds: int,
+            breakdowns: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  dimension: str,
+                  rows: {
+                    type: 'array',
+                    items: { type: 'object', properties: { name: str, spend_usd: num, spend_micros: int, calls: int, denials: int } },
+                  },
+                },
+              },
+            },
+            denials_by_code: { type: 'array', items: { type: 'object', properties: { code: str, count: int } } },
+            top_spenders: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: { key_id: str, label: nullable(str), vendor: nullable(str), spend_usd: num, spend_micros: int, calls: int },
+              },
+            },
+            scanned: int,
+            truncated: { type: 'boolean', description: 'true when only the newest records of the day were read.' },
+          },
+        },
+        SpendSeries: {
+          type: 'object',
+          properties: {
+            object: { const: 'spend_series' },
+            key_id: str,
+            bucket_seconds: int,
+            from: { ...str, format: 'date-time' },
+            to: { ...str, format: 'date-time' },
+            points: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  t: { ...str, format: 'date-time' },
+                  spend_usd: num,
+                  spend_micros: int,
+                  cumulative_usd: num,
+                  calls: int,
+                  denials: int,
+                },
+              },
+            },
+            truncated: { type: 'boolean' },
+          },
+        },
+        VendorList: list('Vendor'),
       },
     },
     security: [{ admin: [] }],
@@ -155,6 +256,82 @@ export function openapiDocument() {
             q('cursor', 'next_cursor from the previous page'),
           ],
           responses: { '200': { description: 'A page of records', content: json('AuditList') }, ...errors(400, 401) },
+        },
+      },
+      '/v1/keys/revoke': {
+        post: {
+          operationId: 'revokeKeysMatching',
+          summary: 'Kill switch: revoke every active key matching a filter',
+          description:
+            'Every given field must match. An empty filter is refused (400) unless `all` is true. `dry_run` counts without revoking.',
+          requestBody: { required: true, content: json('BulkRevokeRequest') },
+          responses: { '200': { description: 'How many matched and were revoked', content: json('BulkRevokeResult') }, ...errors(400, 401, 403) },
+        },
+      },
+      '/v1/keys/{id}/spend': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        get: {
+          operationId: 'keySpendSeries',
+          summary: "A key's spend and calls over time (last 24 h at most), in buckets, from the audit log",
+          responses: { '200': { description: 'The series', content: json('SpendSeries') }, ...errors(401, 404) },
+        },
+      },
+      '/v1/audit/stream': {
+        get: {
+          operationId: 'streamAudit',
+          summary: 'Live tail of the audit log as server-sent events (`event: audit`, `data`: an AuditRecord)',
+          parameters: [
+            q('key_id', 'Only this key'),
+            q('vendor', 'Only this vendor'),
+            q('decision', 'allow or deny', { enum: ['allow', 'deny'] }),
+            q('code', 'Only records with this error code'),
+            q('backfill', 'Send this many recent matching records first (0-1000)', int),
+          ],
+          responses: { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: str } } }, ...errors(400, 401) },
+        },
+      },
+      '/v1/audit/export': {
+        get: {
+          operationId: 'exportAudit',
+          summary: 'Export the audit log, newest first, as CSV or NDJSON',
+          parameters: [
+            q('format', 'csv or ndjson (default)', { enum: ['csv', 'ndjson'] }),
+            q('key_id', 'Only this key'),
+            q('vendor', 'Only this vendor'),
+            q('decision', 'allow or deny', { enum: ['allow', 'deny'] }),
+            q('code', 'Only records with this error code'),
+            q('since', 'Only records at or after this time (RFC 3339 or Unix seconds)'),
+            q('limit', 'At most this many records (default: all)', int),
+          ],
+          responses: {
+            '200': {
+              description: 'The records, streamed',
+              content: { 'text/csv': { schema: str }, 'application/x-ndjson': { schema: str } },
+            },
+            ...errors(400, 401),
+          },
+        },
+      },
+      '/v1/stats/overview': {
+        get: {
+          operationId: 'overview',
+          summary: 'Today at a glance: spend per vendor, calls, calls/s, denials by code, top spenders',
+          responses: { '200': { description: 'The overview', content: json('Overview') }, ...errors(401) },
+        },
+      },
+      '/v1/vendors': {
+        get: {
+          operationId: 'listVendors',
+          summary: "The configured vendors, the modes keys can be issued in, and their endpoints' cost rules (never a secret)",
+          responses: { '200': { description: 'The vendors', content: json('VendorList') }, ...errors(401) },
+        },
+      },
+      '/metrics': {
+        get: {
+          operationId: 'metrics',
+          security: [],
+          summary: 'Prometheus metrics (also on the proxy listener for requests without Authorization)',
+          responses: { '200': { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: str } } } },
         },
       },
       '/healthz': {

@@ -4,7 +4,7 @@ import { compileEndpoints } from '../policy/endpoints.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
 import type { KeyCache } from '../proxy/key-cache.js';
-import { keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Store } from '../store/store.js';
+import { keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Page, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import { generateToken, hashToken, newId, type Mode } from './token.js';
 
@@ -34,6 +34,20 @@ export const issueKeySchema = z.strictObject({
 });
 
 export type IssueKeyInput = z.input<typeof issueKeySchema>;
+
+/** Which active keys the kill switch revokes; every given field must match. */
+export type BulkRevokeFilter = Pick<KeyFilter, 'labelPrefix' | 'metadata' | 'vendor' | 'mode'>;
+
+export interface BulkRevokeResult {
+  object: 'bulk_revoke';
+  dry_run: boolean;
+  /** Active keys that matched the filter. */
+  matched: number;
+  /** Keys this call revoked (0 on a dry run). */
+  revoked: number;
+  /** The revoked keys' ids; on a dry run, the ids that would be revoked. */
+  key_ids: string[];
+}
 
 export interface KeyServiceOptions {
   store: Store;
@@ -184,6 +198,43 @@ export class KeyService {
     if (!record) throw new KeyleashError('key_not_found');
     this.o.cache.markRevoked(record.tokenHash, record.revokedAt ?? now);
     return this.view(record, await this.o.store.keyUsage(id, utcDay(now)));
+  }
+
+  /**
+   * The kill switch: revokes every active key matching the filter. Ids are collected first and
+   * revoked after, so paging is never disturbed by the revocations themselves. An empty filter
+   * is refused unless `all` says so, so nobody revokes every key by accident.
+   */
+  async revokeMatching(filter: BulkRevokeFilter, opts: { dryRun?: boolean; all?: boolean } = {}): Promise<BulkRevokeResult> {
+    const hasFilter =
+      filter.labelPrefix !== undefined ||
+      filter.vendor !== undefined ||
+      filter.mode !== undefined ||
+      (filter.metadata !== undefined && Object.keys(filter.metadata).length > 0);
+    if (!hasFilter && !opts.all) {
+      throw new KeyleashError(
+        'invalid_request',
+        'body: give label_prefix, metadata, vendor or mode to choose keys, or "all": true to revoke every active key',
+        { param: 'body' },
+      );
+    }
+    const now = this.now();
+    const matched: KeyRecord[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Page<KeyRecord> = await this.o.store.listKeys({ ...filter, status: 'active' }, 100, cursor, now);
+      matched.push(...page.items);
+      cursor = page.nextCursor;
+    } while (cursor !== null);
+    if (opts.dryRun) return { object: 'bulk_revoke', dry_run: true, matched: matched.length, revoked: 0, key_ids: matched.map((k) => k.id) };
+    const revokedIds: string[] = [];
+    for (const k of matched) {
+      const r = await this.o.store.revokeKey(k.id, now);
+      // 'already_revoked' means a concurrent revoke won; the key is revoked either way.
+      if (r !== 'not_found') this.o.cache.markRevoked(k.tokenHash, now);
+      if (r === 'revoked') revokedIds.push(k.id);
+    }
+    return { object: 'bulk_revoke', dry_run: false, matched: matched.length, revoked: revokedIds.length, key_ids: revokedIds };
   }
 
   view(k: KeyRecord, usage: KeyUsage): KeyView {

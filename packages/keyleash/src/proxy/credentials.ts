@@ -12,7 +12,8 @@ export function readVaultToken(headers: IncomingHttpHeaders): string | null {
   if (space < 0) return null;
   const scheme = auth.slice(0, space).toLowerCase();
   const value = auth.slice(space + 1).trim();
-  if (scheme === 'bearer') return value || null;
+  // `token` is the scheme GitHub's clients use; a generic vendor's SDK may send it.
+  if (scheme === 'bearer' || scheme === 'token') return value || null;
   if (scheme === 'basic') {
     let decoded: string;
     try {

@@ -12,10 +12,11 @@ import { formatUsd } from '../policy/money.js';
 import { encodeSegment, normalizePath } from '../policy/path.js';
 import { utcDay } from '../policy/ttl.js';
 import { keyStatus, type AuditRecord, type Settlement, type Store } from '../store/store.js';
-import type { Vendor, VendorCatalog } from '../vendors/vendor.js';
+import type { CallInfo, Vendor, VendorCatalog } from '../vendors/vendor.js';
 import { readVaultToken } from './credentials.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
+import { relayBuffered, relayStream } from './metering.js';
 
 export interface ProxyOptions {
   store: Store;
@@ -56,9 +57,26 @@ export const callChannel = channel('keyleash:proxy:call');
 export class ProxyHandler {
   private readonly pools = new Map<string, Pool>();
   private readonly now: () => number;
+  /** Headers besides Authorization that some vendor's SDK sends its API key in (x-api-key). */
+  private readonly tokenHeaders: readonly string[];
 
   constructor(private readonly o: ProxyOptions) {
     this.now = o.now ?? Date.now;
+    const names = new Set<string>();
+    for (const v of o.catalog.values()) for (const h of v.tokenHeaders ?? []) names.add(h.toLowerCase());
+    this.tokenHeaders = [...names];
+  }
+
+  /** The vault token from a vendor's own API-key header, when no Authorization header was sent. */
+  private tokenFromVendorHeaders(headers: IncomingMessage['headers']): string | null {
+    if (headers.authorization !== undefined) return null;
+    const found = new Set<string>();
+    for (const name of this.tokenHeaders) {
+      const v = headers[name];
+      if (Array.isArray(v)) return null;
+      if (typeof v === 'string' && v.trim()) found.add(v.trim());
+    }
+    return found.size === 1 ? [...found][0]! : null;
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -80,7 +98,7 @@ export class ProxyHandler {
     };
 
     // 1. Authenticate.
-    const token = readVaultToken(req.headers);
+    const token = readVaultToken(req.headers) ?? this.tokenFromVendorHeaders(req.headers);
     if (token === null || !tokenLooksValid(token)) return this.deny(req, res, ctx, 'invalid_key');
     const hash = hashToken(token);
     let key = this.o.cache.get(hash);
@@ -124,17 +142,19 @@ export class ProxyHandler {
     // 3. Read and prepare the body (the whole body: it is priced, and re-framed upstream).
     const read = await this.readBody(req);
     if (!read.ok) return this.deny(req, res, ctx, 'body_too_large');
-    const prepared = vendor.prepareBody(read.body, req.headers['content-type']);
+    const prepared = vendor.prepareBody(read.body, req.headers['content-type'], { method, segments });
     if (!prepared.ok) return this.deny(req, res, ctx, 'invalid_body', prepared.reason);
 
     // 4. Price.
-    const price = vendor.price({
+    const call: CallInfo = {
       method,
       segments,
       query: norm.query,
       body: prepared.body,
       contentType: prepared.contentType,
-    });
+      callerBody: read.body,
+    };
+    const price = vendor.price(call);
     let estimate = 0;
     if (price.kind === 'invalid') {
       return this.deny(req, res, ctx, 'invalid_amount', price.reason, price.param);
@@ -179,8 +199,10 @@ export class ProxyHandler {
       return this.deny(req, res, ctx, reserved.code);
     }
 
-    // 6. Forward.
-    await this.forward(req, res, ctx, vendor, secret, norm.query, prepared, reservationId, estimate);
+    // 6. Forward, to the vendor's own target for the call (e.g. its account in the path).
+    const target = vendor.rewriteTarget ? vendor.rewriteTarget({ segments, query: norm.query }, secret) : { segments, query: norm.query };
+    const upstreamPath = '/' + target.segments.map(encodeSegment).join('/') + (target.query ? `?${target.query}` : '');
+    await this.forward(req, res, ctx, vendor, secret, upstreamPath, call, reservationId, estimate);
   }
 
   private async forward(
@@ -189,20 +211,28 @@ export class ProxyHandler {
     ctx: CallContext,
     vendor: Vendor,
     secret: string,
-    query: string,
-    prepared: { body: Buffer; contentType: string | undefined },
+    upstreamPath: string,
+    prepared: CallInfo,
     reservationId: string,
     estimate: number,
   ): Promise<void> {
-    const upstreamPath = ctx.path + (query ? `?${query}` : '');
+    let incoming = req.headers;
+    if (this.tokenHeaders.length || vendor.meter) {
+      incoming = { ...req.headers };
+      // A vault token in a vendor's API-key header never goes upstream.
+      for (const name of this.tokenHeaders) delete incoming[name];
+      // A meter reads the answer, so it must come uncompressed.
+      if (vendor.meter) incoming['accept-encoding'] = 'identity';
+    }
     const headers = upstreamRequestHeaders(
-      req.headers,
+      incoming,
       vendor.authHeaders(secret),
       prepared.contentType,
       prepared.body.length,
       ctx.requestId,
     );
     const sentAt = this.now();
+    const abort = vendor.meter ? new AbortController() : undefined;
     let upstream;
     try {
       upstream = await this.pool(vendor.origin).request({
@@ -210,6 +240,7 @@ export class ProxyHandler {
         method: ctx.method as 'GET',
         headers,
         body: prepared.body.length ? prepared.body : null,
+        ...(abort ? { signal: abort.signal } : {}),
       });
     } catch (err) {
       const code = (err as { code?: string }).code ?? '';
@@ -224,8 +255,31 @@ export class ProxyHandler {
     }
     const latency = this.now() - sentAt;
 
-    // 7. Settle before the caller sees the answer.
+    // 7. Settle before the caller sees the answer; a stream is settled when it ends.
     const outcome = vendor.outcome(upstream.statusCode);
+    const meter = outcome === 'executed' ? vendor.meter?.(prepared, { status: upstream.statusCode, headers: upstream.headers }) : undefined;
+    if (meter) {
+      const relay = meter.mode === 'stream' ? relayStream : relayBuffered;
+      const r = await relay({
+        res,
+        status: upstream.statusCode,
+        headers: downstreamResponseHeaders(upstream.headers, ctx.requestId),
+        body: upstream.body,
+        meter,
+        estimate,
+        settle: (s) => this.settle(reservationId, s),
+        extend: (need, wanted) => this.extend(reservationId, need, wanted),
+        abort: () => abort?.abort(),
+      });
+      if (!r.delivered) {
+        this.sendError(res, 'upstream_error', 'The vendor executed the call but its answer broke off.', { requestId: ctx.requestId, vendor });
+        this.record(ctx, ERRORS.upstream_error.status, 'allow', 'upstream_error', r.cost, latency);
+        return;
+      }
+      // Pushed after settling, so the audit record carries the settled cost.
+      this.record(ctx, upstream.statusCode, 'allow', r.code, r.cost, latency);
+      return;
+    }
     const settlement: Settlement =
       outcome === 'executed'
         ? { state: 'settled', micros: estimate }
@@ -242,6 +296,26 @@ export class ProxyHandler {
     } catch (err) {
       // The caller left or the vendor cut the body; the charge stands either way.
       this.o.log.debug({ err, requestId: ctx.requestId }, 'response stream ended early');
+    }
+  }
+
+  /** Grows an open reservation by `wanted` (ahead of need), else by exactly `need`; refused past the cap. */
+  private async extend(
+    reservationId: string,
+    need: number,
+    wanted: number,
+  ): Promise<{ ok: true; added: number } | { ok: false; code: ErrorCode }> {
+    try {
+      for (const add of wanted > need ? [wanted, need] : [need]) {
+        const r = await this.o.store.extendReservation(reservationId, add, this.now());
+        if (r.ok) return { ok: true, added: add };
+        // A reservation no longer open (reconciled as stale) cannot grow: stop as at the cap.
+        if (r.code !== 'cap_exhausted') return { ok: false, code: r.code === 'invalid_key' ? 'cap_exhausted' : r.code };
+      }
+      return { ok: false, code: 'cap_exhausted' };
+    } catch (err) {
+      this.o.log.error({ err, reservationId }, 'extending a reservation failed');
+      return { ok: false, code: 'store_unavailable' };
     }
   }
 

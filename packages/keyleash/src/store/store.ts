@@ -141,7 +141,13 @@ export interface Store {
   appendAudit(records: readonly AuditRecord[]): Promise<void>;
   listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>>;
 
-  /** Cheap liveness probe for /readyz. */
+  /**
+   * Optional: calls `listener` when any replica revokes a key, so this replica's key cache drops
+   * it at once. Backends with one process (SQLite) need not implement it.
+   */
+  onRevoked?(listener: (tokenHash: string, revokedAt: number) => void): void;
+
+  /** Cheap liveness probe for /readyz; a StoreUnavailableError names the component that is down. */
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 import type { Mode } from '../keys/token.js';
 import { jsonToStripeForm } from './stripe-form.js';
 import { priceStripeCall, type StripePricingConfig } from './stripe-pricing.js';
-import type { Outcome, PreparedBody, Vendor } from './vendor.js';
+import type { CostRuleView, Outcome, PreparedBody, Vendor } from './vendor.js';
 
 export interface StripeVendorConfig extends StripePricingConfig {
   origin: string;
@@ -10,6 +10,15 @@ export interface StripeVendorConfig extends StripePricingConfig {
 }
 
 const FORM = 'application/x-www-form-urlencoded';
+
+const MONEY_RULES: CostRuleView[] = [
+  ...['payment_intents', 'charges', 'refunds', 'transfers', 'payouts', 'invoiceitems'].map((r) => ({
+    match: `POST /v1/${r}`,
+    cost: 'amount (or transfer_data[amount] when larger) in currency, converted to USD',
+  })),
+  { match: 'POST /v1/payment_intents/*', cost: 'the new amount, when the update names one' },
+  { match: '*', cost: 'free (every other Stripe call moves no money)' },
+];
 
 function mediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
@@ -48,6 +57,14 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
       const form = call.body.length ? call.body.toString('utf8') : '';
       return priceStripeCall(call.method, call.segments, form, cfg, call.query);
     },
+
+    describe: () => ({
+      kind: 'builtin',
+      auth: 'bearer',
+      unknown_cost: 'deny: a refund without amount on a capped key is refused (cost_unknown)',
+      default_currency: cfg.defaultCurrency,
+      endpoints: MONEY_RULES,
+    }),
 
     // Stripe answers 4xx only when it did not carry out the call (declined, invalid, rate limited,
     // idempotency conflict); a 5xx may or may not have executed.

@@ -1,0 +1,253 @@
+// Package keyleash is the Go client for the keyleash gateway: the control API (issue, read,
+// list, revoke vault keys, the kill switch), vault keys carried in context.Context, HTTP
+// middleware that issues a key per request, and an http.RoundTripper that sends any client's
+// calls through the keyleash proxy with the context's key. Standard library only.
+package keyleash
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Client talks to the control API (admin token) and knows the proxy's base URL.
+type Client struct {
+	APIURL     string
+	ProxyURL   string
+	AdminToken string
+	// HTTPClient for control API calls; nil means a client with a 10 s timeout.
+	HTTPClient *http.Client
+}
+
+// NewClient returns a client; empty arguments are read from KEYLEASH_API_URL,
+// KEYLEASH_PROXY_URL and KEYLEASH_ADMIN_TOKEN.
+func NewClient(apiURL, proxyURL, adminToken string) *Client {
+	if apiURL == "" {
+		apiURL = os.Getenv("KEYLEASH_API_URL")
+	}
+	if proxyURL == "" {
+		proxyURL = os.Getenv("KEYLEASH_PROXY_URL")
+	}
+	if adminToken == "" {
+		adminToken = os.Getenv("KEYLEASH_ADMIN_TOKEN")
+	}
+	return &Client{APIURL: strings.TrimRight(apiURL, "/"), ProxyURL: strings.TrimRight(proxyURL, "/"), AdminToken: adminToken}
+}
+
+// VaultKey is a key as the API sends it. Token is only set in the answer to issuing.
+type VaultKey struct {
+	ID                string            `json:"id"`
+	Token             string            `json:"token,omitempty"`
+	Label             string            `json:"label"`
+	Vendor            string            `json:"vendor"`
+	Mode              string            `json:"mode"`
+	AllowedEndpoints  []string          `json:"allowed_endpoints"`
+	DailyUSDCap       *float64          `json:"daily_usd_cap"`
+	Metadata          map[string]string `json:"metadata"`
+	Status            string            `json:"status"`
+	CreatedAt         time.Time         `json:"created_at"`
+	ExpiresAt         time.Time         `json:"expires_at"`
+	RevokedAt         *time.Time        `json:"revoked_at,omitempty"`
+	SpendTodayUSD     float64           `json:"spend_today_usd"`
+	RemainingTodayUSD *float64          `json:"remaining_today_usd,omitempty"`
+	RequestCount      int64             `json:"request_count"`
+}
+
+// IssueParams is what a key is issued with.
+type IssueParams struct {
+	Vendor           string   `json:"vendor"`
+	AllowedEndpoints []string `json:"allowed_endpoints"`
+	// DailyUSDCap: nil means no cap. Use keyleash.USD(100).
+	DailyUSDCap *float64 `json:"daily_usd_cap,omitempty"`
+	// ExpiresIn: "30s", "5m", "1h", "24h". Empty means the server default. See TTL.
+	ExpiresIn string            `json:"expires_in,omitempty"`
+	Label     string            `json:"label,omitempty"`
+	Mode      string            `json:"mode,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// USD returns a pointer for IssueParams.DailyUSDCap.
+func USD(v float64) *float64 { return &v }
+
+// TTL formats a duration for IssueParams.ExpiresIn (whole seconds, rounded up).
+func TTL(d time.Duration) string {
+	s := int64((d + time.Second - 1) / time.Second)
+	return fmt.Sprintf("%ds", s)
+}
+
+// TTLForTimeout is the TTL for a task with this timeout: timeout + 20 %.
+func TTLForTimeout(timeout time.Duration) string { return TTL(timeout + timeout/5) }
+
+// ListParams filters ListKeys.
+type ListParams struct {
+	Status, Vendor, Mode, LabelPrefix, Cursor string
+	Metadata                                  map[string]string
+	Limit                                     int
+}
+
+// KeyList is one page of keys.
+type KeyList struct {
+	Data       []VaultKey `json:"data"`
+	HasMore    bool       `json:"has_more"`
+	NextCursor *string    `json:"next_cursor"`
+}
+
+// RevokeFilter chooses the keys of the kill switch.
+type RevokeFilter struct {
+	LabelPrefix string            `json:"label_prefix,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	Vendor      string            `json:"vendor,omitempty"`
+	Mode        string            `json:"mode,omitempty"`
+	DryRun      bool              `json:"dry_run,omitempty"`
+	// All is required (and only allowed) when no filter is given.
+	All bool `json:"all,omitempty"`
+}
+
+// RevokeResult is the kill switch's answer.
+type RevokeResult struct {
+	Matched int      `json:"matched"`
+	Revoked int      `json:"revoked"`
+	DryRun  bool     `json:"dry_run"`
+	KeyIDs  []string `json:"key_ids"`
+}
+
+// IssueKey issues a key (the API answers 201). The returned key's Token is its secret.
+func (c *Client) IssueKey(ctx context.Context, p IssueParams) (*VaultKey, error) {
+	var k VaultKey
+	if err := c.call(ctx, http.MethodPost, "/v1/keys", p, http.StatusCreated, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// GetKey reads a key with its spend today, remaining cap, status and request count.
+func (c *Client) GetKey(ctx context.Context, id string) (*VaultKey, error) {
+	var k VaultKey
+	if err := c.call(ctx, http.MethodGet, "/v1/keys/"+url.PathEscape(id), nil, http.StatusOK, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// ListKeys returns one page of keys, newest first.
+func (c *Client) ListKeys(ctx context.Context, p ListParams) (*KeyList, error) {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("status", p.Status)
+	set("vendor", p.Vendor)
+	set("mode", p.Mode)
+	set("label_prefix", p.LabelPrefix)
+	set("cursor", p.Cursor)
+	if p.Limit > 0 {
+		q.Set("limit", fmt.Sprint(p.Limit))
+	}
+	for k, v := range p.Metadata {
+		q.Set("metadata["+k+"]", v)
+	}
+	path := "/v1/keys"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var l KeyList
+	if err := c.call(ctx, http.MethodGet, path, nil, http.StatusOK, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// RevokeKey revokes a key. Idempotent: a revoked key answers again; an unknown id is
+// ErrKeyNotFound.
+func (c *Client) RevokeKey(ctx context.Context, id string) (*VaultKey, error) {
+	var k VaultKey
+	if err := c.call(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, http.StatusOK, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// RevokeKeys is the kill switch (POST /v1/keys/revoke): revokes every active key matching f.
+func (c *Client) RevokeKeys(ctx context.Context, f RevokeFilter) (*RevokeResult, error) {
+	var r RevokeResult
+	if err := c.call(ctx, http.MethodPost, "/v1/keys/revoke", f, http.StatusOK, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return defaultHTTPClient
+}
+
+var defaultHTTPClient = &http.Client{Timeout: 10 * time.Second}
+
+func (c *Client) call(ctx context.Context, method, path string, body any, want int, out any) error {
+	if c.APIURL == "" || c.AdminToken == "" {
+		return errors.New("keyleash: Client needs APIURL and AdminToken (or KEYLEASH_API_URL / KEYLEASH_ADMIN_TOKEN)")
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.APIURL+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.AdminToken)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		code := "connection_error"
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			code = "timeout"
+		}
+		return fmt.Errorf("%w (%s %s: %v)", &Error{Code: code, Message: "keyleash control API unreachable or too slow"}, method, strings.SplitN(path, "?", 2)[0], err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		if b, ok := keyleashBody(raw, true); ok {
+			return errorFromBody(resp, b)
+		}
+		return &Error{Status: resp.StatusCode, Code: fmt.Sprintf("http_%d", resp.StatusCode), Message: truncate(string(raw), 200)}
+	}
+	return json.Unmarshal(raw, out)
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,3 @@
+module github.com/keyleash/keyleash-go
+
+go 1.19

@@ -1,0 +1,407 @@
+"""keyleash: client for the keyleash gateway's control API and proxy.
+
+Standard library + ``requests``. See README.md for the quick start.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import os
+from typing import Any, Dict, Iterator, Mapping, Optional, Union
+
+import requests
+
+__all__ = [
+    "Keyleash",
+    "VaultKey",
+    "ProxySession",
+    "KeyleashError",
+    "UnauthorizedError",
+    "InvalidRequestError",
+    "KeyNotFoundError",
+    "InvalidKeyError",
+    "KeyExpiredError",
+    "KeyRevokedError",
+    "EndpointNotAllowedError",
+    "CostUnknownError",
+    "CapExhaustedError",
+    "RateLimitedError",
+    "UpstreamError",
+    "KeyleashConnectionError",
+    "error_from_response",
+    "is_keyleash_error_body",
+    "is_cap_exhausted",
+    "ttl_for_timeout",
+]
+
+__version__ = "0.1.0"
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: every keyleash answer that is an error has a top-level ``code`` (docs/errors.md).
+
+
+class KeyleashError(Exception):
+    """An error keyleash answered with. Branch on ``code`` (or the subclass)."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]):
+        self.status = status
+        self.body = dict(body)
+        self.code: str = str(body.get("code", ""))
+        self.message: str = str(body.get("message", self.code))
+        self.param: Optional[str] = body.get("param")
+        self.request_id: Optional[str] = body.get("request_id")
+        super().__init__(f"{self.code}: {self.message}" if self.message != self.code else self.code)
+
+
+class UnauthorizedError(KeyleashError):
+    """Control API: bad or missing admin token (401 ``unauthorized``)."""
+
+
+class InvalidRequestError(KeyleashError):
+    """Control API: bad input (400 ``invalid_request`` / ``invalid_json`` / ``mode_unavailable``)."""
+
+
+class KeyNotFoundError(KeyleashError):
+    """Control API: no key with that id (404 ``key_not_found``)."""
+
+
+class InvalidKeyError(KeyleashError):
+    """Proxy: 401 ``invalid_key``."""
+
+
+class KeyExpiredError(KeyleashError):
+    """Proxy: 401 ``key_expired``."""
+
+
+class KeyRevokedError(KeyleashError):
+    """Proxy: 401 ``key_revoked``."""
+
+
+class EndpointNotAllowedError(KeyleashError):
+    """Proxy: 403 ``endpoint_not_allowed``."""
+
+
+class CostUnknownError(KeyleashError):
+    """Proxy: 403 ``cost_unknown``."""
+
+
+class CapExhaustedError(KeyleashError):
+    """Proxy: 429 ``cap_exhausted``: the key's daily cap would be passed. Not retryable today."""
+
+    @property
+    def cost_usd(self) -> Optional[float]:
+        return self.body.get("cost_usd")
+
+    @property
+    def remaining_usd(self) -> Optional[float]:
+        return self.body.get("remaining_usd")
+
+
+class RateLimitedError(KeyleashError):
+    """Proxy: 429 ``rate_limited``; wait ``retry_after`` seconds."""
+
+    retry_after: Optional[float] = None
+
+
+class UpstreamError(KeyleashError):
+    """Proxy: 502 ``upstream_error`` / 504 ``upstream_timeout``."""
+
+
+class KeyleashConnectionError(KeyleashError):
+    """keyleash could not be reached or did not answer in time (status 0, code ``connection_error`` / ``timeout``)."""
+
+
+_BY_CODE = {
+    "unauthorized": UnauthorizedError,
+    "invalid_request": InvalidRequestError,
+    "invalid_json": InvalidRequestError,
+    "mode_unavailable": InvalidRequestError,
+    "key_not_found": KeyNotFoundError,
+    "invalid_key": InvalidKeyError,
+    "key_expired": KeyExpiredError,
+    "key_revoked": KeyRevokedError,
+    "endpoint_not_allowed": EndpointNotAllowedError,
+    "cost_unknown": CostUnknownError,
+    "cap_exhausted": CapExhaustedError,
+    "rate_limited": RateLimitedError,
+    "upstream_error": UpstreamError,
+    "upstream_timeout": UpstreamError,
+}
+
+
+def is_keyleash_error_body(body: Any) -> bool:
+    """True when a parsed JSON body is keyleash's own error, not the vendor's."""
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return False
+    err = body.get("error")
+    return (isinstance(err, dict) and err.get("type") == "keyleash_error") or isinstance(body.get("request_id"), str)
+
+
+def error_from_response(resp: requests.Response) -> Optional[KeyleashError]:
+    """The typed error for a keyleash error answer, or None (success, or the vendor's own error)."""
+    if resp.ok:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    if not is_keyleash_error_body(body):
+        return None
+    cls = _BY_CODE.get(body["code"], KeyleashError)
+    err = cls(resp.status_code, body)
+    if isinstance(err, RateLimitedError):
+        try:
+            err.retry_after = float(resp.headers.get("Retry-After", ""))
+        except ValueError:
+            err.retry_after = None
+    return err
+
+
+def is_cap_exhausted(err_or_response: Any) -> bool:
+    """True for a spent cap: a ``CapExhaustedError``, or a proxy response that is 429 ``cap_exhausted``."""
+    if isinstance(err_or_response, KeyleashError):
+        return err_or_response.code == "cap_exhausted"
+    if isinstance(err_or_response, requests.Response):
+        err = error_from_response(err_or_response)
+        return err is not None and err.code == "cap_exhausted"
+    return False
+
+
+def ttl_for_timeout(timeout_seconds: float, margin: float = 0.2) -> int:
+    """A key TTL (seconds) that covers a task: its timeout plus ``margin`` (20 % by default)."""
+    return int(math.ceil(timeout_seconds * (1 + margin)))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class VaultKey(dict):
+    """A key as the API sends it (a dict), with attribute access: ``key.id``, ``key.token``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def token(self) -> Optional[str]:  # only in the answer to issuing
+        return self.get("token")
+
+    def __repr__(self) -> str:  # never print the secret
+        shown = {k: ("vk_…" if k == "token" else v) for k, v in self.items()}
+        return f"VaultKey({shown!r})"
+
+
+class ProxySession(requests.Session):
+    """A ``requests.Session`` that calls the keyleash proxy with one vault key.
+
+    Paths are relative to the proxy (``/stripe/v1/payment_intents`` or ``/v1/payment_intents``).
+    keyleash's own refusals raise the typed error (``CapExhaustedError`` …); the vendor's own
+    errors (e.g. Stripe's 402) come back as responses. ``raise_keyleash_errors=False`` turns that off.
+    """
+
+    def __init__(self, proxy_url: str, token: str, raise_keyleash_errors: bool = True, timeout: float = 30.0):
+        super().__init__()
+        self.proxy_url = proxy_url.rstrip("/")
+        self.raise_keyleash_errors = raise_keyleash_errors
+        self.default_timeout = timeout
+        self.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        if url.startswith("/"):
+            url = self.proxy_url + url
+        kwargs.setdefault("timeout", self.default_timeout)
+        resp = super().request(method, url, *args, **kwargs)
+        if self.raise_keyleash_errors:
+            err = error_from_response(resp)
+            if err is not None:
+                raise err
+        return resp
+
+
+def _token_of(key: Union[VaultKey, str]) -> str:
+    return key if isinstance(key, str) else key["token"]
+
+
+class Keyleash:
+    """Client for the control API (issue, read, list, revoke, kill switch, audit) and the proxy.
+
+    Defaults come from ``KEYLEASH_API_URL``, ``KEYLEASH_PROXY_URL`` and ``KEYLEASH_ADMIN_TOKEN``.
+    """
+
+    def __init__(
+        self,
+        api_url: Optional[str] = None,
+        proxy_url: Optional[str] = None,
+        admin_token: Optional[str] = None,
+        timeout: float = 10.0,
+        session: Optional[requests.Session] = None,
+    ):
+        api_url = api_url or os.environ.get("KEYLEASH_API_URL")
+        proxy_url = proxy_url or os.environ.get("KEYLEASH_PROXY_URL")
+        admin_token = admin_token or os.environ.get("KEYLEASH_ADMIN_TOKEN")
+        if not api_url:
+            raise ValueError("keyleash: api_url (or KEYLEASH_API_URL) is required")
+        if not proxy_url:
+            raise ValueError("keyleash: proxy_url (or KEYLEASH_PROXY_URL) is required")
+        if not admin_token:
+            raise ValueError("keyleash: admin_token (or KEYLEASH_ADMIN_TOKEN) is required")
+        self.api_url = api_url.rstrip("/")
+        self.proxy_url = proxy_url.rstrip("/")
+        self._admin_token = admin_token
+        self.timeout = timeout
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"Keyleash(api_url={self.api_url!r}, proxy_url={self.proxy_url!r})"
+
+    # -- control API ---------------------------------------------------------------------------
+
+    def issue_key(
+        self,
+        vendor: str,
+        allowed_endpoints: list,
+        daily_usd_cap: Optional[float] = None,
+        expires_in: Union[str, int, None] = None,
+        label: Optional[str] = None,
+        mode: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+    ) -> VaultKey:
+        """Issues a vault key (the API answers 201). ``key.token`` is only in this answer."""
+        body: Dict[str, Any] = {"vendor": vendor, "allowed_endpoints": list(allowed_endpoints)}
+        if daily_usd_cap is not None:
+            body["daily_usd_cap"] = daily_usd_cap
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        if label is not None:
+            body["label"] = label[:200]
+        if mode is not None:
+            body["mode"] = mode
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        return VaultKey(self._call("POST", "/v1/keys", body, timeout=timeout))
+
+    def get_key(self, key_id: str) -> VaultKey:
+        """A key with its spend today, remaining cap, status and request count."""
+        return VaultKey(self._call("GET", f"/v1/keys/{requests.utils.quote(key_id, safe='')}"))
+
+    def list_keys(
+        self,
+        status: Optional[str] = None,
+        vendor: Optional[str] = None,
+        mode: Optional[str] = None,
+        label_prefix: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """One page: ``{"object": "list", "data": [...], "has_more", "next_cursor"}``, newest first."""
+        params = []
+        for name, value in (("status", status), ("vendor", vendor), ("mode", mode), ("label_prefix", label_prefix), ("limit", limit), ("cursor", cursor)):
+            if value is not None:
+                params.append((name, str(value)))
+        for k, v in (metadata or {}).items():
+            params.append((f"metadata[{k}]", v))
+        page = self._call("GET", "/v1/keys", params=params)
+        page["data"] = [VaultKey(k) for k in page.get("data", [])]
+        return page
+
+    def iter_keys(self, **filters: Any) -> Iterator[VaultKey]:
+        """Every key matching the filters, page after page."""
+        cursor = None
+        while True:
+            page = self.list_keys(cursor=cursor, **filters)
+            yield from page["data"]
+            if not page.get("has_more") or not page.get("next_cursor"):
+                return
+            cursor = page["next_cursor"]
+
+    def revoke_key(self, key_id: str, missing_ok: bool = False, timeout: Optional[float] = None) -> Optional[VaultKey]:
+        """Revokes a key (idempotent). An unknown id raises ``KeyNotFoundError`` unless ``missing_ok``."""
+        try:
+            return VaultKey(self._call("DELETE", f"/v1/keys/{requests.utils.quote(key_id, safe='')}", timeout=timeout))
+        except KeyNotFoundError:
+            if missing_ok:
+                return None
+            raise
+
+    def revoke_keys(
+        self,
+        label_prefix: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        vendor: Optional[str] = None,
+        mode: Optional[str] = None,
+        dry_run: bool = False,
+        all: bool = False,
+    ) -> Dict[str, Any]:
+        """The kill switch (``POST /v1/keys/revoke``): revokes every active key matching the filter.
+
+        Returns ``{"matched", "revoked", ...}``. ``dry_run`` only counts; no filter needs ``all=True``.
+        """
+        body: Dict[str, Any] = {}
+        if label_prefix is not None:
+            body["label_prefix"] = label_prefix
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        if vendor is not None:
+            body["vendor"] = vendor
+        if mode is not None:
+            body["mode"] = mode
+        if dry_run:
+            body["dry_run"] = True
+        if all:
+            body["all"] = True
+        return self._call("POST", "/v1/keys/revoke", body)
+
+    def list_audit(self, key_id: Optional[str] = None, vendor: Optional[str] = None, decision: Optional[str] = None, code: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> Dict[str, Any]:
+        """One page of the audit log, newest first."""
+        params = [(n, str(v)) for n, v in (("key_id", key_id), ("vendor", vendor), ("decision", decision), ("code", code), ("limit", limit), ("cursor", cursor)) if v is not None]
+        return self._call("GET", "/v1/audit", params=params)
+
+    # -- proxy ---------------------------------------------------------------------------------
+
+    def session(self, key: Union[VaultKey, str], raise_keyleash_errors: bool = True) -> ProxySession:
+        """A ``requests.Session`` bound to the proxy and one vault key (a key or its token)."""
+        return ProxySession(self.proxy_url, _token_of(key), raise_keyleash_errors=raise_keyleash_errors)
+
+    def proxy(self, key: Union[VaultKey, str], method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One call through the proxy: ``client.proxy(key, "POST", "/stripe/v1/payment_intents", json={...})``."""
+        with self.session(key) as s:
+            return s.request(method, path, **kwargs)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None, params: Any = None, timeout: Optional[float] = None) -> Dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._admin_token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body)
+        t = self.timeout if timeout is None else timeout
+        try:
+            resp = self._session.request(method, self.api_url + path, headers=headers, data=data, params=params, timeout=t)
+        except requests.Timeout as e:
+            raise KeyleashConnectionError(0, {"code": "timeout", "message": f"keyleash control API did not answer {method} {path} within {t} s"}) from e
+        except requests.RequestException as e:
+            raise KeyleashConnectionError(0, {"code": "connection_error", "message": f"keyleash control API unreachable ({method} {path}): {e}"}) from e
+        if resp.ok:
+            return resp.json()
+        err = error_from_response(resp)
+        if err is None:
+            try:
+                parsed = resp.json()
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and isinstance(parsed.get("code"), str):
+                err = _BY_CODE.get(parsed["code"], KeyleashError)(resp.status_code, parsed)
+            else:
+                err = KeyleashError(resp.status_code, {"code": f"http_{resp.status_code}", "message": resp.text[:200]})
+        raise err
+
+
+# Used by keyleash.celery (and usable anywhere): the vault keys of the current task / context.
+_current_keys: "contextvars.ContextVar[Optional[Dict[str, VaultKey]]]" = contextvars.ContextVar("keyleash_vault_keys", default=None)

@@ -1,0 +1,118 @@
+"""Vault keys for Celery tasks (or any job): issued at the start, revoked in ``finally``.
+
+Nothing here imports Celery: it works in any worker, thread or script.
+
+    from keyleash.celery import with_vault_key, current_vault_key
+
+    @app.task
+    @with_vault_key(client, vendor="stripe", allowed_endpoints=["/v1/payment_intents"], daily_usd_cap=50)
+    def charge(order_id):
+        client.proxy(current_vault_key(), "POST", "/stripe/v1/payment_intents", json={...})
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar, Union
+
+from . import Keyleash, VaultKey, _current_keys
+
+__all__ = ["vault_key", "vault_keys", "with_vault_key", "current_vault_key"]
+
+log = logging.getLogger("keyleash")
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_TASK_TTL = "30m"
+
+
+def _revoke_all(client: Keyleash, keys: Mapping[str, VaultKey]) -> None:
+    for key in keys.values():
+        try:
+            client.revoke_key(key["id"], missing_ok=True)
+        except Exception as e:  # never mask the task's own outcome; the key still expires
+            log.warning("keyleash: could not revoke vault key %s (it stays usable until it expires): %s", key.get("id"), e)
+
+
+@contextlib.contextmanager
+def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None) -> Iterator[Dict[str, VaultKey]]:
+    """Issues one key per entry of ``vendors`` (``{"stripe": {"allowed_endpoints": [...], ...}}``;
+    an entry's ``vendor`` defaults to its name), yields ``{name: key}``, revokes them all on exit."""
+    issued: Dict[str, VaultKey] = {}
+    try:
+        for name, spec in vendors.items():
+            spec = dict(spec)
+            issued[name] = client.issue_key(
+                vendor=spec.pop("vendor", name),
+                allowed_endpoints=spec.pop("allowed_endpoints"),
+                expires_in=spec.pop("expires_in", expires_in),
+                label=spec.pop("label", label),
+                metadata=spec.pop("metadata", metadata),
+                **spec,
+            )
+    except BaseException:
+        _revoke_all(client, issued)
+        raise
+    token = _current_keys.set(dict(issued))
+    try:
+        yield issued
+    finally:
+        _current_keys.reset(token)
+        _revoke_all(client, issued)
+
+
+@contextlib.contextmanager
+def vault_key(client: Keyleash, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None) -> Iterator[VaultKey]:
+    """``with vault_key(client, "stripe", [...], daily_usd_cap=50) as key:`` — a 30-minute key by
+    default, revoked when the block exits (also on an exception)."""
+    spec: Dict[str, Any] = {"vendor": vendor, "allowed_endpoints": allowed_endpoints}
+    if daily_usd_cap is not None:
+        spec["daily_usd_cap"] = daily_usd_cap
+    if mode is not None:
+        spec["mode"] = mode
+    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata) as keys:
+        yield keys[vendor]
+
+
+def with_vault_key(client: Keyleash, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None) -> Callable[[F], F]:
+    """Decorator: each call of the function runs with its own key(s), issued at the start and
+    revoked in ``finally``. Read them with ``current_vault_key()``, or pass ``inject="vault_key"``
+    to receive the key (or, with ``vendors``, the ``{name: key}`` dict) as that keyword argument.
+    ``label`` may be a function of the call's arguments. Put it under ``@app.task``."""
+    if vendors is None:
+        if not vendor or not allowed_endpoints:
+            raise ValueError("with_vault_key: give vendor and allowed_endpoints, or vendors")
+        spec: Dict[str, Any] = {"vendor": vendor, "allowed_endpoints": allowed_endpoints}
+        if daily_usd_cap is not None:
+            spec["daily_usd_cap"] = daily_usd_cap
+        vendors = {vendor: spec}
+    single = vendor if len(vendors) == 1 and vendor else None
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            lbl = label(*args, **kwargs) if callable(label) else (label or f"task {fn.__module__}.{fn.__qualname__}")
+            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata) as keys:
+                if inject:
+                    kwargs[inject] = keys[single] if single else keys
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_vault_key(name: Optional[str] = None) -> Optional[VaultKey]:
+    """The key of the running ``vault_key`` block / ``with_vault_key`` call: by entry name or
+    vendor, or the first one. None outside."""
+    keys = _current_keys.get()
+    if not keys:
+        return None
+    if name is None:
+        return next(iter(keys.values()))
+    if name in keys:
+        return keys[name]
+    for k in keys.values():
+        if k.get("vendor") == name:
+            return k
+    return None

@@ -1,0 +1,489 @@
+import { createInterface } from 'node:readline/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { makeOut, relative, table, usd, type Out } from './output.js';
+
+// The operators' commands: they talk to a running gateway's control API over HTTP, with the
+// admin token in the Authorization header, exactly as any other client would.
+
+export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
+
+export const ADMIN_COMMANDS = new Set(['keys', 'kill', 'audit', 'vendors']);
+
+const CONNECTION_HELP = `Connection (every admin command):
+  --api-url URL        control API base (env KEYLEASH_API_URL, default http://127.0.0.1:8080)
+  --admin-token T      admin token (env KEYLEASH_ADMIN_TOKEN; prefer the env, argv is visible in ps)
+  --json               machine-readable output (one JSON document, or NDJSON for audit tail)`;
+
+export const EXIT_CODES_HELP = 'Exit codes: 0 ok, 1 runtime or API failure, 2 bad usage, configuration or admin token, 3 not found.';
+
+const HELP: Record<string, string> = {
+  keys: `keyleash keys — issue, list, read and revoke vault keys
+
+Usage:
+  keyleash keys create --vendor V --endpoint PATTERN [--endpoint …] [--label L] [--cap USD]
+                       [--ttl 15m] [--mode test|live] [--meta k=v …]
+  keyleash keys list   [--status active|expired|revoked] [--vendor V] [--mode M]
+                       [--label-prefix P] [--meta k=v …] [--limit N] [--all]
+  keyleash keys get    ID
+  keyleash keys revoke ID [ID …]
+
+Examples:
+  keyleash keys create --vendor stripe --endpoint /v1/payment_intents --cap 100 --ttl 15m --label run-7
+  keyleash keys list --label-prefix flask- --meta user_id=u42
+  keyleash keys get key_2x9… --json
+  keyleash keys revoke key_2x9…
+
+${CONNECTION_HELP}
+
+${EXIT_CODES_HELP}`,
+  kill: `keyleash kill — the kill switch: revoke every active key matching a filter
+
+Usage:
+  keyleash kill [--label-prefix P] [--meta k=v …] [--vendor V] [--mode M] [--dry-run] [--yes]
+  keyleash kill --all --yes
+
+Every given filter must match. With no filter it refuses, unless --all. It first counts the
+matching keys; without --yes it asks on a terminal and refuses elsewhere.
+
+Examples:
+  keyleash kill --label-prefix celery-nightly- --dry-run
+  keyleash kill --meta user_id=u42 --yes
+
+${CONNECTION_HELP}
+
+${EXIT_CODES_HELP}`,
+  audit: `keyleash audit tail — follow the audit log live (server-sent events) until Ctrl-C
+
+Usage:
+  keyleash audit tail [--key-id ID] [--vendor V] [--decision allow|deny] [--code C] [--backfill N]
+
+Examples:
+  keyleash audit tail --decision deny
+  keyleash audit tail --key-id key_2x9… --backfill 50 --json | jq .code
+
+${CONNECTION_HELP}
+
+${EXIT_CODES_HELP}`,
+  vendors: `keyleash vendors list — the vendors the gateway is configured for
+
+Usage:
+  keyleash vendors list
+
+${CONNECTION_HELP}
+
+${EXIT_CODES_HELP}`,
+};
+
+class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+const usage = (message: string, command: string) => new CliError(`${message}\n\n${HELP[command] ?? ''}`, EXIT.usage);
+
+interface Conn {
+  apiUrl: string;
+  token: string;
+}
+
+interface Ctx {
+  conn: Conn;
+  json: boolean;
+  out: Out;
+  write(s: string): void;
+}
+
+const connectionOptions = {
+  'api-url': { type: 'string' },
+  'admin-token': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, command: string) {
+  try {
+    return parseArgs({ args, options: { ...connectionOptions, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw usage((e as Error).message, command);
+  }
+}
+
+function context(values: { 'api-url'?: string | undefined; 'admin-token'?: string | undefined; json?: boolean | undefined }): Ctx {
+  const apiUrl = (values['api-url'] ?? process.env.KEYLEASH_API_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  try {
+    const u = new URL(apiUrl);
+    if (!/^https?:$/.test(u.protocol)) throw new Error('not http');
+  } catch {
+    throw new CliError(`--api-url must be an http(s) URL, got ${JSON.stringify(apiUrl)}`, EXIT.usage);
+  }
+  const token = values['admin-token'] ?? process.env.KEYLEASH_ADMIN_TOKEN;
+  if (!token) throw new CliError('no admin token: set KEYLEASH_ADMIN_TOKEN or pass --admin-token', EXIT.usage);
+  return { conn: { apiUrl, token }, json: values.json === true, out: makeOut(), write: (s) => process.stdout.write(s) };
+}
+
+function metaPairs(values: string[] | undefined, command: string): Record<string, string> | undefined {
+  if (!values?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    if (eq <= 0) throw usage(`--meta takes key=value, got ${JSON.stringify(v)}`, command);
+    out[v.slice(0, eq)] = v.slice(eq + 1);
+  }
+  return out;
+}
+
+async function call(conn: Conn, method: string, path: string, body?: unknown): Promise<any> {
+  let res: Response;
+  try {
+    res = await fetch(conn.apiUrl + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${conn.token}`,
+        accept: 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new CliError(`cannot reach the control API at ${conn.apiUrl}: ${cause?.code ?? cause?.message ?? (e as Error).message}`, EXIT.failure);
+  }
+  const text = await res.text();
+  let data: any = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    /* not JSON */
+  }
+  if (!res.ok) {
+    const what = data?.code ? `${data.code}: ${data.message}` : `HTTP ${res.status}`;
+    const exitCode = res.status === 404 ? EXIT.notFound : res.status === 400 || res.status === 401 ? EXIT.usage : EXIT.failure;
+    throw new CliError(`${method} ${path} → ${res.status} ${what}`, exitCode);
+  }
+  return data;
+}
+
+function qs(params: Record<string, string | number | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+function statusText(out: Out, status: string): string {
+  return status === 'active' ? out.green(status) : status === 'revoked' ? out.red(status) : out.dim(status);
+}
+
+function keyRows(out: Out, keys: any[]): string[][] {
+  const now = Date.now();
+  return keys.map((k) => [
+    k.id,
+    k.label || out.dim('(none)'),
+    k.vendor,
+    k.mode === 'live' ? out.yellow(k.mode) : k.mode,
+    statusText(out, k.status),
+    `${usd(k.spend_today_usd)} / ${k.daily_usd_cap === null ? 'no cap' : usd(k.daily_usd_cap)}`,
+    k.status === 'active' ? relative(Date.parse(k.expires_at) - now) : '—',
+    String(k.request_count),
+  ]);
+}
+
+const KEY_HEADERS = ['ID', 'LABEL', 'VENDOR', 'MODE', 'STATUS', 'SPEND TODAY / CAP', 'EXPIRES IN', 'CALLS'];
+
+function keyDetail(out: Out, k: any): string {
+  const rows: [string, string][] = [
+    ['id', k.id],
+    ['label', k.label || '(none)'],
+    ['vendor', k.vendor],
+    ['mode', k.mode],
+    ['status', statusText(out, k.status)],
+    ['allowed endpoints', k.allowed_endpoints.join(', ')],
+    ['daily cap', k.daily_usd_cap === null ? 'no cap' : usd(k.daily_usd_cap)],
+    ['spend today', usd(k.spend_today_usd)],
+    ['remaining today', k.remaining_today_usd === null ? '—' : usd(k.remaining_today_usd)],
+    ['calls', String(k.request_count)],
+    ['last call', k.last_used_at ?? '—'],
+    ['created', k.created_at],
+    ['expires', k.expires_at],
+  ];
+  if (k.revoked_at) rows.push(['revoked', k.revoked_at]);
+  const meta = Object.entries(k.metadata ?? {}).map(([a, b]) => `${a}=${b}`);
+  if (meta.length) rows.push(['metadata', meta.join(' ')]);
+  const w = Math.max(...rows.map(([a]) => a.length));
+  return rows.map(([a, b]) => `${out.dim(a.padEnd(w))}  ${b}`).join('\n') + '\n';
+}
+
+async function keysCommand(args: string[]): Promise<number> {
+  const sub = args[0]?.startsWith('-') ? undefined : args[0];
+  const rest = sub === undefined ? args : args.slice(1);
+  const { values, positionals } = parse(
+    rest,
+    {
+      vendor: { type: 'string' },
+      endpoint: { type: 'string', multiple: true },
+      label: { type: 'string' },
+      cap: { type: 'string' },
+      ttl: { type: 'string' },
+      mode: { type: 'string' },
+      meta: { type: 'string', multiple: true },
+      status: { type: 'string' },
+      'label-prefix': { type: 'string' },
+      limit: { type: 'string' },
+      all: { type: 'boolean' },
+    },
+    'keys',
+  );
+  if (values.help || sub === undefined || sub === 'help') {
+    process.stdout.write(HELP.keys + '\n');
+    return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  if (!['create', 'list', 'get', 'revoke'].includes(sub)) throw usage(`unknown keys command "${sub}"`, 'keys');
+  const ctx = context(values);
+  const { out } = ctx;
+
+  if (sub === 'create') {
+    if (!values.vendor) throw usage('keys create needs --vendor', 'keys');
+    if (!values.endpoint?.length) throw usage('keys create needs at least one --endpoint', 'keys');
+    const body: Record<string, unknown> = { vendor: values.vendor, allowed_endpoints: values.endpoint };
+    if (values.label !== undefined) body.label = values.label;
+    if (values.cap !== undefined) body.daily_usd_cap = values.cap;
+    if (values.ttl !== undefined) body.expires_in = /^[0-9]+$/.test(values.ttl) ? Number(values.ttl) : values.ttl;
+    if (values.mode !== undefined) body.mode = values.mode;
+    const meta = metaPairs(values.meta, 'keys');
+    if (meta) body.metadata = meta;
+    const k = await call(ctx.conn, 'POST', '/v1/keys', body);
+    if (ctx.json) ctx.write(JSON.stringify(k) + '\n');
+    else {
+      ctx.write(`${out.green('✔')} issued ${out.bold(k.id)}\n${keyDetail(out, k)}`);
+      ctx.write(`${out.bold('token')}  ${k.token}\n${out.dim('The token is shown only this once.')}\n`);
+    }
+    return EXIT.ok;
+  }
+
+  if (sub === 'list') {
+    const params: Record<string, string | number | undefined> = {
+      status: values.status,
+      vendor: values.vendor,
+      mode: values.mode,
+      label_prefix: values['label-prefix'],
+      limit: values.limit ?? 100,
+    };
+    for (const [k, v] of Object.entries(metaPairs(values.meta, 'keys') ?? {})) params[`metadata[${k}]`] = v;
+    const all: any[] = [];
+    let cursor: string | undefined;
+    let more = false;
+    do {
+      const page = await call(ctx.conn, 'GET', `/v1/keys${qs({ ...params, cursor })}`);
+      all.push(...page.data);
+      more = page.has_more;
+      cursor = page.next_cursor ?? undefined;
+    } while (values.all && more);
+    if (ctx.json) ctx.write(JSON.stringify({ object: 'list', data: all, has_more: more && !values.all }) + '\n');
+    else if (all.length === 0) ctx.write(out.dim('No keys match.\n'));
+    else {
+      ctx.write(table(out, KEY_HEADERS, keyRows(out, all)));
+      if (more && !values.all) ctx.write(out.dim(`… more keys match; pass --all to list every one.\n`));
+    }
+    return EXIT.ok;
+  }
+
+  if (positionals.length === 0) throw usage(`keys ${sub} needs a key id`, 'keys');
+  if (sub === 'get') {
+    if (positionals.length !== 1) throw usage('keys get takes one key id', 'keys');
+    const k = await call(ctx.conn, 'GET', `/v1/keys/${encodeURIComponent(positionals[0]!)}`);
+    ctx.write(ctx.json ? JSON.stringify(k) + '\n' : keyDetail(out, k));
+    return EXIT.ok;
+  }
+
+  // revoke: every id is tried; the exit code is the worst outcome.
+  let code: number = EXIT.ok;
+  const results: unknown[] = [];
+  for (const id of positionals) {
+    try {
+      const k = await call(ctx.conn, 'DELETE', `/v1/keys/${encodeURIComponent(id)}`);
+      results.push(k);
+      if (!ctx.json) ctx.write(`${out.green('✔')} revoked ${out.bold(k.id)} ${k.label ? out.dim(`(${k.label})`) : ''}\n`);
+    } catch (e) {
+      if (!(e instanceof CliError)) throw e;
+      code = Math.max(code, e.exitCode === EXIT.notFound ? EXIT.notFound : e.exitCode);
+      results.push({ id, error: e.message });
+      process.stderr.write(`keyleash: ${e.message}\n`);
+    }
+  }
+  if (ctx.json) ctx.write(JSON.stringify({ object: 'list', data: results }) + '\n');
+  return code;
+}
+
+async function killCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      'label-prefix': { type: 'string' },
+      meta: { type: 'string', multiple: true },
+      vendor: { type: 'string' },
+      mode: { type: 'string' },
+      all: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      yes: { type: 'boolean', short: 'y' },
+    },
+    'kill',
+  );
+  if (values.help) {
+    process.stdout.write(HELP.kill + '\n');
+    return EXIT.ok;
+  }
+  if (positionals.length) throw usage(`kill takes no arguments, got ${positionals.join(' ')}`, 'kill');
+  const filter: Record<string, unknown> = {};
+  if (values['label-prefix'] !== undefined) filter.label_prefix = values['label-prefix'];
+  if (values.vendor !== undefined) filter.vendor = values.vendor;
+  if (values.mode !== undefined) filter.mode = values.mode;
+  const meta = metaPairs(values.meta, 'kill');
+  if (meta) filter.metadata = meta;
+  if (Object.keys(filter).length === 0 && !values.all) {
+    throw usage('kill needs a filter (--label-prefix, --meta, --vendor, --mode) or --all', 'kill');
+  }
+  if (values.all) filter.all = true;
+  const ctx = context(values);
+  const { out } = ctx;
+
+  const dry = await call(ctx.conn, 'POST', '/v1/keys/revoke', { ...filter, dry_run: true });
+  if (values['dry-run']) {
+    if (ctx.json) ctx.write(JSON.stringify(dry) + '\n');
+    else ctx.write(`${out.bold(String(dry.matched))} active key${dry.matched === 1 ? '' : 's'} match; nothing revoked (dry run).\n`);
+    return EXIT.ok;
+  }
+  if (!values.yes) {
+    if (!process.stdin.isTTY || !process.stderr.isTTY) {
+      throw new CliError(`kill would revoke ${dry.matched} active key(s); pass --yes to confirm`, EXIT.usage);
+    }
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(`Revoke ${dry.matched} active key${dry.matched === 1 ? '' : 's'}? This cannot be undone. [y/N] `);
+    rl.close();
+    if (!/^y(es)?$/i.test(answer.trim())) {
+      process.stderr.write('Nothing revoked.\n');
+      return EXIT.failure;
+    }
+  }
+  const r = await call(ctx.conn, 'POST', '/v1/keys/revoke', filter);
+  if (ctx.json) ctx.write(JSON.stringify(r) + '\n');
+  else ctx.write(`${out.red('✖')} revoked ${out.bold(String(r.revoked))} key${r.revoked === 1 ? '' : 's'} (${r.matched} matched).\n`);
+  return EXIT.ok;
+}
+
+function auditLine(out: Out, r: any): string {
+  const time = String(r.time).slice(11, 23);
+  const decision = r.decision === 'deny' ? out.red('deny ') : out.green('allow');
+  const code = r.code ? (r.decision === 'deny' ? out.red(r.code) : out.yellow(r.code)) : out.dim('-');
+  const who = r.label || r.key_id || out.dim('(no key)');
+  return `${out.dim(time)}  ${decision}  ${String(r.status).padEnd(3)}  ${r.vendor ?? '-'}  ${r.method} ${r.path}  ${code}  ${usd(r.cost_usd)}  ${who}  ${out.dim(r.request_id)}\n`;
+}
+
+async function auditCommand(args: string[]): Promise<number> {
+  const sub = args[0]?.startsWith('-') ? undefined : args[0];
+  const rest = sub === undefined ? args : args.slice(1);
+  const { values, positionals } = parse(
+    rest,
+    {
+      'key-id': { type: 'string' },
+      vendor: { type: 'string' },
+      decision: { type: 'string' },
+      code: { type: 'string' },
+      backfill: { type: 'string' },
+    },
+    'audit',
+  );
+  if (values.help || sub === undefined || sub === 'help') {
+    process.stdout.write(HELP.audit + '\n');
+    return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  if (sub !== 'tail') throw usage(`unknown audit command "${sub}"`, 'audit');
+  if (positionals.length) throw usage(`audit tail takes no arguments, got ${positionals.join(' ')}`, 'audit');
+  const ctx = context(values);
+  const path = `/v1/audit/stream${qs({ key_id: values['key-id'], vendor: values.vendor, decision: values.decision, code: values.code, backfill: values.backfill })}`;
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  let res: Response;
+  try {
+    res = await fetch(ctx.conn.apiUrl + path, {
+      headers: { authorization: `Bearer ${ctx.conn.token}`, accept: 'text/event-stream' },
+      signal: controller.signal,
+    });
+  } catch (e) {
+    if (controller.signal.aborted) return EXIT.ok;
+    const cause = (e as { cause?: { code?: string } }).cause;
+    throw new CliError(`cannot reach the control API at ${ctx.conn.apiUrl}: ${cause?.code ?? (e as Error).message}`, EXIT.failure);
+  }
+  if (!res.ok || !res.body) {
+    const data = (await res.json().catch(() => null)) as { code?: string; message?: string } | null;
+    const exitCode = res.status === 400 || res.status === 401 ? EXIT.usage : EXIT.failure;
+    throw new CliError(`GET ${path} → ${res.status} ${data?.code ? `${data.code}: ${data.message}` : ''}`, exitCode);
+  }
+  if (!ctx.json) process.stderr.write(ctx.out.dim(`following the audit log at ${ctx.conn.apiUrl} (Ctrl-C to stop)\n`));
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = 'message';
+        const data: string[] = [];
+        for (const line of event.split('\n')) {
+          if (line.startsWith('event:')) name = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (name !== 'audit' || data.length === 0) continue;
+        const record = JSON.parse(data.join('\n'));
+        ctx.write(ctx.json ? JSON.stringify(record) + '\n' : auditLine(ctx.out, record));
+      }
+    }
+  } catch (e) {
+    if (!controller.signal.aborted) throw new CliError(`the audit stream broke: ${(e as Error).message}`, EXIT.failure);
+    return EXIT.ok;
+  }
+  if (controller.signal.aborted) return EXIT.ok;
+  throw new CliError('the gateway closed the audit stream', EXIT.failure);
+}
+
+async function vendorsCommand(args: string[]): Promise<number> {
+  const sub = args[0]?.startsWith('-') ? undefined : args[0];
+  const rest = sub === undefined ? args : args.slice(1);
+  const { values } = parse(rest, {}, 'vendors');
+  if (values.help || sub === undefined || sub === 'help') {
+    process.stdout.write(HELP.vendors + '\n');
+    return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  if (sub !== 'list') throw usage(`unknown vendors command "${sub}"`, 'vendors');
+  const ctx = context(values);
+  const list = await call(ctx.conn, 'GET', '/v1/vendors');
+  if (ctx.json) ctx.write(JSON.stringify(list) + '\n');
+  else if (list.data.length === 0) ctx.write(ctx.out.dim('No vendors are configured.\n'));
+  else ctx.write(table(ctx.out, ['VENDOR', 'ORIGIN', 'MODES'], list.data.map((v: any) => [v.name, v.origin, v.modes.join(', ')])));
+  return EXIT.ok;
+}
+
+/** Runs an admin command; returns the exit code. Never throws for expected failures. */
+export async function runAdminCommand(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'keys') return await keysCommand(rest);
+    if (command === 'kill') return await killCommand(rest);
+    if (command === 'audit') return await auditCommand(rest);
+    if (command === 'vendors') return await vendorsCommand(rest);
+    throw new CliError(`unknown command "${command}"`, EXIT.usage);
+  } catch (e) {
+    if (e instanceof CliError) {
+      process.stderr.write(`keyleash: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,33 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Mode } from '../../keys/token.js';
+import type { Vendor, VendorCatalog } from '../../vendors/vendor.js';
+
+/**
+ * A vendor as the control API shows it: where it lives, which modes keys can be issued in, how
+ * the credential is injected and what each endpoint costs. Never a secret.
+ */
+export function vendorView(v: Vendor) {
+  const modes = (['test', 'live'] as Mode[]).filter((m) => v.secret(m) !== undefined);
+  const { kind, auth, unknown_cost, endpoints, ...details } = v.describe();
+  return {
+    object: 'vendor' as const,
+    name: v.name,
+    kind,
+    origin: v.origin,
+    modes,
+    auth,
+    unknown_cost,
+    endpoints,
+    ...details,
+  };
+}
+
+/** `GET /v1/vendors`: the configured vendors, their modes and their endpoints' cost rules. */
+export const vendorRoutes: FastifyPluginAsync<{ catalog: VendorCatalog }> = async (app, { catalog }) => {
+  app.get('/v1/vendors', async () => ({
+    object: 'list',
+    data: [...catalog.values()].map(vendorView),
+    has_more: false,
+    next_cursor: null,
+  }));
+};

@@ -1,0 +1,163 @@
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuditSink } from '../audit/sink.js';
+import { callChannel } from '../proxy/handler.js';
+import type { KeyCache } from '../proxy/key-cache.js';
+import type { AuditRecord } from '../store/store.js';
+
+// Prometheus metrics and the per-call log line, fed by the proxy's diagnostics channel. Each
+// gateway has its own Registry (tests run many gateways in one process), and the channel is
+// process-wide, so a gateway only counts the calls its own audit sink saw: the sink's listeners
+// run synchronously just before the channel publishes the same record object.
+
+interface CallMessage {
+  record: AuditRecord;
+  overheadMs: number;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+export interface GatewayMetricsOptions {
+  audit: AuditSink;
+  cache: KeyCache;
+  log: Logger;
+  /** Logs one info line per proxied call (request id, key id, decision, cost; never a token). */
+  logCalls?: boolean;
+}
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly ours = new WeakSet<AuditRecord>();
+  private readonly unsubscribeAudit: () => void;
+  private readonly onCall: (message: unknown) => void;
+
+  private readonly requests: Counter<'vendor' | 'decision' | 'code' | 'status'>;
+  private readonly upstreamLatency: Histogram<'vendor'>;
+  private readonly overhead: Histogram<'vendor' | 'decision'>;
+  private readonly spend: Counter<'vendor' | 'mode'>;
+  readonly apiRequests: Counter<'method' | 'route' | 'status'>;
+
+  constructor(o: GatewayMetricsOptions) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'keyleash_proxy_requests_total',
+      help: 'Proxied calls by vendor, decision (allow/deny), keyleash error code ("none" when the vendor answered) and HTTP status.',
+      labelNames: ['vendor', 'decision', 'code', 'status'],
+      registers,
+    });
+    this.upstreamLatency = new Histogram({
+      name: 'keyleash_upstream_latency_seconds',
+      help: 'Time from sending a call to the vendor to its response headers.',
+      labelNames: ['vendor'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'keyleash_gateway_overhead_seconds',
+      help: "Time keyleash adds to a call: the whole call minus the vendor's latency.",
+      labelNames: ['vendor', 'decision'],
+      buckets: OVERHEAD_BUCKETS,
+      registers,
+    });
+    this.spend = new Counter({
+      name: 'keyleash_spend_usd_total',
+      help: 'USD charged against keys by proxied calls (settled or kept charged).',
+      labelNames: ['vendor', 'mode'],
+      registers,
+    });
+    this.apiRequests = new Counter({
+      name: 'keyleash_api_requests_total',
+      help: 'Control API requests by method, route pattern and status.',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    const cache = o.cache;
+    new Counter({
+      name: 'keyleash_key_cache_hits_total',
+      help: 'Key lookups answered by the in-process key cache.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(cache.hits);
+      },
+    });
+    new Counter({
+      name: 'keyleash_key_cache_misses_total',
+      help: 'Key lookups that went to the store.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(cache.misses);
+      },
+    });
+    new Gauge({
+      name: 'keyleash_key_cache_hit_ratio',
+      help: 'Key cache hits / lookups since start (0 before the first lookup).',
+      registers,
+      collect() {
+        const total = cache.hits + cache.misses;
+        this.set(total === 0 ? 0 : cache.hits / total);
+      },
+    });
+    new Gauge({
+      name: 'keyleash_key_cache_entries',
+      help: 'Keys held in the key cache.',
+      registers,
+      collect() {
+        this.set(cache.size);
+      },
+    });
+    const audit = o.audit;
+    new Gauge({
+      name: 'keyleash_audit_queue_depth',
+      help: 'Audit records queued and not yet written to the store.',
+      registers,
+      collect() {
+        this.set(audit.depth);
+      },
+    });
+
+    this.unsubscribeAudit = audit.subscribe((r) => this.ours.add(r));
+    const log = o.log;
+    const logCalls = o.logCalls ?? true;
+    this.onCall = (message: unknown) => {
+      const { record: r, overheadMs } = message as CallMessage;
+      if (!this.ours.has(r)) return;
+      const vendor = r.vendor ?? 'unknown';
+      this.requests.inc({ vendor, decision: r.decision, code: r.code ?? 'none', status: String(r.status) });
+      if (r.upstreamLatencyMs !== null) this.upstreamLatency.observe({ vendor }, r.upstreamLatencyMs / 1000);
+      this.overhead.observe({ vendor, decision: r.decision }, Math.max(0, overheadMs) / 1000);
+      if (r.costMicros > 0) this.spend.inc({ vendor, mode: r.mode ?? 'unknown' }, r.costMicros / 1e6);
+      if (logCalls) {
+        log.info(
+          {
+            reqId: r.requestId,
+            keyId: r.keyId,
+            vendor: r.vendor,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            decision: r.decision,
+            code: r.code,
+            costMicros: r.costMicros,
+            upstreamMs: r.upstreamLatencyMs,
+            overheadMs: Math.round(overheadMs * 100) / 100,
+          },
+          'proxied call',
+        );
+      }
+    };
+    callChannel.subscribe(this.onCall);
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  close(): void {
+    callChannel.unsubscribe(this.onCall);
+    this.unsubscribeAudit();
+  }
+}

@@ -1,0 +1,162 @@
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ErrorCode } from '../errors.js';
+import type { Settlement } from '../store/store.js';
+import type { ResponseMeter } from '../vendors/vendor.js';
+
+// The response side of a metered call (a vendor whose real cost is read from its answer):
+// a small JSON answer is read, settled, then sent; a stream is passed on as it comes, its output
+// counted, its reservation extended as it grows, and cut cleanly when the cap says no.
+
+/** Largest answer held back to be settled before the caller sees it; past this the estimate stands. */
+export const BUFFER_LIMIT = 8 * 1024 * 1024;
+
+export type Extend = (need: number, wanted: number) => Promise<{ ok: true; added: number } | { ok: false; code: ErrorCode }>;
+
+export interface MeteredCall {
+  res: ServerResponse;
+  status: number;
+  headers: OutgoingHttpHeaders;
+  body: Readable;
+  meter: ResponseMeter;
+  /** What is reserved for the call. */
+  estimate: number;
+  settle(s: Settlement): Promise<void>;
+  extend: Extend;
+  /** Stops the upstream request (no more reading from the vendor). */
+  abort(): void;
+}
+
+export interface MeteredOutcome {
+  /** What the call was settled at. */
+  cost: number;
+  /** An error code when keyleash ended the answer itself (cap reached mid-stream), else null. */
+  code: ErrorCode | null;
+  /** False when the vendor's body broke before the head was sent (the caller gets a 502). */
+  delivered: boolean;
+}
+
+export async function relayBuffered(c: MeteredCall): Promise<MeteredOutcome> {
+  const it = c.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let complete = false;
+  try {
+    while (size <= BUFFER_LIMIT) {
+      const r = await it.next();
+      if (r.done) {
+        complete = true;
+        break;
+      }
+      const out = c.meter.push(r.value);
+      chunks.push(out);
+      size += out.length;
+    }
+  } catch {
+    // The vendor executed the call but its answer broke: the estimate stands.
+    await c.settle({ state: 'unknown' });
+    return { cost: c.estimate, code: null, delivered: false };
+  }
+  if (complete) {
+    const tail = c.meter.flush();
+    if (tail.length) chunks.push(tail);
+  }
+  const real = complete ? c.meter.result() : undefined;
+  const cost = real ?? c.estimate;
+  await c.settle({ state: 'settled', micros: cost });
+
+  const head = Buffer.concat(chunks);
+  if (complete) {
+    c.res.writeHead(c.status, { ...c.headers, 'content-length': head.length });
+    c.res.end(head);
+    return { cost, code: null, delivered: true };
+  }
+  c.res.writeHead(c.status, c.headers);
+  c.res.write(head);
+  async function* rest(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  try {
+    await pipeline(rest(), c.res);
+  } catch {
+    /* the caller left or the vendor cut the body; the charge stands */
+  }
+  return { cost, code: null, delivered: true };
+}
+
+export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
+  const { res, meter } = c;
+  const headers = { ...c.headers };
+  // Events the caller did not ask for may be left out, so the length is no longer the vendor's.
+  delete headers['content-length'];
+  res.writeHead(c.status, headers);
+  res.flushHeaders();
+
+  let reserved = c.estimate;
+  let cut: ErrorCode | null = null;
+  let broken = false;
+  const gone = once(res, 'close').catch(() => undefined);
+  // A caller who leaves stops the vendor at once, not at its next chunk.
+  res.once('close', () => {
+    if (!res.writableFinished) c.abort();
+  });
+  try {
+    for await (const chunk of c.body as AsyncIterable<Buffer>) {
+      const out = meter.push(chunk);
+      const counted = meter.counted();
+      if (counted > reserved) {
+        const need = counted - reserved;
+        const r = await c.extend(need, need + Math.ceil(c.estimate / 4));
+        if (!r.ok) {
+          cut = r.code;
+          break;
+        }
+        reserved += r.added;
+      }
+      if (res.destroyed) {
+        broken = true;
+        break;
+      }
+      if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
+    }
+    if (!cut && !broken) {
+      const tail = meter.flush();
+      if (tail.length && !res.destroyed) res.write(tail);
+    }
+  } catch {
+    // The vendor cut the stream, or the caller left: what was counted is what is known.
+    broken = true;
+  }
+  if (cut || broken) c.abort();
+  if (cut && !res.destroyed) {
+    const why =
+      cut === 'cap_exhausted'
+        ? "The key's spend cap is reached; keyleash ended this stream."
+        : `keyleash ended this stream (${cut}).`;
+    res.write(meter.cutEvent(cut, why));
+  }
+  res.end();
+
+  // Never under-count: the vendor's own usage when the stream delivered it, else the larger of
+  // what is reserved and what was counted passing by.
+  const real = cut || broken ? undefined : meter.result();
+  const counted = meter.counted();
+  let cost: number;
+  if (real !== undefined) {
+    cost = real;
+    await c.settle({ state: 'settled', micros: real });
+  } else if (counted > reserved) {
+    cost = counted;
+    await c.settle({ state: 'settled', micros: counted });
+  } else {
+    cost = reserved;
+    await c.settle({ state: 'unknown' });
+  }
+  return { cost, code: cut, delivered: true };
+}

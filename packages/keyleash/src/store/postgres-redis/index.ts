@@ -1,0 +1,599 @@
+// The scale-out backend: Postgres is the durable record (keys, the reservation ledger, audit);
+// Redis holds each key's hot state and day counters so reserve/settle are one atomic Lua call
+// shared by every replica, and carries the revocation broadcast.
+//
+// Consistency rule: Redis is a cache of Postgres that can be lost at any time. A key's Redis
+// state is stamped with an epoch that Postgres also holds (keys.epoch). A reservation row is
+// only inserted if the epoch it was counted under is still current, and rebuilding the state
+// (after a flush, restart or eviction) takes the key row FOR UPDATE, bumps the epoch and sums
+// the ledger. Writes whose Redis effect must count exactly once (insert, settle, extend) hold
+// the key row FOR KEY SHARE, so a rebuild either sees them in Postgres or they see its epoch.
+
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import type { Mode } from '../../keys/token.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import {
+  StoreUnavailableError,
+  type AuditFilter,
+  type AuditRecord,
+  type KeyFilter,
+  type KeyRecord,
+  type KeyUsage,
+  type Page,
+  type Reservation,
+  type ReservationState,
+  type ReserveRequest,
+  type ReserveResult,
+  type RevokeResult,
+  type Settlement,
+  type Store,
+} from '../store.js';
+import { migratePostgres } from './migrations.js';
+import { ADJUST, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE } from './scripts.js';
+
+export { migratePostgres } from './migrations.js';
+
+export interface PgRedisStoreOptions {
+  /** postgres://… */
+  url: string;
+  /** redis://… */
+  redisUrl: string;
+  /** Postgres schema holding keyleash's tables; created if missing. */
+  schema?: string;
+  /** Prefix of every Redis key and channel, so several deployments can share one Redis. */
+  redisPrefix?: string;
+  poolSize?: number;
+  log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+type RevokedListener = (tokenHash: string, revokedAt: number) => void;
+type Client = pg.PoolClient;
+
+const DAY_MS = 86_400_000;
+/** Reservation ids etc. come from callers; keep the Postgres bigint → number conversion in one place. */
+const types = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 20 || oid === 1700 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+interface KeyRow {
+  id: string;
+  token_hash: string;
+  label: string;
+  vendor: string;
+  mode: Mode;
+  allowed_endpoints: string[];
+  daily_cap_micros: number | null;
+  metadata: Record<string, string>;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+const KEY_COLS = `id, token_hash, label, vendor, mode, allowed_endpoints, daily_cap_micros, metadata,
+  created_at, expires_at, revoked_at`;
+
+function keyFromRow(r: KeyRow): KeyRecord {
+  return {
+    id: r.id,
+    tokenHash: r.token_hash,
+    label: r.label,
+    vendor: r.vendor,
+    mode: r.mode,
+    allowedEndpoints: r.allowed_endpoints,
+    dailyCapMicros: r.daily_cap_micros,
+    metadata: r.metadata,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+  };
+}
+
+/** Connection trouble (down, timeout, shutting down) is an outage; a constraint violation is not. */
+function pgError(e: unknown): unknown {
+  if (e instanceof StoreUnavailableError) return e;
+  if (e instanceof pg.DatabaseError && !/^(08|53|57|58)/.test(e.code ?? '')) return e;
+  return new StoreUnavailableError('postgres', e);
+}
+
+export class PgRedisStore implements Store {
+  readonly kind = 'postgres+redis';
+  private readonly pool: pg.Pool;
+  private readonly redis: Redis;
+  private readonly sub: Redis;
+  private readonly prefix: string;
+  private readonly listeners = new Set<RevokedListener>();
+  /** One rebuild per key at a time in this process; other callers wait for it. */
+  private readonly rebuilding = new Map<string, Promise<boolean>>();
+  private lastRedisError = 0;
+
+  private constructor(private readonly o: PgRedisStoreOptions) {
+    const schema = o.schema ?? 'public';
+    this.prefix = o.redisPrefix ?? 'keyleash:';
+    this.pool = new pg.Pool({
+      connectionString: o.url,
+      max: o.poolSize ?? 20,
+      options: `-c search_path=${schema}`,
+      // Fail fast during an outage (the proxy answers 503 at once) and reconnect on next use.
+      connectionTimeoutMillis: 3_000,
+      statement_timeout: 5_000,
+      query_timeout: 6_000,
+      idle_in_transaction_session_timeout: 15_000,
+      types,
+    });
+    // An idle client whose server went away emits here; the pool drops it and makes a new one.
+    this.pool.on('error', (err) => this.o.log?.warn({ err }, 'postgres connection lost'));
+
+    const redisOpts = {
+      connectTimeout: 2_000,
+      commandTimeout: 2_000,
+      // No queueing while disconnected: a call fails at once instead of waiting for Redis.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times: number) => Math.min(100 * times, 1_000),
+    };
+    this.redis = new Redis(o.redisUrl, redisOpts);
+    this.redis.on('error', (err) => this.redisError(err));
+    for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE })) {
+      this.redis.defineCommand(`kl_${name}`, { numberOfKeys: 1, lua });
+    }
+    // The subscriber re-subscribes by itself after a reconnect.
+    this.sub = new Redis(o.redisUrl, { ...redisOpts, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+    this.sub.on('error', (err) => this.redisError(err));
+    this.sub.on('message', (_channel: string, message: string) => {
+      try {
+        const { h, at } = JSON.parse(message) as { h: string; at: number };
+        for (const fn of this.listeners) fn(h, at);
+      } catch {
+        /* not ours */
+      }
+    });
+    this.sub.subscribe(this.channel).catch((err: unknown) => this.redisError(err));
+
+  }
+
+  /** Connects, migrates (idempotent, safe from many replicas at once) and returns the store. */
+  static async open(o: PgRedisStoreOptions): Promise<PgRedisStore> {
+    const store = new PgRedisStore(o);
+    try {
+      await migratePostgres(store.pool, o.schema ?? 'public').catch((e: unknown) => {
+        throw pgError(e);
+      });
+      // Redis may come up later: calls fail closed until it does, /readyz says so.
+      if (store.redis.status !== 'ready') {
+        await Promise.race([
+          new Promise((resolve) => store.redis.once('ready', resolve)),
+          new Promise((resolve) => setTimeout(resolve, 3_000).unref()),
+        ]);
+      }
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    return store;
+  }
+
+  private get channel(): string {
+    return `${this.prefix}revocations`;
+  }
+
+  private hashKey(keyId: string): string {
+    return `${this.prefix}k:${keyId}`;
+  }
+
+  private redisError(err: unknown): void {
+    // ioredis reports every failed reconnect; one line a few seconds is enough.
+    if (Date.now() - this.lastRedisError < 5_000) return;
+    this.lastRedisError = Date.now();
+    this.o.log?.warn({ err }, 'redis unavailable');
+  }
+
+  private async script(name: string, key: string, ...args: Array<string | number>): Promise<unknown> {
+    const fn = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[`kl_${name}`]!;
+    try {
+      return await fn.call(this.redis, key, ...args.map(String));
+    } catch (e) {
+      throw new StoreUnavailableError('redis', e);
+    }
+  }
+
+  private async query<R extends pg.QueryResultRow>(text: string, params: unknown[] = [], client?: Client) {
+    try {
+      return await (client ?? this.pool).query<R>(text, params);
+    } catch (e) {
+      throw pgError(e);
+    }
+  }
+
+  /**
+   * Runs fn in a transaction; rolls back on any error and drops a connection that failed.
+   * `onAbort` registers a compensation (e.g. undoing a Redis change) run if it does not commit.
+   */
+  private async tx<T>(fn: (c: Client, onAbort: (undo: () => Promise<void>) => void) => Promise<T>): Promise<T> {
+    let c: Client;
+    try {
+      c = await this.pool.connect();
+    } catch (e) {
+      throw pgError(e);
+    }
+    const undos: Array<() => Promise<void>> = [];
+    try {
+      await this.query('BEGIN', [], c);
+      const out = await fn(c, (undo) => undos.push(undo));
+      await this.query('COMMIT', [], c);
+      c.release();
+      return out;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => {});
+      c.release(e instanceof StoreUnavailableError ? (e as Error) : undefined);
+      for (const undo of undos) await undo();
+      throw e;
+    }
+  }
+
+  // ---- keys ----
+
+  async createKey(k: KeyRecord): Promise<void> {
+    await this.tx(async (c) => {
+      await this.query(
+        `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)`,
+        [k.id, k.tokenHash, k.label, k.vendor, k.mode, JSON.stringify(k.allowedEndpoints), k.dailyCapMicros,
+          JSON.stringify(k.metadata), k.createdAt, k.expiresAt],
+        c,
+      );
+      // Written before the row is visible, so nobody can rebuild it first. Best effort: without
+      // it the first call rebuilds the state from Postgres.
+      await this.script('INIT', this.hashKey(k.id), 0, 0, k.expiresAt, k.dailyCapMicros ?? -1, 1, this.ttlMs(k), 1).catch(
+        (err: unknown) => this.o.log?.warn({ err, keyId: k.id }, 'could not prime key state in redis'),
+      );
+    });
+  }
+
+  private ttlMs(k: { expiresAt: number; createdAt: number }): number {
+    // Outlives the key by two days so late settlements still find their counters.
+    return Math.max(0, k.expiresAt - k.createdAt) + 2 * DAY_MS;
+  }
+
+  async getKeyById(id: string): Promise<KeyRecord | null> {
+    const { rows } = await this.query<KeyRow>(`SELECT ${KEY_COLS} FROM keys WHERE id = $1`, [id]);
+    return rows[0] ? keyFromRow(rows[0]) : null;
+  }
+
+  async getKeyByHash(tokenHash: string): Promise<KeyRecord | null> {
+    const { rows } = await this.query<KeyRow>(`SELECT ${KEY_COLS} FROM keys WHERE token_hash = $1`, [tokenHash]);
+    return rows[0] ? keyFromRow(rows[0]) : null;
+  }
+
+  async listKeys(filter: KeyFilter, limit: number, cursor: string | null, now: number): Promise<Page<KeyRecord>> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const p = (v: unknown) => `$${args.push(v)}`;
+    if (filter.status === 'active') where.push(`revoked_at IS NULL AND expires_at > ${p(now)}`);
+    if (filter.status === 'expired') where.push(`revoked_at IS NULL AND expires_at <= ${p(now)}`);
+    if (filter.status === 'revoked') where.push('revoked_at IS NOT NULL');
+    if (filter.vendor !== undefined) where.push(`vendor = ${p(filter.vendor)}`);
+    if (filter.mode !== undefined) where.push(`mode = ${p(filter.mode)}`);
+    // starts_with, not LIKE: a prefix may itself contain % or _.
+    if (filter.labelPrefix !== undefined) where.push(`starts_with(label, ${p(filter.labelPrefix)})`);
+    if (filter.metadata && Object.keys(filter.metadata).length) {
+      where.push(`metadata @> ${p(JSON.stringify(filter.metadata))}::jsonb`);
+    }
+    const after = decodeCursor(cursor);
+    if (after) where.push(`(created_at, id) < (${p(after.t)}, ${p(after.id)})`);
+    const { rows } = await this.query<KeyRow>(
+      `SELECT ${KEY_COLS} FROM keys ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+       ORDER BY created_at DESC, id DESC LIMIT ${p(limit + 1)}`,
+      args,
+    );
+    const more = rows.length > limit;
+    const items = rows.slice(0, limit).map(keyFromRow);
+    const last = items[items.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null };
+  }
+
+  async revokeKey(id: string, now: number): Promise<RevokeResult> {
+    // One transaction around both stores: the row lock keeps a concurrent rebuild out, and if
+    // Redis cannot take the flag nothing is revoked (503, retry) rather than half-revoked.
+    const out = await this.tx(async (c) => {
+      let result: RevokeResult = 'revoked';
+      let { rows } = await this.query<{ token_hash: string; revoked_at: number }>(
+        'UPDATE keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING token_hash, revoked_at',
+        [id, now],
+        c,
+      );
+      if (!rows[0]) {
+        ({ rows } = await this.query<{ token_hash: string; revoked_at: number }>(
+          'SELECT token_hash, revoked_at FROM keys WHERE id = $1 FOR UPDATE',
+          [id],
+          c,
+        ));
+        if (!rows[0]) return null;
+        result = 'already_revoked';
+      }
+      // Set again on a repeat too: harmless, and heals a flag lost with a commit that failed.
+      await this.script('REVOKE', this.hashKey(id));
+      return { result, hash: rows[0].token_hash, at: rows[0].revoked_at };
+    });
+    if (!out) return 'not_found';
+    // The broadcast only refreshes other replicas' key caches; the flag above is what enforces.
+    await this.redis.publish(this.channel, JSON.stringify({ h: out.hash, at: out.at })).catch(() => {});
+    return out.result;
+  }
+
+  onRevoked(listener: RevokedListener): void {
+    this.listeners.add(listener);
+  }
+
+  async keyUsage(id: string, day: string): Promise<KeyUsage> {
+    const { rows } = await this.query<{ n: number; last: number | null; spent: number }>(
+      `SELECT count(*) AS n, max(created_at) AS last,
+         COALESCE(SUM(COALESCE(final_micros, estimate_micros)) FILTER (WHERE day = $2), 0) AS spent
+       FROM reservations WHERE key_id = $1`,
+      [id, day],
+    );
+    const r = rows[0]!;
+    return { requestCount: r.n, lastUsedAt: r.last, spentMicros: r.spent };
+  }
+
+  // ---- spend ----
+
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    const hk = this.hashKey(req.keyId);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = (await this.script('RESERVE', hk, req.day, req.amountMicros, req.now)) as [string, number?, number?];
+      const refused = this.refusal(r);
+      if (refused) return refused;
+      if (r[0] === 'nostate') {
+        if (!(await this.rebuild(req.keyId))) return { ok: false, code: 'invalid_key' };
+        continue;
+      }
+      if (r[0] === 'nospend') {
+        await this.initDay(req.keyId, req.day);
+        continue;
+      }
+      const [, spent, epoch] = r as [string, number, number];
+      let inserted;
+      try {
+        // Durable before the call is forwarded; only counts if the epoch is still current.
+        inserted = await this.query(
+          `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+           SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
+           FROM keys WHERE id = $2 AND epoch = $9 FOR KEY SHARE`,
+          [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch],
+        );
+      } catch (e) {
+        await this.undo(hk, req.day, req.amountMicros, epoch);
+        throw e;
+      }
+      if (inserted.rowCount === 1) return { ok: true, spentMicros: spent };
+      // The state was rebuilt between our count and our insert: count again in the new one.
+      await this.undo(hk, req.day, req.amountMicros, epoch);
+      await this.rebuild(req.keyId);
+    }
+    throw new StoreUnavailableError('redis', new Error(`key state for ${req.keyId} kept changing`));
+  }
+
+  private refusal(r: [string, number?, number?]): ReserveResult | null {
+    if (r[0] === 'key_revoked' || r[0] === 'key_expired') return { ok: false, code: r[0] };
+    if (r[0] === 'cap_exhausted') return { ok: false, code: 'cap_exhausted', spentMicros: r[1]!, capMicros: r[2]! };
+    return null;
+  }
+
+  private async undo(hk: string, day: string, amount: number, epoch: number): Promise<void> {
+    if (amount === 0) return;
+    await this.script('ADJUST', hk, day, -amount, epoch).catch((err: unknown) =>
+      this.o.log?.error({ err }, 'could not undo a redis reservation; the key may be over-counted until rebuilt'),
+    );
+  }
+
+  /**
+   * Rebuilds a key's Redis state from Postgres, unless another replica already did. Returns
+   * false for an unknown key.
+   */
+  private rebuild(keyId: string): Promise<boolean> {
+    let p = this.rebuilding.get(keyId);
+    if (!p) {
+      p = this.tx(async (c) => {
+        const { rows } = await this.query<{ revoked_at: number | null; expires_at: number; created_at: number;
+          daily_cap_micros: number | null; epoch: number }>(
+          'SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch FROM keys WHERE id = $1 FOR UPDATE',
+          [keyId],
+          c,
+        );
+        const k = rows[0];
+        if (!k) return false;
+        const hk = this.hashKey(keyId);
+        const current = await this.redis.hget(hk, 'e').catch((e: unknown) => {
+          throw new StoreUnavailableError('redis', e);
+        });
+        if (current !== null && Number(current) === k.epoch) return true;
+        const epoch = k.epoch + 1;
+        await this.query('UPDATE keys SET epoch = $2 WHERE id = $1', [keyId, epoch], c);
+        // Day counters start empty and are summed from the ledger on first use (initDay).
+        const ttl = this.ttlMs({ expiresAt: k.expires_at, createdAt: k.created_at });
+        await this.script('INIT', hk, epoch, k.revoked_at === null ? 0 : 1, k.expires_at, k.daily_cap_micros ?? -1, 0, ttl, 0);
+        this.o.log?.warn({ keyId, epoch }, 'rebuilt key state in redis from postgres');
+        return true;
+      }).finally(() => this.rebuilding.delete(keyId));
+      this.rebuilding.set(keyId, p);
+    }
+    return p;
+  }
+
+  /** Sets a day counter from the ledger: settled spend plus open reservations. */
+  private async initDay(keyId: string, day: string): Promise<void> {
+    await this.tx(async (c) => {
+      const { rows } = await this.query<{ epoch: number }>('SELECT epoch FROM keys WHERE id = $1 FOR UPDATE', [keyId], c);
+      if (!rows[0]) return;
+      const sum = await this.query<{ s: number }>(
+        `SELECT COALESCE(SUM(COALESCE(final_micros, estimate_micros)), 0) AS s FROM reservations
+         WHERE key_id = $1 AND day = $2`,
+        [keyId, day],
+        c,
+      );
+      await this.script('INIT_DAY', this.hashKey(keyId), day, sum.rows[0]!.s, rows[0].epoch);
+    });
+  }
+
+  async extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let retry: (() => Promise<unknown>) | null = null;
+      const out = await this.tx(async (c, onAbort): Promise<ReserveResult | null> => {
+        const { rows } = await this.query<{ key_id: string; day: string; state: ReservationState; epoch: number }>(
+          `SELECT r.key_id, r.day, r.state, k.epoch FROM reservations r JOIN keys k ON k.id = r.key_id
+           WHERE r.id = $1 FOR UPDATE OF r FOR KEY SHARE OF k`,
+          [reservationId],
+          c,
+        );
+        const r = rows[0];
+        if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
+        const hk = this.hashKey(r.key_id);
+        const res = (await this.script('EXTEND', hk, r.day, addMicros, now, r.epoch)) as [string, number?, number?];
+        const refused = this.refusal(res);
+        if (refused) return refused;
+        if (res[0] === 'nostate') retry = () => this.rebuild(r.key_id);
+        if (res[0] === 'nospend') retry = () => this.initDay(r.key_id, r.day);
+        if (retry) return null;
+        onAbort(() => this.undo(hk, r.day, addMicros, r.epoch));
+        await this.query('UPDATE reservations SET estimate_micros = estimate_micros + $2 WHERE id = $1', [reservationId, addMicros], c);
+        return { ok: true, spentMicros: res[1]! };
+      });
+      if (out) return out;
+      // Rebuild outside the transaction: it needs the key row lock this one held.
+      await (retry as (() => Promise<unknown>) | null)?.();
+    }
+    throw new StoreUnavailableError('redis', new Error('key state kept changing'));
+  }
+
+  async settle(reservationId: string, outcome: Settlement, now: number): Promise<void> {
+    const micros = outcome.state === 'settled' ? outcome.micros : 0;
+    await this.tx(async (c, onAbort) => {
+      const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number }>(
+        `WITH k AS (SELECT k.epoch FROM keys k JOIN reservations r ON r.key_id = k.id WHERE r.id = $1 FOR KEY SHARE OF k)
+         UPDATE reservations SET state = $2, settled_at = $4, final_micros = CASE $2
+           WHEN 'settled' THEN $3::bigint WHEN 'released' THEN 0 ELSE estimate_micros END
+         FROM k WHERE reservations.id = $1 AND reservations.state = 'reserved'
+         RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch`,
+        [reservationId, outcome.state, micros, now],
+        c,
+      );
+      const r = rows[0];
+      if (!r) return; // unknown or already ended: a no-op
+      const delta = r.final_micros - r.estimate_micros;
+      // Inside the transaction: if Redis cannot take the change, nothing changes and the
+      // reservation stays open, charged at its estimate in both stores.
+      if (delta === 0) return;
+      const hk = this.hashKey(r.key_id);
+      await this.script('ADJUST', hk, r.day, delta, r.epoch);
+      onAbort(() => this.undo(hk, r.day, delta, r.epoch));
+    });
+  }
+
+  async getReservation(id: string): Promise<Reservation | null> {
+    const { rows } = await this.query<{ id: string; key_id: string; day: string; estimate_micros: number;
+      final_micros: number | null; state: ReservationState; request_id: string; created_at: number; settled_at: number | null }>(
+      `SELECT id, key_id, day, estimate_micros, final_micros, state, request_id, created_at, settled_at
+       FROM reservations WHERE id = $1`,
+      [id],
+    );
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      id: r.id,
+      keyId: r.key_id,
+      day: r.day,
+      estimateMicros: r.estimate_micros,
+      finalMicros: r.final_micros,
+      state: r.state,
+      requestId: r.request_id,
+      createdAt: r.created_at,
+      settledAt: r.settled_at,
+    };
+  }
+
+  async reconcileStale(olderThan: number, now: number): Promise<number> {
+    // Charged at the estimate either way, so Redis counters need no change.
+    const r = await this.query(
+      `UPDATE reservations SET state = 'unknown', final_micros = estimate_micros, settled_at = $1
+       WHERE state = 'reserved' AND created_at < $2`,
+      [now, olderThan],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  // ---- audit ----
+
+  async appendAudit(records: readonly AuditRecord[]): Promise<void> {
+    for (let i = 0; i < records.length; i += 1000) {
+      const batch = records.slice(i, i + 1000);
+      const args: unknown[] = [];
+      const values = batch.map((r) => {
+        const start = args.length;
+        args.push(r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status,
+          r.decision, r.code, r.costMicros, r.upstreamLatencyMs);
+        return `(${Array.from({ length: 14 }, (_, j) => `$${start + j + 1}`).join(', ')})`;
+      });
+      // ON CONFLICT: a batch retried after a lost commit acknowledgement is not written twice.
+      await this.query(
+        `INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code,
+           cost_micros, upstream_latency_ms) VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
+        args,
+      );
+    }
+  }
+
+  async listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const p = (v: unknown) => `$${args.push(v)}`;
+    if (filter.keyId !== undefined) where.push(`key_id = ${p(filter.keyId)}`);
+    if (filter.decision !== undefined) where.push(`decision = ${p(filter.decision)}`);
+    if (filter.vendor !== undefined) where.push(`vendor = ${p(filter.vendor)}`);
+    if (filter.code !== undefined) where.push(`code = ${p(filter.code)}`);
+    if (filter.since !== undefined) where.push(`time >= ${p(filter.since)}`);
+    const after = decodeCursor(cursor);
+    if (after) where.push(`seq < ${p(after.t)}`);
+    const { rows } = await this.query<Record<string, unknown>>(
+      `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ${p(limit + 1)}`,
+      args,
+    );
+    const more = rows.length > limit;
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map((r) => ({
+        id: r.id as string,
+        time: r.time as number,
+        requestId: r.request_id as string,
+        keyId: r.key_id as string | null,
+        label: r.label as string | null,
+        vendor: r.vendor as string | null,
+        mode: r.mode as Mode | null,
+        method: r.method as string,
+        path: r.path as string,
+        status: r.status as number,
+        decision: r.decision as 'allow' | 'deny',
+        code: r.code as string | null,
+        costMicros: r.cost_micros as number,
+        upstreamLatencyMs: r.upstream_latency_ms as number | null,
+      })),
+      nextCursor: more && last ? encodeCursor({ t: last.seq as number, id: '' }) : null,
+    };
+  }
+
+  // ---- lifecycle ----
+
+  /** Checks both; the error names whichever is down ("postgres", "redis" or "postgres+redis"). */
+  async ping(): Promise<void> {
+    const [p, r] = await Promise.allSettled([this.query('SELECT 1'), this.redis.ping()]);
+    const down = [p.status === 'rejected' ? 'postgres' : '', r.status === 'rejected' ? 'redis' : ''].filter(Boolean);
+    if (down.length) throw new StoreUnavailableError(down.join('+'));
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+    this.sub.disconnect();
+    await this.pool.end().catch(() => {});
+  }
+}

@@ -1,0 +1,100 @@
+import type { Pool } from 'pg';
+
+// Append-only: a released migration is never edited, only followed by a new one.
+// Spend is not stored as a running total: a key's spend for a day is the sum over its
+// reservations (final cost, or the estimate while open), so the ledger is the one durable record.
+export const PG_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE keys (
+    id                TEXT COLLATE "C" PRIMARY KEY,
+    token_hash        TEXT COLLATE "C" NOT NULL UNIQUE,
+    label             TEXT NOT NULL,
+    vendor            TEXT NOT NULL,
+    mode              TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+    allowed_endpoints JSONB NOT NULL,
+    daily_cap_micros  BIGINT CHECK (daily_cap_micros IS NULL OR daily_cap_micros >= 0),
+    metadata          JSONB NOT NULL,
+    created_at        BIGINT NOT NULL,
+    expires_at        BIGINT NOT NULL,
+    revoked_at        BIGINT,
+    -- Bumped each time the key's Redis state is rebuilt from here; a reservation is only
+    -- recorded against the epoch whose Redis counter it was counted in.
+    epoch             BIGINT NOT NULL DEFAULT 0
+  );
+  CREATE INDEX keys_by_created ON keys (created_at DESC, id DESC);
+
+  CREATE TABLE reservations (
+    id              TEXT COLLATE "C" PRIMARY KEY,
+    key_id          TEXT COLLATE "C" NOT NULL REFERENCES keys (id),
+    day             TEXT NOT NULL,
+    estimate_micros BIGINT NOT NULL,
+    final_micros    BIGINT,
+    state           TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'released', 'unknown')),
+    request_id      TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    settled_at      BIGINT
+  );
+  CREATE INDEX reservations_by_key_day ON reservations (key_id, day);
+  CREATE INDEX reservations_open ON reservations (created_at) WHERE state = 'reserved';
+
+  CREATE TABLE audit (
+    seq                 BIGSERIAL PRIMARY KEY,
+    id                  TEXT COLLATE "C" NOT NULL UNIQUE,
+    time                BIGINT NOT NULL,
+    request_id          TEXT NOT NULL,
+    key_id              TEXT,
+    label               TEXT,
+    vendor              TEXT,
+    mode                TEXT,
+    method              TEXT NOT NULL,
+    path                TEXT NOT NULL,
+    status              INTEGER NOT NULL,
+    decision            TEXT NOT NULL,
+    code                TEXT,
+    cost_micros         BIGINT NOT NULL,
+    upstream_latency_ms DOUBLE PRECISION
+  );
+  CREATE INDEX audit_by_key ON audit (key_id, seq DESC);
+  `,
+];
+
+/**
+ * Brings the schema up to date. Safe to run from many replicas at once: a session advisory lock
+ * makes concurrent start-ups wait for the first, which then finds nothing to do.
+ * Returns the versions applied.
+ */
+export async function migratePostgres(pool: Pool, schema: string): Promise<number[]> {
+  const client = await pool.connect();
+  const applied: number[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', [`keyleash:migrate:${schema}`]);
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`);
+      const { rows } = await client.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_version');
+      for (let v = (rows[0]?.v ?? 0) + 1; v <= PG_MIGRATIONS.length; v++) {
+        await client.query('BEGIN');
+        try {
+          await client.query(PG_MIGRATIONS[v - 1]!);
+          await client.query('INSERT INTO schema_version (version) VALUES ($1)', [v]);
+          await client.query('COMMIT');
+          applied.push(v);
+        } catch (e) {
+          await client.query('ROLLBACK');
+          throw e;
+        }
+      }
+    } finally {
+      await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`keyleash:migrate:${schema}`]);
+    }
+  } finally {
+    client.release();
+  }
+  return applied;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

@@ -1,0 +1,275 @@
+import { errorFromBody, KeyleashConnectionError, KeyNotFoundError, type KeyleashErrorBody } from './errors.js';
+
+// The control API client: issue, read, list and revoke vault keys, the kill switch, the audit log.
+// Parameters are camelCase; objects come back exactly as the API sends them (snake_case).
+
+export type Mode = 'test' | 'live';
+export type KeyStatus = 'active' | 'expired' | 'revoked';
+
+export interface IssueKeyParams {
+  /** The vendor the key is for, e.g. `stripe`. */
+  vendor: string;
+  /** Path patterns; `*` matches one segment; optional method prefix (`"POST /v1/refunds"`). */
+  allowedEndpoints: string[];
+  /** USD per UTC day; omitted or null means no cap. */
+  dailyUsdCap?: number | null;
+  /** `"30s"`, `"5m"`, `"1h"`, `"24h"` or seconds. Defaults to the server's default TTL. */
+  expiresIn?: string | number;
+  label?: string;
+  mode?: Mode;
+  metadata?: Record<string, string>;
+}
+
+export interface VaultKey {
+  object: 'vault_key';
+  id: string;
+  label: string;
+  vendor: string;
+  mode: Mode;
+  allowed_endpoints: string[];
+  daily_usd_cap: number | null;
+  metadata: Record<string, string>;
+  status: KeyStatus;
+  created_at: string;
+  expires_at: string;
+  revoked_at?: string | null;
+  spend_today_usd?: number;
+  remaining_today_usd?: number | null;
+  request_count?: number;
+  last_used_at?: string | null;
+  [k: string]: unknown;
+}
+
+/** The answer to issuing: the key plus its secret `token`, shown only this once. */
+export interface IssuedKey extends VaultKey {
+  token: string;
+}
+
+export interface ListKeysParams {
+  status?: KeyStatus;
+  vendor?: string;
+  mode?: Mode;
+  labelPrefix?: string;
+  metadata?: Record<string, string>;
+  /** 1–100 (server default 20). */
+  limit?: number;
+  cursor?: string;
+}
+
+export interface List<T> {
+  object: 'list';
+  data: T[];
+  has_more: boolean;
+  next_cursor: string | null;
+}
+
+export interface RevokeKeysParams {
+  labelPrefix?: string;
+  metadata?: Record<string, string>;
+  vendor?: string;
+  mode?: Mode;
+  /** Count what would be revoked without revoking. */
+  dryRun?: boolean;
+  /** Required (and only) when no filter is given: revoke every active key. */
+  all?: boolean;
+}
+
+export interface RevokeKeysResult {
+  matched: number;
+  revoked: number;
+  dry_run?: boolean;
+  key_ids?: string[];
+  [k: string]: unknown;
+}
+
+export interface ListAuditParams {
+  keyId?: string;
+  vendor?: string;
+  decision?: 'allow' | 'deny';
+  code?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface AuditRecord {
+  object: 'audit_record';
+  id: string;
+  time: string;
+  request_id: string;
+  key_id: string | null;
+  method: string;
+  path: string;
+  status: number;
+  decision: 'allow' | 'deny';
+  code: string | null;
+  cost_usd: number;
+  [k: string]: unknown;
+}
+
+export interface KeyleashOptions {
+  /** Control API base URL, e.g. `http://127.0.0.1:8080`. Default: `KEYLEASH_API_URL`. */
+  apiUrl?: string;
+  /** Proxy base URL, e.g. `http://127.0.0.1:8081`. Default: `KEYLEASH_PROXY_URL`. */
+  proxyUrl?: string;
+  /** Default: `KEYLEASH_ADMIN_TOKEN`. */
+  adminToken?: string;
+  /** Per-call timeout for control API calls, ms (default 10 000). */
+  timeoutMs?: number;
+  /** A fetch implementation (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+const trimSlash = (u: string) => u.replace(/\/+$/, '');
+
+export class Keyleash {
+  readonly apiUrl: string;
+  readonly proxyUrl: string;
+  readonly #adminToken: string;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: KeyleashOptions = {}) {
+    const apiUrl = options.apiUrl ?? process.env.KEYLEASH_API_URL;
+    const proxyUrl = options.proxyUrl ?? process.env.KEYLEASH_PROXY_URL;
+    const adminToken = options.adminToken ?? process.env.KEYLEASH_ADMIN_TOKEN;
+    if (!apiUrl) throw new TypeError('keyleash: apiUrl (or KEYLEASH_API_URL) is required');
+    if (!proxyUrl) throw new TypeError('keyleash: proxyUrl (or KEYLEASH_PROXY_URL) is required');
+    if (!adminToken) throw new TypeError('keyleash: adminToken (or KEYLEASH_ADMIN_TOKEN) is required');
+    this.apiUrl = trimSlash(apiUrl);
+    this.proxyUrl = trimSlash(proxyUrl);
+    this.#adminToken = adminToken;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** Issues a vault key (the API answers 201). The `token` is in this answer only. */
+  issueKey(params: IssueKeyParams, opts?: CallOptions): Promise<IssuedKey> {
+    const body: Record<string, unknown> = { vendor: params.vendor, allowed_endpoints: params.allowedEndpoints };
+    if (params.dailyUsdCap !== undefined) body.daily_usd_cap = params.dailyUsdCap;
+    if (params.expiresIn !== undefined) body.expires_in = params.expiresIn;
+    if (params.label !== undefined) body.label = params.label;
+    if (params.mode !== undefined) body.mode = params.mode;
+    if (params.metadata !== undefined) body.metadata = params.metadata;
+    return this.#call<IssuedKey>('POST', '/v1/keys', body, opts);
+  }
+
+  /** Reads a key with its spend today, remaining cap, status and request count. */
+  getKey(id: string, opts?: CallOptions): Promise<VaultKey> {
+    return this.#call<VaultKey>('GET', `/v1/keys/${encodeURIComponent(id)}`, undefined, opts);
+  }
+
+  /** One page of keys, newest first. */
+  listKeys(params: ListKeysParams = {}, opts?: CallOptions): Promise<List<VaultKey>> {
+    const q = new URLSearchParams();
+    if (params.status) q.set('status', params.status);
+    if (params.vendor) q.set('vendor', params.vendor);
+    if (params.mode) q.set('mode', params.mode);
+    if (params.labelPrefix !== undefined) q.set('label_prefix', params.labelPrefix);
+    for (const [k, v] of Object.entries(params.metadata ?? {})) q.append(`metadata[${k}]`, v);
+    if (params.limit !== undefined) q.set('limit', String(params.limit));
+    if (params.cursor) q.set('cursor', params.cursor);
+    const qs = q.toString();
+    return this.#call<List<VaultKey>>('GET', `/v1/keys${qs ? `?${qs}` : ''}`, undefined, opts);
+  }
+
+  /** Every key matching the filter, following `next_cursor` page by page. */
+  async *listAllKeys(params: Omit<ListKeysParams, 'cursor'> = {}, opts?: CallOptions): AsyncGenerator<VaultKey> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.listKeys({ ...params, cursor }, opts);
+      yield* page.data;
+      cursor = page.has_more && page.next_cursor ? page.next_cursor : undefined;
+    } while (cursor);
+  }
+
+  /**
+   * Revokes a key. Idempotent: revoking a revoked key answers it again. An unknown id throws
+   * `KeyNotFoundError` unless `ignoreNotFound` (then resolves to undefined) — handy in cleanup code.
+   */
+  async revokeKey(id: string, opts: CallOptions & { ignoreNotFound?: boolean } = {}): Promise<VaultKey | undefined> {
+    try {
+      return await this.#call<VaultKey>('DELETE', `/v1/keys/${encodeURIComponent(id)}`, undefined, opts);
+    } catch (err) {
+      if (opts.ignoreNotFound && err instanceof KeyNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The kill switch: revokes every active key matching the filter (`POST /v1/keys/revoke`).
+   * With `dryRun` it only counts. A call with no filter needs `all: true`.
+   */
+  revokeKeys(params: RevokeKeysParams, opts?: CallOptions): Promise<RevokeKeysResult> {
+    const body: Record<string, unknown> = {};
+    if (params.labelPrefix !== undefined) body.label_prefix = params.labelPrefix;
+    if (params.metadata !== undefined) body.metadata = params.metadata;
+    if (params.vendor !== undefined) body.vendor = params.vendor;
+    if (params.mode !== undefined) body.mode = params.mode;
+    if (params.dryRun !== undefined) body.dry_run = params.dryRun;
+    if (params.all !== undefined) body.all = params.all;
+    return this.#call<RevokeKeysResult>('POST', '/v1/keys/revoke', body, opts);
+  }
+
+  /** One page of the audit log, newest first. */
+  listAudit(params: ListAuditParams = {}, opts?: CallOptions): Promise<List<AuditRecord>> {
+    const q = new URLSearchParams();
+    if (params.keyId) q.set('key_id', params.keyId);
+    if (params.vendor) q.set('vendor', params.vendor);
+    if (params.decision) q.set('decision', params.decision);
+    if (params.code) q.set('code', params.code);
+    if (params.limit !== undefined) q.set('limit', String(params.limit));
+    if (params.cursor) q.set('cursor', params.cursor);
+    const qs = q.toString();
+    return this.#call<List<AuditRecord>>('GET', `/v1/audit${qs ? `?${qs}` : ''}`, undefined, opts);
+  }
+
+  async #call<T>(method: string, path: string, body: unknown, opts: CallOptions = {}): Promise<T> {
+    const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.#fetch(this.apiUrl + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.#adminToken}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+      text = await res.text();
+    } catch (err) {
+      const timedOut = timeout.aborted && !opts.signal?.aborted;
+      throw new KeyleashConnectionError(
+        0,
+        {
+          code: timedOut ? 'timeout' : 'connection_error',
+          message: timedOut
+            ? `keyleash control API did not answer ${method} ${path.split('?')[0]} within ${timeoutMs} ms`
+            : `keyleash control API unreachable (${method} ${path.split('?')[0]}): ${(err as Error).message}`,
+        },
+        { cause: err },
+      );
+    }
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (res.ok) return parsed as T;
+    const errBody: KeyleashErrorBody =
+      parsed && typeof parsed === 'object' && typeof (parsed as { code?: unknown }).code === 'string'
+        ? (parsed as KeyleashErrorBody)
+        : { code: `http_${res.status}`, message: `keyleash answered ${res.status}: ${text.slice(0, 200)}` };
+    throw errorFromBody(res.status, errBody, res.headers);
+  }
+}

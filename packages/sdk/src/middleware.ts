@@ -1,0 +1,87 @@
+import type { IssuedKey } from './client.js';
+import {
+  DEFAULT_ISSUE_TIMEOUT_MS,
+  defaultLogger,
+  issueKeys,
+  keySpecs,
+  revokeScope,
+  type Logger,
+  type MultiKeyOptions,
+  type SingleKeyOptions,
+  type VaultKeyScope,
+} from './scope.js';
+
+// What the Express, Fastify and Hono middleware share: decide whether a request gets keys,
+// issue them (with a deadline), and revoke them exactly once when the response is done.
+
+/** Paths that never get a key: health probes and metrics scrapes (exact, or a sub-path). */
+export const DEFAULT_SKIP_PATHS: readonly string[] = ['/health', '/healthz', '/readyz', '/livez', '/ping', '/metrics', '/favicon.ico'];
+
+type PerRequest<Req, T> = T | ((req: Req) => T);
+
+export type MiddlewareOptions<Req> = (Omit<SingleKeyOptions, 'label' | 'metadata'> | Omit<MultiKeyOptions, 'label' | 'metadata'>) & {
+  /** The key's label; default `"<METHOD> <path>"`. */
+  label?: PerRequest<Req, string>;
+  metadata?: PerRequest<Req, Record<string, string>>;
+  /**
+   * When issuing fails or times out: false (default) answers 503 `vault_key_unavailable` and the
+   * handler does not run; true runs the handler without a key (`currentVaultKey()` is undefined)
+   * and logs a warning.
+   */
+  failOpen?: boolean;
+  /** Requests that get no key: a list of paths (exact or prefix of a sub-path) / regexps, or a function. Default `DEFAULT_SKIP_PATHS`. */
+  skip?: ReadonlyArray<string | RegExp> | ((req: Req, path: string) => boolean);
+  /** Turn the middleware off (e.g. in unit tests): no key is issued. Default false. */
+  disabled?: boolean;
+};
+
+export const UNAVAILABLE_CODE = 'vault_key_unavailable';
+
+export function unavailableBody(err: unknown): { code: string; message: string } {
+  return { code: UNAVAILABLE_CODE, message: `could not issue a vault key for this request: ${(err as Error)?.message ?? String(err)}` };
+}
+
+export type Begin =
+  | { kind: 'skip' }
+  | { kind: 'ok'; scope: VaultKeyScope; end: () => Promise<void> }
+  | { kind: 'failed-open'; scope: VaultKeyScope; error: unknown }
+  | { kind: 'failed-closed'; error: unknown };
+
+/** @internal */
+export function shouldSkip<Req>(options: MiddlewareOptions<Req>, req: Req, path: string): boolean {
+  if (options.disabled) return true;
+  const skip = options.skip ?? DEFAULT_SKIP_PATHS;
+  if (typeof skip === 'function') return skip(req, path);
+  return skip.some((s) => (typeof s === 'string' ? path === s || path.startsWith(s.endsWith('/') ? s : `${s}/`) : s.test(path)));
+}
+
+/** @internal */
+export async function begin<Req>(options: MiddlewareOptions<Req>, req: Req, method: string, path: string): Promise<Begin> {
+  if (shouldSkip(options, req, path)) return { kind: 'skip' };
+  const logger: Logger = defaultLogger(options.logger);
+  const label = typeof options.label === 'function' ? options.label(req) : (options.label ?? `${method} ${path}`);
+  const metadata = typeof options.metadata === 'function' ? options.metadata(req) : options.metadata;
+  try {
+    const specs = keySpecs(options as SingleKeyOptions, { label, metadata });
+    const keys: Map<string, IssuedKey> = await issueKeys(options.client, specs, options.issueTimeoutMs ?? DEFAULT_ISSUE_TIMEOUT_MS, logger);
+    const scope: VaultKeyScope = { proxyUrl: options.client.proxyUrl, client: options.client, keys };
+    let ended: Promise<void> | undefined;
+    return { kind: 'ok', scope, end: () => (ended ??= revokeScope(scope, logger)) };
+  } catch (error) {
+    if (error instanceof TypeError) throw error; // a configuration mistake, not an outage
+    if (options.failOpen) {
+      logger.warn('could not issue a vault key; failOpen is on, so the request runs without one', {
+        method,
+        path,
+        error: (error as Error)?.message,
+      });
+      return { kind: 'failed-open', scope: { proxyUrl: options.client.proxyUrl, keys: new Map() }, error };
+    }
+    return { kind: 'failed-closed', error };
+  }
+}
+
+/** The keys of a request as a name → key record. @internal */
+export function keysRecord(scope: VaultKeyScope): Record<string, IssuedKey> {
+  return Object.fromEntries(scope.keys);
+}

@@ -1,0 +1,226 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { IssuedKey, IssueKeyParams, Keyleash, Mode } from './client.js';
+import { KeyleashConnectionError, NoVaultKeyError } from './errors.js';
+
+// Request-scoped vault keys: issue → run with the key(s) in AsyncLocalStorage → revoke in finally.
+
+export interface Logger {
+  warn(message: string, meta?: Record<string, unknown>): void;
+}
+
+const consoleLogger: Logger = {
+  warn: (message, meta) => console.warn(`[keyleash] ${message}`, meta ?? ''),
+};
+
+/** What one key is issued with. */
+export interface KeySpec {
+  /** The vendor; in a `vendors` map it defaults to the entry's name. */
+  vendor?: string;
+  allowedEndpoints: string[];
+  dailyUsdCap?: number | null;
+  expiresIn?: string | number;
+  mode?: Mode;
+  label?: string;
+  metadata?: Record<string, string>;
+}
+
+interface CommonOptions {
+  client: Keyleash;
+  label?: string;
+  metadata?: Record<string, string>;
+  /** Applies to every key unless its spec says otherwise. Default: the server's default TTL. */
+  expiresIn?: string | number;
+  mode?: Mode;
+  /** Give up issuing after this long (ms). Default 2000. */
+  issueTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** One key: `vendor` + its scope. */
+export interface SingleKeyOptions extends CommonOptions {
+  vendor: string;
+  allowedEndpoints: string[];
+  dailyUsdCap?: number | null;
+  vendors?: undefined;
+}
+
+/**
+ * Several keys, one per entry: `{ stripe: {...}, twilio: {...} }`. The entry's name is how you
+ * read the key back (`currentVaultKey('twilio')`); its `vendor` defaults to the name, so two
+ * differently scoped keys for one vendor are `{ charges: { vendor: 'stripe', ... }, refunds: {...} }`.
+ */
+export interface MultiKeyOptions extends CommonOptions {
+  vendors: Record<string, Partial<KeySpec> & { allowedEndpoints: string[] }>;
+  vendor?: undefined;
+}
+
+export type VaultKeyOptions = SingleKeyOptions | MultiKeyOptions;
+
+export interface VaultKeyScope {
+  proxyUrl: string;
+  client?: Keyleash;
+  /** Entry name → key, in the order they were declared. Empty on a fail-open request. */
+  keys: Map<string, IssuedKey>;
+}
+
+export const DEFAULT_ISSUE_TIMEOUT_MS = 2000;
+
+const storage = new AsyncLocalStorage<VaultKeyScope>();
+
+/** @internal */
+export function keySpecs(options: VaultKeyOptions, overrides: { label?: string; metadata?: Record<string, string> } = {}): Array<[string, IssueKeyParams]> {
+  const label = overrides.label ?? options.label;
+  const metadata = overrides.metadata ?? options.metadata;
+  const common = { expiresIn: options.expiresIn, mode: options.mode };
+  const build = (name: string, s: Partial<KeySpec> & { allowedEndpoints: string[] }): IssueKeyParams => {
+    const p: IssueKeyParams = { vendor: s.vendor ?? name, allowedEndpoints: s.allowedEndpoints };
+    if (s.dailyUsdCap !== undefined) p.dailyUsdCap = s.dailyUsdCap;
+    const expiresIn = s.expiresIn ?? common.expiresIn;
+    if (expiresIn !== undefined) p.expiresIn = expiresIn;
+    const mode = s.mode ?? common.mode;
+    if (mode !== undefined) p.mode = mode;
+    const l = s.label ?? label;
+    if (l !== undefined) p.label = l.slice(0, 200);
+    const m = s.metadata || metadata ? { ...metadata, ...s.metadata } : undefined;
+    if (m !== undefined) p.metadata = m;
+    return p;
+  };
+  if (options.vendors) {
+    const entries = Object.entries(options.vendors);
+    if (entries.length === 0) throw new TypeError('keyleash: `vendors` is empty');
+    return entries.map(([name, spec]) => [name, build(name, spec)]);
+  }
+  if (!options.vendor) throw new TypeError('keyleash: give `vendor` and `allowedEndpoints`, or `vendors`');
+  const single: Partial<KeySpec> & { allowedEndpoints: string[] } = { vendor: options.vendor, allowedEndpoints: options.allowedEndpoints };
+  if (options.dailyUsdCap !== undefined) single.dailyUsdCap = options.dailyUsdCap;
+  return [[options.vendor, build(options.vendor, single)]];
+}
+
+/**
+ * Issues every key in `specs` in parallel, giving up after `timeoutMs`. All or nothing: when one
+ * fails or the time runs out, every key that was (or later gets) issued is revoked, so nothing
+ * leaks. Resolves to the keys in declaration order.
+ * @internal
+ */
+export async function issueKeys(
+  client: Keyleash,
+  specs: Array<[string, IssueKeyParams]>,
+  timeoutMs: number,
+  logger: Logger,
+): Promise<Map<string, IssuedKey>> {
+  const tasks = specs.map(([name, p]) =>
+    // The HTTP call itself may outlive our deadline; if it then succeeds, its key is revoked below.
+    client.issueKey(p, { timeoutMs: Math.max(timeoutMs, 10_000) }).then((k) => [name, k] as const),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new KeyleashConnectionError(0, { code: 'timeout', message: `issuing vault keys took longer than ${timeoutMs} ms` })),
+      timeoutMs,
+    );
+  });
+  try {
+    const issued = await Promise.race([Promise.all(tasks), deadline]);
+    return new Map(issued);
+  } catch (err) {
+    for (const t of tasks) t.then(([, k]) => revokeQuietly(client, k.id, logger), () => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function revokeQuietly(client: Keyleash, id: string, logger: Logger): Promise<void> {
+  try {
+    await client.revokeKey(id, { ignoreNotFound: true });
+  } catch (err) {
+    logger.warn('could not revoke a vault key; it stays usable until it expires', { key_id: id, error: (err as Error).message });
+  }
+}
+
+/** Revokes every key of a scope; never throws (failures are logged; keys still expire). @internal */
+export async function revokeScope(scope: VaultKeyScope, logger: Logger = consoleLogger): Promise<void> {
+  if (!scope.client) return;
+  const client = scope.client;
+  await Promise.all([...scope.keys.values()].map((k) => revokeQuietly(client, k.id, logger)));
+}
+
+/** @internal */
+export function defaultLogger(l?: Logger): Logger {
+  return l ?? consoleLogger;
+}
+
+/** @internal */
+export function runInScope<T>(scope: VaultKeyScope, fn: () => T): T {
+  return storage.run(scope, fn);
+}
+
+/**
+ * Issues a vault key (or one per entry of `vendors`), runs `fn` with it in scope and revokes it
+ * when `fn` settles — also when it throws. Inside, `currentVaultKey()` and the client helpers
+ * (`stripeClient()`, `vaultFetch()`, …) find the key anywhere down the call stack.
+ * If issuing fails (or takes longer than `issueTimeoutMs`), `fn` does not run and the error is thrown.
+ */
+export function withVaultKey<T>(options: SingleKeyOptions, fn: (key: IssuedKey) => T | Promise<T>): Promise<T>;
+export function withVaultKey<T>(options: MultiKeyOptions, fn: (keys: Record<string, IssuedKey>) => T | Promise<T>): Promise<T>;
+export async function withVaultKey<T>(options: VaultKeyOptions, fn: (arg: any) => T | Promise<T>): Promise<T> {
+  const logger = defaultLogger(options.logger);
+  const specs = keySpecs(options);
+  const keys = await issueKeys(options.client, specs, options.issueTimeoutMs ?? DEFAULT_ISSUE_TIMEOUT_MS, logger);
+  const scope: VaultKeyScope = { proxyUrl: options.client.proxyUrl, client: options.client, keys };
+  try {
+    const arg = options.vendors ? Object.fromEntries(keys) : keys.values().next().value;
+    return await storage.run(scope, () => fn(arg));
+  } finally {
+    await revokeScope(scope, logger);
+  }
+}
+
+/**
+ * Runs `fn` with keys you already hold in scope (issued elsewhere, e.g. by a parent process).
+ * Nothing is issued or revoked. `keys` is one key (stored under its vendor) or a name → key map.
+ */
+export function runWithVaultKey<T>(keys: IssuedKey | Record<string, IssuedKey>, proxyUrl: string, fn: () => T): T {
+  const map = new Map<string, IssuedKey>();
+  if (typeof (keys as IssuedKey).token === 'string') map.set((keys as IssuedKey).vendor, keys as IssuedKey);
+  else for (const [n, k] of Object.entries(keys as Record<string, IssuedKey>)) map.set(n, k);
+  return storage.run({ proxyUrl: proxyUrl.replace(/\/+$/, ''), keys: map }, fn);
+}
+
+/** The scope the current call runs in, if any. */
+export function currentScope(): VaultKeyScope | undefined {
+  return storage.getStore();
+}
+
+/**
+ * The vault key in scope. With a name, the key of that `vendors` entry (or, failing that, the
+ * first key for that vendor); without, the first key declared. Undefined outside a scope and on
+ * a fail-open request whose issuing failed.
+ */
+export function currentVaultKey(name?: string): IssuedKey | undefined {
+  const scope = storage.getStore();
+  if (!scope) return undefined;
+  if (name === undefined) return scope.keys.values().next().value;
+  const byName = scope.keys.get(name);
+  if (byName) return byName;
+  for (const k of scope.keys.values()) if (k.vendor === name) return k;
+  return undefined;
+}
+
+/** Like `currentVaultKey`, but throws `NoVaultKeyError` when there is none. */
+export function requireVaultKey(name?: string): IssuedKey {
+  const k = currentVaultKey(name);
+  if (!k) {
+    throw new NoVaultKeyError(
+      storage.getStore()
+        ? `no vault key${name ? ` for "${name}"` : ''} in this request (issuing failed and failOpen is on, or the name is wrong)`
+        : 'no vault key in scope: call this inside withVaultKey() or a request handled by the keyleash middleware',
+    );
+  }
+  return k;
+}
+
+/** The proxy base URL of the current scope. */
+export function currentProxyUrl(): string | undefined {
+  return storage.getStore()?.proxyUrl;
+}
