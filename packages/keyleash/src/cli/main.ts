@@ -4,6 +4,10 @@ import { ConfigError, loadConfig, parseConfig, applyEnvOverrides, type Config } 
 import { createGateway, openStore, type Gateway } from '../gateway.js';
 import { createLogger } from '../log.js';
 import { createStripeSandbox } from '../sandbox/stripe.js';
+import { createAnthropicSandbox } from '../sandbox/anthropic.js';
+import { createEchoSandbox } from '../sandbox/echo.js';
+import { createOpenAISandbox } from '../sandbox/openai.js';
+import { createTwilioSandbox } from '../sandbox/twilio.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import { ADMIN_COMMANDS, EXIT_CODES_HELP, runAdminCommand } from './admin.js';
 import { runDoctor } from './doctor.js';
@@ -11,7 +15,7 @@ import { runDoctor } from './doctor.js';
 const HELP = `keyleash — scoped, spend-capped vault keys for AI agents
 
 Usage:
-  keyleash dev                 Start on the embedded SQLite store with a built-in Stripe sandbox
+  keyleash dev                 Start on the embedded SQLite store with built-in vendor sandboxes
   keyleash serve [--config F]  Start for real from a config file (YAML/JSON) plus KEYLEASH_* env
   keyleash migrate [--config F] Create or upgrade the store schema, then exit
   keyleash doctor [--config F] Check the configuration, the store and upstream reachability
@@ -40,6 +44,13 @@ ${EXIT_CODES_HELP}`;
 export const DEV_ADMIN_TOKEN = 'kl_dev_admin_token_0000';
 const DEV_TEST_SECRET = 'sk_test_keyleash_sandbox';
 const DEV_LIVE_SECRET = 'sk_live_keyleash_sandbox';
+// The other sandboxes' credentials: known to the sandboxes and to nothing else.
+const DEV_TWILIO = {
+  test: { accountSid: `AC${'0'.repeat(32)}`, authToken: 'keyleashsandboxtwiliotest0000000' },
+  live: { accountSid: `AC${'1'.repeat(32)}`, authToken: 'keyleashsandboxtwiliolive1111111' },
+};
+const DEV_OPENAI = { test: 'keyleash-sandbox-openai-test', live: 'sk-keyleash-sandbox-openai-live' };
+const DEV_ANTHROPIC = { test: 'keyleash-sandbox-anthropic-test', live: 'sk-ant-keyleash-sandbox-live' };
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`keyleash: ${message}\n`);
@@ -67,14 +78,42 @@ function runUntilSignal(gw: Gateway, extra: () => Promise<void> = async () => {}
 async function dev(): Promise<void> {
   const sandbox = createStripeSandbox({ secrets: [DEV_TEST_SECRET, DEV_LIVE_SECRET] });
   const sandboxUrl = await sandbox.listen(Number(process.env.KEYLEASH_SANDBOX_PORT ?? 0));
+  // Every vendor gets a local stand-in, so each can be tried without an account.
+  const twilio = createTwilioSandbox({ accounts: [DEV_TWILIO.test, DEV_TWILIO.live] });
+  const openai = createOpenAISandbox({ secrets: [DEV_OPENAI.test, DEV_OPENAI.live] });
+  const anthropic = createAnthropicSandbox({ secrets: [DEV_ANTHROPIC.test, DEV_ANTHROPIC.live] });
+  const echo = createEchoSandbox();
+  const [twilioUrl, openaiUrl, anthropicUrl, echoUrl] = await Promise.all([twilio.listen(), openai.listen(), anthropic.listen(), echo.listen()]);
   const raw = applyEnvOverrides(
     {
       admin_token: DEV_ADMIN_TOKEN,
       store: { path: './.keyleash/dev.sqlite' },
-      vendors: { stripe: { base_url: sandboxUrl, test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET } },
+      vendors: {
+        stripe: { base_url: sandboxUrl, test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET },
+        twilio: {
+          base_url: twilioUrl,
+          test_account_sid: DEV_TWILIO.test.accountSid,
+          test_auth_token: DEV_TWILIO.test.authToken,
+          live_account_sid: DEV_TWILIO.live.accountSid,
+          live_auth_token: DEV_TWILIO.live.authToken,
+        },
+        openai: { base_url: openaiUrl, test_secret: DEV_OPENAI.test, live_secret: DEV_OPENAI.live },
+        anthropic: { base_url: anthropicUrl, test_secret: DEV_ANTHROPIC.test, live_secret: DEV_ANTHROPIC.live },
+        // A vendor defined in config alone, against an upstream that echoes what it receives.
+        generic: {
+          echo: {
+            base_url: echoUrl,
+            test_secret: 'keyleash-sandbox-echo-test',
+            endpoints: [
+              { match: 'POST /v1/charges', amount: { path: 'amount', unit: 'minor', currency_path: 'currency' } },
+              { match: 'POST /v1/messages', usd: 0.01 },
+            ],
+          },
+        },
+      },
     },
-    // The sandbox is the point of dev mode: a real Stripe URL or secret from the env would defeat it.
-    Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KEYLEASH_STRIPE_'))),
+    // The sandboxes are the point of dev mode: a real vendor URL or secret from the env would defeat them.
+    Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^KEYLEASH_(STRIPE|TWILIO|OPENAI|ANTHROPIC)_/.test(k))),
   );
   const config = parseConfig(raw);
   const gw = createGateway(config);
@@ -89,6 +128,10 @@ async function dev(): Promise<void> {
       `  admin token   ${adminNote}`,
       `  store         ${config.store.path}`,
       `  stripe        sandbox at ${sandboxUrl} (no Stripe account needed)`,
+      `  twilio        sandbox at ${twilioUrl}`,
+      `  openai        sandbox at ${openaiUrl} (streams; SDK baseURL ${proxyUrl}/openai/v1)`,
+      `  anthropic     sandbox at ${anthropicUrl} (streams; SDK baseURL ${proxyUrl}/anthropic)`,
+      `  echo          a generic vendor from config, at ${echoUrl} (answers with what it received)`,
       '',
       'Issue a key:',
       `  curl -s ${apiUrl}/v1/keys -H "Authorization: Bearer ${config.admin_token === DEV_ADMIN_TOKEN ? DEV_ADMIN_TOKEN : '$KEYLEASH_ADMIN_TOKEN'}" \\`,
@@ -98,7 +141,9 @@ async function dev(): Promise<void> {
       '',
     ].join('\n'),
   );
-  runUntilSignal(gw, () => sandbox.close());
+  runUntilSignal(gw, async () => {
+    await Promise.all([sandbox, twilio, openai, anthropic, echo].map((s) => s.close()));
+  });
 }
 
 async function serve(configPath: string | undefined): Promise<void> {

@@ -144,8 +144,12 @@ export function createSandbox(answer: (req: SandboxRequest) => SandboxAnswer | P
         stream.sent++;
         if (a.eventDelayMs) await sleep(a.eventDelayMs);
       }
-      if (a.cut) res.destroy();
-      else res.end();
+      if (a.cut) {
+        // Let what was written reach the reader, then drop the connection mid-answer.
+        await new Promise<void>((resolve) => res.write('', () => resolve()));
+        await sleep(20);
+        res.destroy();
+      } else res.end();
       finish();
       return;
     }

@@ -51,7 +51,7 @@ type RevokedListener = (tokenHash: string, revokedAt: number) => void;
 type Client = pg.PoolClient;
 
 const DAY_MS = 86_400_000;
-/** Reservation ids etc. come from callers; keep the Postgres bigint → number conversion in one place. */
+/** bigint and numeric (SUM) come back as numbers: micros and ms timestamps stay far below 2^53. */
 const types = {
   getTypeParser: ((oid: number, format?: string) =>
     oid === 20 || oid === 1700 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
