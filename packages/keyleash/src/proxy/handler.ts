@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
@@ -17,6 +18,9 @@ import { readVaultToken } from './credentials.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
 import { relayBuffered, relayStream } from './metering.js';
+import { AuthThrottle } from './auth-throttle.js';
+import { redactSecretEchoes } from './leaks.js';
+import { screenRequest } from './screen.js';
 
 export interface ProxyOptions {
   store: Store;
@@ -44,6 +48,9 @@ interface CallContext {
 
 type ReadBody = { ok: true; body: Buffer } | { ok: false };
 
+/** Vendor error bodies up to this size are read whole so echoes of the real secret can be cut. */
+const MAX_REDACTED_ERROR_BYTES = 256 * 1024;
+
 // Connection errors that prove the request never left: the vendor cannot have executed it.
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
@@ -59,6 +66,7 @@ export class ProxyHandler {
   private readonly now: () => number;
   /** Headers besides Authorization that some vendor's SDK sends its API key in (x-api-key). */
   private readonly tokenHeaders: readonly string[];
+  private readonly throttle = new AuthThrottle();
 
   constructor(private readonly o: ProxyOptions) {
     this.now = o.now ?? Date.now;
@@ -96,6 +104,14 @@ export class ProxyHandler {
       path: (req.url ?? '/').split('?')[0]!.slice(0, 512),
       key: null,
     };
+
+    // 0. Screen: an address that keeps failing to authenticate waits; ambiguous credentials are refused.
+    const address = req.socket.remoteAddress ?? '';
+    const wait = this.throttle.retryAfter(address, ctx.started);
+    if (wait > 0) return this.deny(req, res, ctx, 'rate_limited', 'Too many failed authentications from this address.', undefined, undefined, wait);
+    const rawQuery = (req.url ?? '').split('?')[1] ?? '';
+    const screened = screenRequest(req, rawQuery);
+    if (screened) return this.deny(req, res, ctx, screened.code, screened.message);
 
     // 1. Authenticate.
     const token = readVaultToken(req.headers) ?? this.tokenFromVendorHeaders(req.headers);
@@ -144,6 +160,9 @@ export class ProxyHandler {
     if (!read.ok) return this.deny(req, res, ctx, 'body_too_large');
     const prepared = vendor.prepareBody(read.body, req.headers['content-type'], { method, segments });
     if (!prepared.ok) return this.deny(req, res, ctx, 'invalid_body', prepared.reason);
+    if (overridesMethod(prepared.body, prepared.contentType)) {
+      return this.deny(req, res, ctx, 'invalid_request', '`_method` overrides are not accepted.');
+    }
 
     // 4. Price.
     const call: CallInfo = {
@@ -216,14 +235,11 @@ export class ProxyHandler {
     reservationId: string,
     estimate: number,
   ): Promise<void> {
-    let incoming = req.headers;
-    if (this.tokenHeaders.length || vendor.meter) {
-      incoming = { ...req.headers };
-      // A vault token in a vendor's API-key header never goes upstream.
-      for (const name of this.tokenHeaders) delete incoming[name];
-      // A meter reads the answer, so it must come uncompressed.
-      if (vendor.meter) incoming['accept-encoding'] = 'identity';
-    }
+    const incoming = { ...req.headers };
+    // A vault token in a vendor's API-key header never goes upstream.
+    for (const name of this.tokenHeaders) delete incoming[name];
+    // Meters and the secret-echo check read answers, so they must come uncompressed.
+    incoming['accept-encoding'] = 'identity';
     const headers = upstreamRequestHeaders(
       incoming,
       vendor.authHeaders(secret),
@@ -289,14 +305,51 @@ export class ProxyHandler {
     await this.settle(reservationId, settlement);
     const cost = settlement.state === 'released' ? 0 : estimate;
 
-    res.writeHead(upstream.statusCode, downstreamResponseHeaders(upstream.headers, ctx.requestId));
+    const outHeaders = downstreamResponseHeaders(upstream.headers, ctx.requestId);
     this.record(ctx, upstream.statusCode, 'allow', null, cost, latency);
+    if (upstream.statusCode >= 400) {
+      await this.relayError(res, upstream.statusCode, outHeaders, upstream.body, secret, ctx.requestId);
+      return;
+    }
+    res.writeHead(upstream.statusCode, outHeaders);
     try {
       await pipeline(upstream.body, res);
     } catch (err) {
       // The caller left or the vendor cut the body; the charge stands either way.
       this.o.log.debug({ err, requestId: ctx.requestId }, 'response stream ended early');
     }
+  }
+
+  /** Sends a vendor error answer with any echo of the real secret cut out. */
+  private async relayError(
+    res: ServerResponse,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    body: Readable,
+    secret: string,
+    requestId: string,
+  ): Promise<void> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const c of body) {
+        size += (c as Buffer).length;
+        if (size > MAX_REDACTED_ERROR_BYTES) break;
+        chunks.push(c as Buffer);
+      }
+    } catch (err) {
+      this.o.log.debug({ err, requestId }, 'vendor error body ended early');
+    }
+    if (size > MAX_REDACTED_ERROR_BYTES) {
+      // Too large to be an auth error echo; refuse to relay what cannot be checked.
+      body.destroy();
+      this.sendError(res, 'upstream_error', 'The vendor answered with an error too large to relay.', { requestId });
+      return;
+    }
+    const text = redactSecretEchoes(Buffer.concat(chunks).toString('utf8'), secret);
+    const out = Buffer.from(text);
+    res.writeHead(status, { ...headers, 'content-length': out.length });
+    res.end(out);
   }
 
   /** Grows an open reservation by `wanted` (ahead of need), else by exactly `need`; refused past the cap. */
@@ -310,7 +363,10 @@ export class ProxyHandler {
         const r = await this.o.store.extendReservation(reservationId, add, this.now());
         if (r.ok) return { ok: true, added: add };
         // A reservation no longer open (reconciled as stale) cannot grow: stop as at the cap.
-        if (r.code !== 'cap_exhausted') return { ok: false, code: r.code === 'invalid_key' ? 'cap_exhausted' : r.code };
+        const code: string = r.code;
+        if (code !== 'cap_exhausted') {
+          return { ok: false, code: code !== 'invalid_key' && Object.hasOwn(ERRORS, code) ? (code as ErrorCode) : 'cap_exhausted' };
+        }
       }
       return { ok: false, code: 'cap_exhausted' };
     } catch (err) {
@@ -380,10 +436,13 @@ export class ProxyHandler {
     message?: string,
     param?: string,
     extra?: Record<string, unknown>,
+    retryAfterSeconds?: number,
   ): void {
-    req.resume();
+    if (code === 'invalid_key') this.throttle.recordFailure(req.socket.remoteAddress ?? '', ctx.started);
+    if (code === 'body_too_large') res.shouldKeepAlive = false; // do not drain a body we refused
+    else req.resume();
     const vendor = ctx.key ? this.o.catalog.get(ctx.key.record.vendor) : undefined;
-    this.sendError(res, code, message, { requestId: ctx.requestId, param, extra, vendor });
+    this.sendError(res, code, message, { requestId: ctx.requestId, param, extra, vendor, retryAfterSeconds });
     this.record(ctx, ERRORS[code].status, 'deny', code, 0, null);
   }
 
@@ -396,6 +455,7 @@ export class ProxyHandler {
       param?: string | undefined;
       extra?: Record<string, unknown> | undefined;
       vendor?: Vendor | undefined;
+      retryAfterSeconds?: number | undefined;
     },
   ): void {
     const body = JSON.stringify(errorBody(code, message, opts));
@@ -405,6 +465,7 @@ export class ProxyHandler {
       'x-keyleash-request-id': opts.requestId,
     };
     if (ERRORS[code].status === 401) headers['www-authenticate'] = 'Bearer realm="keyleash"';
+    if (opts.retryAfterSeconds !== undefined) headers['retry-after'] = String(opts.retryAfterSeconds);
     if (opts.vendor?.refusalHeaders && code !== 'store_unavailable' && code !== 'rate_limited') {
       Object.assign(headers, opts.vendor.refusalHeaders);
     }
@@ -448,4 +509,10 @@ export class ProxyHandler {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
   }
+}
+
+/** A form body naming `_method`, which some frameworks honour as the real method. */
+function overridesMethod(body: Buffer, contentType: string | undefined): boolean {
+  if (!body.length || !contentType?.toLowerCase().startsWith('application/x-www-form-urlencoded')) return false;
+  return /(^|&)_method=/i.test(body.toString('latin1'));
 }
