@@ -23,8 +23,12 @@ export class AuditSink {
     return this.queue.length;
   }
 
+  /**
+   * False while the store keeps refusing audit writes (three failed flushes in a row) or the queue
+   * is full: the proxy then refuses calls rather than forward ones it cannot audit.
+   */
   get accepting(): boolean {
-    return this.queue.length < this.opts.maxQueue;
+    return this.queue.length < this.opts.maxQueue && this.failures < 3;
   }
 
   /** Live subscribers (e.g. an audit tail) see each record as it is queued. */
