@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
@@ -5,6 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import type { ErrorCode } from '../errors.js';
 import type { Settlement } from '../store/store.js';
 import type { ResponseMeter } from '../vendors/vendor.js';
+
+// The proxy's step channel (see handler.ts), looked up by name to avoid an import cycle.
+const stepChannel = channel('keyleash:proxy:step');
 
 // The response side of a metered call (a vendor whose real cost is read from its answer):
 // a small JSON answer is read, settled, then sent; a stream is passed on as it comes, its output
@@ -124,6 +128,7 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
         break;
       }
       if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
+      if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
     }
     if (!cut && !broken) {
       const tail = meter.flush();
