@@ -97,7 +97,9 @@ describe(`soak (${SECONDS}s at ${RATE} req/s)`, () => {
             await r.arrayBuffer();
             counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
           })
-          .catch(() => counts.set(0, (counts.get(0) ?? 0) + 1))
+          .catch(() => {
+            counts.set(0, (counts.get(0) ?? 0) + 1);
+          })
           .finally(() => inflight.delete(p));
         inflight.add(p);
       }

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, parseConfig, applyEnvOverrides, type Config } from '../config/config.js';
 import { createGateway, openStore, type Gateway } from '../gateway.js';
+import { runSecretsCommand } from './secrets.js';
 import { createLogger } from '../log.js';
 import { createStripeSandbox } from '../sandbox/stripe.js';
 import { createAnthropicSandbox } from '../sandbox/anthropic.js';
@@ -152,6 +153,16 @@ async function serve(configPath: string | undefined): Promise<void> {
   const gw = createGateway(config, { logger: log, store: await openStore(config, log) });
   const { apiUrl, proxyUrl } = await gw.listen();
   gw.log.info({ apiUrl, proxyUrl, store: storeName(config), vendors: [...gw.catalog.keys()] }, 'keyleash is serving');
+  // Rotating a vendor secret: edit the config (or its env), then SIGHUP. Calls in flight finish
+  // with the secret they started with; vault keys are untouched.
+  process.on('SIGHUP', () => {
+    try {
+      gw.reloadVendors(loadConfig(configPath));
+      gw.log.info({ vendors: [...gw.catalog.keys()] }, 'vendor credentials reloaded');
+    } catch (err) {
+      gw.log.error({ err }, 'reloading vendor credentials failed; keeping the current ones');
+    }
+  });
   runUntilSignal(gw);
 }
 
@@ -186,6 +197,10 @@ async function main(argv: string[]): Promise<void> {
   // Operator commands parse their own options (see ./admin.ts and ./doctor.ts).
   if (argv[0] !== undefined && ADMIN_COMMANDS.has(argv[0])) {
     process.exitCode = await runAdminCommand(argv);
+    return;
+  }
+  if (argv[0] === 'secrets') {
+    process.exitCode = await runSecretsCommand(argv.slice(1));
     return;
   }
   if (argv[0] === 'doctor') {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { masterKeysFromEnv, unsealTree } from '../secrets/sealed.js';
 import { parseTtlSeconds } from '../policy/ttl.js';
 import { anthropicSchema, genericVendorsSchema, openaiSchema, twilioSchema, VENDOR_ENV } from '../vendors/config-schema.js';
 
@@ -217,5 +218,11 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config file ${file} must hold an object`);
   }
   const withEnv = applyEnvOverrides(interpolateEnv(raw, env) as Record<string, unknown>, env);
-  return parseConfig(withEnv);
+  let opened: unknown;
+  try {
+    opened = unsealTree(withEnv, masterKeysFromEnv(env));
+  } catch (e) {
+    throw new ConfigError(`cannot open a sealed secret: ${(e as Error).message}`);
+  }
+  return parseConfig(opened);
 }
