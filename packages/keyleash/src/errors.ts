@@ -16,6 +16,9 @@ export const ERRORS = {
   key_not_found: { status: 404, message: 'No key with that id.' },
   mode_unavailable: { status: 400, message: 'The vendor has no credential configured for this mode.' },
   csrf_token_invalid: { status: 403, message: 'A dashboard change needs its CSRF token in the X-Keyleash-CSRF header.' },
+  budget_not_found: { status: 404, message: 'No budget with that id.' },
+  budget_exists: { status: 409, message: 'A budget with that id already exists.' },
+  budget_in_use: { status: 409, message: 'Active keys are attached to the budget.' },
 
   // proxy: the key
   invalid_key: { status: 401, message: 'Missing or invalid vault key.' },
@@ -28,6 +31,8 @@ export const ERRORS = {
   invalid_amount: { status: 400, message: 'The call carries an amount keyleash cannot price.' },
   cost_unknown: { status: 403, message: 'keyleash cannot work out what this call costs, and the key has a cap.' },
   cap_exhausted: { status: 429, message: 'This call would take the key past its spend cap.' },
+  budget_frozen: { status: 403, message: 'A budget of this key is frozen.' },
+  idempotency_key_reused: { status: 400, message: 'This Idempotency-Key was already used with a different request.' },
   rate_limited: { status: 429, message: 'Too many requests.' },
   body_too_large: { status: 413, message: 'The request body is too large.' },
   invalid_body: { status: 400, message: 'The request body cannot be forwarded as sent.' },

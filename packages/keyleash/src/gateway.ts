@@ -1,19 +1,33 @@
-import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AuditSink } from './audit/sink.js';
-import type { Config } from './config/config.js';
+import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
 import { KeyService } from './keys/service.js';
+import { BudgetService } from './budgets/service.js';
 import { createLogger } from './log.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { ProxyHandler } from './proxy/handler.js';
+import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
 import { StoreUnavailableError, type Store } from './store/store.js';
 import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
-import type { VendorCatalog } from './vendors/vendor.js';
+import type { Vendor, VendorCatalog } from './vendors/vendor.js';
+
+/** Reads a listener's PEM files once at start; a missing file stops the start with its path. */
+function readTls(tls: { cert_file: string; key_file: string } | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (!tls) return undefined;
+  try {
+    return { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) };
+  } catch (e) {
+    throw new ConfigError(`cannot read a TLS file: ${(e as Error).message}`);
+  }
+}
 
 export interface GatewayOptions {
   store?: Store;
@@ -25,7 +39,10 @@ export interface Gateway {
   readonly config: Config;
   readonly store: Store;
   readonly catalog: VendorCatalog;
+  /** Swaps in the vendors (and their secrets) of a new config; nothing else is reloaded. */
+  reloadVendors(config: Config): void;
   readonly keys: KeyService;
+  readonly budgets: BudgetService;
   readonly audit: AuditSink;
   readonly cache: KeyCache;
   readonly api: FastifyInstance;
@@ -37,10 +54,10 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-function urlOf(server: Server, host: string): string {
+function urlOf(server: Server, host: string, tls: boolean): string {
   const { port } = server.address() as AddressInfo;
   const h = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
-  return `http://${h}:${port}`;
+  return `${tls ? 'https' : 'http'}://${h}:${port}`;
 }
 
 /**
@@ -76,8 +93,10 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   store.onRevoked?.((hash, at) => cache.markRevoked(hash, at));
   const audit = new AuditSink(store, log);
   const now = opts.now ?? Date.now;
+  const budgets = new BudgetService({ store, now });
   const keys = new KeyService({
     store,
+    budgets,
     catalog,
     cache,
     defaultTtlSeconds: config.keys.default_ttl,
@@ -100,9 +119,12 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
-  const api = buildControlApp({ adminToken: config.admin_token, keys, store, audit, catalog, log, metrics, now });
+  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, keys, budgets, store, audit, catalog, log, metrics, now });
 
-  const proxy = createServer({ requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 }, (req, res) => {
+  const serverOptions = { requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 };
+  const proxyTls = readTls(config.listen.proxy.tls);
+  const proxy = (proxyTls ? createHttpsServer({ ...serverOptions, ...proxyTls }) : createServer(serverOptions)) as Server;
+  proxy.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // Health probes for a load balancer in front of the proxy; a vault-key call never lands here.
     // /healthz: the process is alive. /readyz: it can meter calls now (the store answers).
     if (!req.headers.authorization && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
@@ -144,7 +166,11 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   // Reservations left open by a crash (or a lost settlement) are kept charged, then closed.
   const staleMs = config.proxy.stale_reservation_after * 1000;
   const reconcile = () =>
-    store.reconcileStale(now() - staleMs, now()).then(
+    Promise.all([
+      store.reconcileStale(now() - staleMs, now()),
+      // Idempotency records older than their 24 hours are ignored already; this frees the rows.
+      store.purgeIdempotency(now() - IDEMPOTENCY_TTL_MS),
+    ]).then(([n]) => n).then(
       (n) => n && log.warn({ reservations: n }, 'settled stale reservations at their estimate'),
       (err: unknown) => log.error({ err }, 'reconciling stale reservations failed'),
     );
@@ -155,6 +181,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     store,
     catalog,
     keys,
+    budgets,
     audit,
     cache,
     api,
@@ -174,7 +201,13 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         });
       });
       const apiServer = api.server;
-      return { apiUrl: urlOf(apiServer, config.listen.api.host), proxyUrl: urlOf(proxy, config.listen.proxy.host) };
+      return { apiUrl: urlOf(apiServer, config.listen.api.host, config.listen.api.tls !== undefined), proxyUrl: urlOf(proxy, config.listen.proxy.host, config.listen.proxy.tls !== undefined) };
+    },
+    reloadVendors(next: Config) {
+      const fresh = buildCatalog(next);
+      const live = catalog as Map<string, Vendor>;
+      live.clear();
+      for (const [name, v] of fresh) live.set(name, v);
     },
     async close() {
       if (reconcileTimer) clearInterval(reconcileTimer);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { parseConfig, type ConfigInput } from '../src/config/config.js';
-import { createGateway, type Gateway } from '../src/gateway.js';
+import { createGateway, openStore, type Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log.js';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
 import { type AnthropicSandbox, createAnthropicSandbox } from '../src/sandbox/anthropic.js';
@@ -132,7 +132,9 @@ export async function startGateway(
       cb();
     },
   });
-  const gw = createGateway(config, { logger: createLogger(config.log_level, sink) });
+  const logger = createLogger(config.log_level, sink);
+  // A store.url override (Postgres + Redis) needs the store opened first.
+  const gw = createGateway(config, { logger, ...(config.store.url ? { store: await openStore(config, logger) } : {}) });
   const { apiUrl, proxyUrl } = await gw.listen();
 
   const parse = async (res: Response) => {

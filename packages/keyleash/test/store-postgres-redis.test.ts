@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeKey, runStoreConformance } from '../src/store/conformance.js';
+import { makeBudget, makeKey, runStoreConformance } from '../src/store/conformance.js';
 import { PgRedisStore } from '../src/store/postgres-redis/index.js';
 import { StoreUnavailableError, type ReserveRequest } from '../src/store/store.js';
 import { cable, dropSchema, flushPrefix, pgRedisAvailable, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from './pg-redis-env.js';
@@ -143,6 +143,53 @@ describe.skipIf(!available)('postgres+redis: Redis is a cache of the Postgres le
     }
     console.log(`state rebuilds during the flushed rounds: ${rebuilds}`);
     expect(rebuilds).toBeGreaterThan(3); // more than the one after each round: the flushes hit live traffic
+  });
+
+  it("rebuilds a budget's spend from the ledger after Redis loses everything, frozen flag included", async () => {
+    const budget = makeBudget({ id: 'user:u42', limitMicros: 10 * USD, period: 'month' });
+    expect(await a.createBudget(budget)).toBe(true);
+    const k1 = makeKey({ dailyCapMicros: null, createdAt: NOW - 1000, expiresAt: NOW + 3_600_000, budgetIds: [budget.id] });
+    const k2 = makeKey({ dailyCapMicros: null, createdAt: NOW - 1000, expiresAt: NOW + 3_600_000, budgetIds: [budget.id] });
+    await a.createKey(k1);
+    await a.createKey(k2);
+    const settled = req(k1.id, 4 * USD);
+    const open1 = req(k2.id, 3 * USD, { day: '2026-01-02' });
+    expect((await a.reserve(settled)).ok).toBe(true);
+    await a.settle(settled.reservationId, { state: 'settled', micros: 5 * USD }, NOW + 1);
+    expect((await a.reserve(open1)).ok).toBe(true);
+
+    await flushPrefix(prefix);
+    // Same month, other day: the month window is summed from both keys' ledger rows.
+    expect(await b.reserve(req(k2.id, 2 * USD + 1))).toMatchObject({ code: 'cap_exhausted', spentMicros: 8 * USD, limit: { id: 'user:u42' } });
+    expect((await b.reserve(req(k1.id, 2 * USD))).ok).toBe(true);
+    await a.settle(open1.reservationId, { state: 'released' }, NOW + 2);
+    expect(await a.budgetSpend('default', budget.id, '2026-01')).toBe(7 * USD);
+    expect((await b.reserve(req(k2.id, 3 * USD))).ok).toBe(true);
+    expect(await b.reserve(req(k1.id, 1))).toMatchObject({ code: 'cap_exhausted' });
+
+    await a.updateBudget('default', budget.id, { frozen: true }, NOW);
+    await flushPrefix(prefix);
+    expect(await b.reserve(req(k1.id, 0))).toEqual({ ok: false, code: 'budget_frozen', budgetId: budget.id });
+  });
+
+  it('holds a shared budget exactly across two replicas and many keys while Redis is flushed mid-traffic', async () => {
+    const budget = makeBudget({ limitMicros: 500 * USD });
+    await a.createBudget(budget);
+    const keys = Array.from({ length: 20 }, () =>
+      makeKey({ dailyCapMicros: null, createdAt: NOW - 1000, expiresAt: NOW + 3_600_000, budgetIds: [budget.id] }),
+    );
+    for (const k of keys) await a.createKey(k);
+    const calls: Array<Promise<{ ok: boolean }>> = [];
+    const flushes: Array<Promise<number>> = [];
+    for (let i = 0; i < 300; i++) {
+      calls.push((i % 2 ? a : b).reserve(req(keys[i % 20]!.id, 10 * USD)));
+      if (i === 40 || i === 120) flushes.push(flushPrefix(prefix));
+      if (i % 10 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(flushes);
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => r.ok)).toHaveLength(50);
+    expect(await a.budgetSpend('default', budget.id, DAY)).toBe(500 * USD);
   });
 
   it('broadcasts a revocation to every replica', async () => {

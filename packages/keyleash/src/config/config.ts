@@ -22,6 +22,8 @@ const ttl = z
 const listen = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535),
+  /** Serve HTTPS from these PEM files instead of plain HTTP. */
+  tls: z.strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) }).optional(),
 });
 
 const baseUrl = z

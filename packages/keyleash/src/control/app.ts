@@ -1,14 +1,18 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { RequestListener, Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import { errorBody, KeyleashError } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
+import type { BudgetService } from '../budgets/service.js';
 import { StoreUnavailableError, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { auditRoutes } from './routes/audit.js';
 import { auditStreamRoutes } from './routes/audit-stream.js';
+import { budgetRoutes } from './routes/budgets.js';
 import { bulkRevokeRoutes } from './routes/bulk-revoke.js';
 import { addSecurityHeaders, dashboardRoutes } from './routes/dashboard.js';
 import { healthRoutes } from './routes/health.js';
@@ -20,8 +24,12 @@ import { vendorRoutes } from './routes/vendors.js';
 import { SessionStore } from './sessions.js';
 
 export interface ControlAppOptions {
+  /** PEM certificate and key: serve HTTPS. */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
   adminToken: string;
   keys: KeyService;
+  /** Serves /v1/budgets when given. */
+  budgets?: BudgetService;
   store: Store;
   audit: AuditSink;
   catalog: VendorCatalog;
@@ -40,6 +48,7 @@ function sha256(s: string): Buffer {
 /** The admin API. Builds the app and never listens: callers (CLI, tests) decide where. */
 export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   const app = Fastify({
+    ...(o.tls ? { serverFactory: (handler: RequestListener) => createHttpsServer(o.tls!, handler) as unknown as Server } : {}),
     loggerInstance: o.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
@@ -117,6 +126,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   app.register(keyRoutes, { keys: o.keys });
   app.register(auditRoutes, { store: o.store });
   app.register(bulkRevokeRoutes, { keys: o.keys });
+  if (o.budgets) app.register(budgetRoutes, { budgets: o.budgets });
   app.register(auditStreamRoutes, { store: o.store, audit: o.audit });
   app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
   app.register(vendorRoutes, { catalog: o.catalog });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ERRORS } from '../errors.js';
 import { issueKeySchema } from '../keys/service.js';
 import { bulkRevokeSchema } from './routes/bulk-revoke.js';
+import { createBudgetSchema, updateBudgetSchema } from '../budgets/service.js';
 
 // The control API's OpenAPI document. Request schemas come from the same zod schemas the routes
 // validate with; a test checks every route the app serves is described here.
@@ -35,6 +36,28 @@ const keyView = {
     remaining_today_micros: nullable(int),
     request_count: int,
     last_used_at: nullable({ ...str, format: 'date-time' }),
+    budgets: { type: 'array', items: str, description: 'The budgets every call of this key also reserves against.' },
+  },
+};
+
+const budgetView = {
+  type: 'object',
+  required: ['object', 'id', 'limit_usd', 'period', 'frozen', 'window', 'spend_usd', 'remaining_usd'],
+  properties: {
+    object: { const: 'budget' },
+    id: { ...str, description: 'The budget name, e.g. "user:u42".' },
+    limit_usd: num,
+    limit_micros: int,
+    period: { enum: ['day', 'month', 'total'], description: 'day = UTC day, month = UTC calendar month, total = forever.' },
+    frozen: { type: 'boolean', description: 'A frozen budget refuses every call of its keys and every new key attached to it.' },
+    metadata: { type: 'object', additionalProperties: str },
+    window: { ...str, description: 'The window the spend is for: YYYY-MM-DD, YYYY-MM or "total".' },
+    spend_usd: { ...num, description: 'Settled spend plus open reservations of every attached key in the window.' },
+    spend_micros: int,
+    remaining_usd: num,
+    remaining_micros: int,
+    created_at: { ...str, format: 'date-time' },
+    updated_at: { ...str, format: 'date-time' },
   },
 };
 
@@ -204,6 +227,11 @@ export function openapiDocument() {
           },
         },
         VendorList: list('Vendor'),
+        CreateBudgetRequest: z.toJSONSchema(createBudgetSchema, { io: 'input' }),
+        UpdateBudgetRequest: z.toJSONSchema(updateBudgetSchema, { io: 'input' }),
+        Budget: budgetView,
+        BudgetList: list('Budget'),
+        BudgetDeleted: { type: 'object', properties: { object: { const: 'budget' }, id: str, deleted: { const: true } } },
       },
     },
     security: [{ admin: [] }],
@@ -266,6 +294,64 @@ export function openapiDocument() {
             'Every given field must match. An empty filter is refused (400) unless `all` is true. `dry_run` counts without revoking.',
           requestBody: { required: true, content: json('BulkRevokeRequest') },
           responses: { '200': { description: 'How many matched and were revoked', content: json('BulkRevokeResult') }, ...errors(400, 401, 403) },
+        },
+      },
+      '/v1/budgets': {
+        post: {
+          operationId: 'createBudget',
+          summary: 'Create a budget: a USD limit per period that attached keys reserve against',
+          requestBody: { required: true, content: json('CreateBudgetRequest') },
+          responses: { '201': { description: 'Created', content: json('Budget') }, ...errors(400, 401, 409) },
+        },
+        get: {
+          operationId: 'listBudgets',
+          summary: 'List budgets by id, each with its spend in the current window',
+          parameters: [q('limit', '1-100, default 20', int), q('cursor', 'next_cursor from the previous page')],
+          responses: { '200': { description: 'A page of budgets', content: json('BudgetList') }, ...errors(400, 401) },
+        },
+      },
+      '/v1/budgets/{id}': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        get: {
+          operationId: 'getBudget',
+          summary: 'Read a budget with its spend and remaining limit in the current window',
+          responses: { '200': { description: 'The budget', content: json('Budget') }, ...errors(401, 404) },
+        },
+        patch: {
+          operationId: 'updateBudget',
+          summary: 'Change the limit, frozen flag or metadata; effective for the next call',
+          requestBody: { required: true, content: json('UpdateBudgetRequest') },
+          responses: { '200': { description: 'The budget', content: json('Budget') }, ...errors(400, 401, 404) },
+        },
+        delete: {
+          operationId: 'deleteBudget',
+          summary: 'Delete a budget no active key is attached to (409 budget_in_use otherwise)',
+          responses: { '200': { description: 'Deleted', content: json('BudgetDeleted') }, ...errors(401, 404, 409) },
+        },
+      },
+      '/v1/budgets/{id}/spend': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        get: {
+          operationId: 'budgetSpend',
+          summary: "A budget's spend in one window (default: the current one)",
+          parameters: [q('window', 'YYYY-MM-DD (day), YYYY-MM (month) or total')],
+          responses: { '200': { description: 'The budget, with spend for that window', content: json('Budget') }, ...errors(400, 401, 404) },
+        },
+      },
+      '/v1/budgets/{id}/freeze': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        post: {
+          operationId: 'freezeBudget',
+          summary: 'Freeze: every call of every attached key is refused (403 budget_frozen) and no key can be issued against it',
+          responses: { '200': { description: 'The frozen budget', content: json('Budget') }, ...errors(401, 404) },
+        },
+      },
+      '/v1/budgets/{id}/unfreeze': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        post: {
+          operationId: 'unfreezeBudget',
+          summary: 'Unfreeze a budget',
+          responses: { '200': { description: 'The budget', content: json('Budget') }, ...errors(401, 404) },
         },
       },
       '/v1/keys/{id}/spend': {

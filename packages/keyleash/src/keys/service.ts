@@ -6,6 +6,7 @@ import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
 import type { KeyCache } from '../proxy/key-cache.js';
 import { keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Page, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
+import type { BudgetService } from '../budgets/service.js';
 import { generateToken, hashToken, newId, type Mode } from './token.js';
 
 const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
@@ -31,12 +32,17 @@ export const issueKeySchema = z.strictObject({
     .record(z.string(), z.string().max(500))
     .default({})
     .describe('Up to 50 string pairs, e.g. {"user_id": "u42", "run_id": "r7"}.'),
+  budgets: z
+    .array(z.string())
+    .max(20)
+    .optional()
+    .describe('Budget ids (e.g. ["user:u42", "team:billing"]) every call also reserves against; each must exist and not be frozen.'),
 });
 
 export type IssueKeyInput = z.input<typeof issueKeySchema>;
 
 /** Which active keys the kill switch revokes; every given field must match. */
-export type BulkRevokeFilter = Pick<KeyFilter, 'labelPrefix' | 'metadata' | 'vendor' | 'mode'>;
+export type BulkRevokeFilter = Pick<KeyFilter, 'labelPrefix' | 'metadata' | 'vendor' | 'mode' | 'budgetId'>;
 
 export interface BulkRevokeResult {
   object: 'bulk_revoke';
@@ -56,6 +62,8 @@ export interface KeyServiceOptions {
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
   maxDailyUsdCap: number;
+  /** Resolves `budgets` at issuance; without it a key naming budgets is refused. */
+  budgets?: BudgetService;
   now?: () => number;
 }
 
@@ -80,6 +88,7 @@ export interface KeyView {
   remaining_today_micros: number | null;
   request_count: number;
   last_used_at: string | null;
+  budgets: string[];
   token?: string;
 }
 
@@ -153,6 +162,12 @@ export class KeyService {
       if (!METADATA_KEY.test(k)) throw invalid(`metadata.${k}`, 'keys are 1-40 of A-Z a-z 0-9 _ . : -');
     }
 
+    let budgetIds: string[] = [];
+    if (input.budgets?.length) {
+      if (!this.o.budgets) throw invalid('budgets', 'budgets are not available');
+      budgetIds = await this.o.budgets.resolveForIssue(input.budgets);
+    }
+
     const now = this.now();
     const token = generateToken(input.mode);
     const record: KeyRecord = {
@@ -167,6 +182,7 @@ export class KeyService {
       createdAt: now,
       expiresAt: now + ttl * 1000,
       revokedAt: null,
+      budgetIds,
     };
     await this.o.store.createKey(record);
     this.o.cache.put(record);
@@ -210,11 +226,12 @@ export class KeyService {
       filter.labelPrefix !== undefined ||
       filter.vendor !== undefined ||
       filter.mode !== undefined ||
+      filter.budgetId !== undefined ||
       (filter.metadata !== undefined && Object.keys(filter.metadata).length > 0);
     if (!hasFilter && !opts.all) {
       throw new KeyleashError(
         'invalid_request',
-        'body: give label_prefix, metadata, vendor or mode to choose keys, or "all": true to revoke every active key',
+        'body: give label_prefix, metadata, vendor, mode or budget to choose keys, or "all": true to revoke every active key',
         { param: 'body' },
       );
     }
@@ -260,6 +277,7 @@ export class KeyService {
       remaining_today_micros: remaining,
       request_count: usage.requestCount,
       last_used_at: usage.lastUsedAt === null ? null : iso(usage.lastUsedAt),
+      budgets: k.budgetIds,
     };
   }
 }

@@ -18,6 +18,8 @@ import { readVaultToken } from './credentials.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
 import { relayBuffered, relayStream } from './metering.js';
+import { reserveRefusal } from './refusal.js';
+import { idempotencyOf } from './idempotency.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { redactSecretEchoes } from './leaks.js';
 import { screenRequest } from './screen.js';
@@ -59,6 +61,12 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREAC
  * Metrics subscribe here; with no subscriber it costs one boolean check.
  */
 export const callChannel = channel('keyleash:proxy:call');
+
+/**
+ * Published at each durable step of a call (`reserved`, `answered`, `settled`, and `streaming`
+ * from the relay): `{ step, requestId }`. Crash tests hook it to kill the process at that point.
+ */
+export const stepChannel = channel('keyleash:proxy:step');
 
 /** The hot path: authenticate → authorize → price → reserve → forward → settle → audit. */
 export class ProxyHandler {
@@ -183,8 +191,13 @@ export class ProxyHandler {
       estimate = price.micros;
     }
 
+    // Like Vault, a call that cannot be audited is not made.
+    if (!this.o.audit.accepting) return this.deny(req, res, ctx, 'store_unavailable', 'The audit log cannot be written; nothing is forwarded.');
+
     // 5. Reserve, durably, before a byte goes to the vendor.
     const reservationId = `rsv_${randomUUID().replace(/-/g, '')}`;
+    const idem = idempotencyOf(req.headers, method, ctx.path, norm.query, prepared.body);
+    if (!idem.ok) return this.deny(req, res, ctx, 'invalid_request', idem.reason);
     let reserved;
     try {
       reserved = await this.o.store.reserve({
@@ -196,32 +209,27 @@ export class ProxyHandler {
         method,
         path: ctx.path,
         now: ctx.started,
+        ...(idem.value ? { idempotency: idem.value } : {}),
       });
     } catch (err) {
       this.o.log.error({ err }, 'reservation failed');
       return this.deny(req, res, ctx, 'store_unavailable');
     }
     if (!reserved.ok) {
-      if (reserved.code === 'cap_exhausted') {
-        const remaining = Math.max(0, reserved.capMicros - reserved.spentMicros);
-        return this.deny(
-          req,
-          res,
-          ctx,
-          'cap_exhausted',
-          `This call costs ${formatUsd(estimate)} but the key has ${formatUsd(remaining)} left of its ${formatUsd(reserved.capMicros)} daily cap.`,
-          undefined,
-          { limit: 'key', cost_usd: estimate / 1e6, remaining_usd: remaining / 1e6 },
-        );
-      }
       if (reserved.code === 'key_revoked') this.o.cache.markRevoked(hash, ctx.started);
-      return this.deny(req, res, ctx, reserved.code);
+      const refusal = reserveRefusal(reserved, estimate);
+      return this.deny(req, res, ctx, refusal.code, refusal.message, undefined, refusal.extra);
     }
+
+    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'reserved', requestId: ctx.requestId });
 
     // 6. Forward, to the vendor's own target for the call (e.g. its account in the path).
     const target = vendor.rewriteTarget ? vendor.rewriteTarget({ segments, query: norm.query }, secret) : { segments, query: norm.query };
     const upstreamPath = '/' + target.segments.map(encodeSegment).join('/') + (target.query ? `?${target.query}` : '');
-    await this.forward(req, res, ctx, vendor, secret, upstreamPath, call, reservationId, estimate);
+    // An idempotent retry is forwarded uncharged (the vendor answers the original result): with
+    // no reservation of its own, its settle is a no-op.
+    const replay = reserved.replayOf !== undefined;
+    await this.forward(req, res, ctx, vendor, secret, upstreamPath, call, replay ? `${reservationId}_replay` : reservationId, replay ? 0 : estimate);
   }
 
   private async forward(
@@ -270,6 +278,7 @@ export class ProxyHandler {
       return;
     }
     const latency = this.now() - sentAt;
+    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'answered', requestId: ctx.requestId });
 
     // 7. Settle before the caller sees the answer; a stream is settled when it ends.
     const outcome = vendor.outcome(upstream.statusCode);
@@ -303,6 +312,7 @@ export class ProxyHandler {
           ? { state: 'released' }
           : { state: 'unknown' };
     await this.settle(reservationId, settlement);
+    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'settled', requestId: ctx.requestId });
     const cost = settlement.state === 'released' ? 0 : estimate;
 
     const outHeaders = downstreamResponseHeaders(upstream.headers, ctx.requestId);

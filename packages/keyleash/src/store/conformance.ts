@@ -7,7 +7,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidCursorError } from './cursor.js';
-import type { AuditFilter, AuditRecord, KeyFilter, KeyRecord, Page, ReserveRequest, Store } from './store.js';
+import type { AuditFilter, AuditRecord, BudgetRecord, KeyFilter, KeyRecord, Page, ReserveRequest, Store } from './store.js';
 
 export interface StoreInstance {
   store: Store;
@@ -54,6 +54,8 @@ export function makeKey(overrides: Partial<KeyRecord> = {}): KeyRecord {
     createdAt: NOW - HOUR,
     expiresAt: NOW + HOUR,
     revokedAt: null,
+    budgetIds: [],
+    rateLimit: null,
     ...overrides,
   };
 }
@@ -76,6 +78,22 @@ export function makeAudit(overrides: Partial<AuditRecord> = {}): AuditRecord {
     code: null,
     costMicros: 0,
     upstreamLatencyMs: null,
+    ...overrides,
+  };
+}
+
+/** A budget in the default tenant; override any field. */
+export function makeBudget(overrides: Partial<BudgetRecord> = {}): BudgetRecord {
+  return {
+    tenantId: 'default',
+    id: uid('user:u'),
+    limitMicros: 100 * USD,
+    period: 'day',
+    frozen: false,
+    metadata: {},
+    rateLimit: null,
+    createdAt: NOW - HOUR,
+    updatedAt: NOW - HOUR,
     ...overrides,
   };
 }
@@ -819,6 +837,276 @@ export function runStoreConformance(factory: StoreFactory): void {
         await store.settle(req.reservationId, { state: 'released' }, NOW + 1);
         expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'unknown', finalMicros: 4 * USD });
         expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
+      });
+    });
+
+    describe('budgets', () => {
+      async function createBudget(overrides: Partial<BudgetRecord> = {}): Promise<BudgetRecord> {
+        const b = makeBudget(overrides);
+        expect(await store.createBudget(b)).toBe(true);
+        return b;
+      }
+      const spend = (b: BudgetRecord, window = DAY) => store.budgetSpend(b.tenantId, b.id, window);
+
+      it('round-trips a budget, refuses a duplicate id and answers null for an unknown one', async () => {
+        const b = await createBudget({ id: 'team:billing', limitMicros: 12_345_678, period: 'month', metadata: { owner: 'ana' } });
+        expect(await store.getBudget('default', 'team:billing')).toEqual(b);
+        expect(await store.createBudget(makeBudget({ id: 'team:billing', limitMicros: 1 }))).toBe(false);
+        expect(await store.getBudget('default', 'team:billing')).toEqual(b);
+        expect(await store.getBudget('default', 'team:nobody')).toBeNull();
+        expect(await store.getBudget('other-tenant', 'team:billing')).toBeNull();
+        expect(await spend(b, '2026-01')).toBe(0);
+      });
+
+      it('lists budgets by id with cursor pagination, one tenant at a time', async () => {
+        const made: string[] = [];
+        for (let i = 0; i < 7; i++) made.push((await createBudget({ id: `b:${i}` })).id);
+        await store.createBudget(makeBudget({ tenantId: 'other-tenant', id: 'b:x' }));
+        const pages = await collectPages((c) => store.listBudgets('default', 3, c), 3);
+        expect(pages.flat().map((b) => b.id)).toEqual(made);
+        expect((await store.listBudgets('other-tenant', 10, null)).items.map((b) => b.id)).toEqual(['b:x']);
+      });
+
+      it('updates limit, frozen and metadata; unknown budgets answer null', async () => {
+        const b = await createBudget();
+        const u = await store.updateBudget('default', b.id, { limitMicros: 5 * USD, frozen: true, metadata: { a: 'b' } }, NOW + 5);
+        expect(u).toEqual({ ...b, limitMicros: 5 * USD, frozen: true, metadata: { a: 'b' }, updatedAt: NOW + 5 });
+        expect(await store.getBudget('default', b.id)).toEqual(u);
+        expect(await store.updateBudget('default', b.id, { frozen: false }, NOW + 6)).toMatchObject({ frozen: false, limitMicros: 5 * USD });
+        expect(await store.updateBudget('default', 'nope', { frozen: true }, NOW)).toBeNull();
+      });
+
+      it('round-trips the budgets of a key and refuses a key naming an unknown budget', async () => {
+        const a = await createBudget();
+        const b = await createBudget();
+        const key = await createKey({ budgetIds: [b.id, a.id] });
+        expect(await store.getKeyById(key.id)).toEqual(key);
+        expect(await store.getKeyByHash(key.tokenHash)).toEqual(key);
+        const bad = makeKey({ budgetIds: ['user:does-not-exist'] });
+        await expect(store.createKey(bad)).rejects.toThrow();
+        expect(await store.getKeyById(bad.id)).toBeNull();
+      });
+
+      it('filters listKeys by budget', async () => {
+        const a = await createBudget();
+        const b = await createBudget();
+        const k1 = await createKey({ budgetIds: [a.id] });
+        const k2 = await createKey({ budgetIds: [a.id, b.id] });
+        await createKey();
+        expect(sorted(ids(await listAllKeys({ budgetId: a.id })))).toEqual(sorted([k1.id, k2.id]));
+        expect(ids(await listAllKeys({ budgetId: b.id, status: 'active' }))).toEqual([k2.id]);
+        expect(await listAllKeys({ budgetId: 'nope' })).toEqual([]);
+      });
+
+      it('reserves against the key and its budget together; a budget refusal names it and reserves nothing', async () => {
+        const budget = await createBudget({ limitMicros: 10 * USD });
+        const k1 = await createKey({ dailyCapMicros: 100 * USD, budgetIds: [budget.id] });
+        const k2 = await createKey({ dailyCapMicros: null, budgetIds: [budget.id] });
+        expect(await store.reserve(reserveReq(k1.id, 6 * USD))).toEqual({ ok: true, spentMicros: 6 * USD });
+        expect(await spend(budget)).toBe(6 * USD);
+        const refused = reserveReq(k2.id, 4 * USD + 1);
+        expect(await store.reserve(refused)).toEqual({
+          ok: false,
+          code: 'cap_exhausted',
+          spentMicros: 6 * USD,
+          capMicros: 10 * USD,
+          limit: { kind: 'budget', id: budget.id, period: 'day', window: DAY },
+        });
+        expect(await store.getReservation(refused.reservationId)).toBeNull();
+        expect(await store.keyUsage(k2.id, DAY)).toEqual({ requestCount: 0, lastUsedAt: null, spentMicros: 0 });
+        expect(await spend(budget)).toBe(6 * USD);
+        expect(await store.reserve(reserveReq(k2.id, 4 * USD))).toEqual({ ok: true, spentMicros: 4 * USD });
+        expect(await spend(budget)).toBe(10 * USD);
+        // Free calls still pass a full budget, as they pass a full key cap.
+        expect((await store.reserve(reserveReq(k1.id, 0))).ok).toBe(true);
+      });
+
+      it("checks the key's own cap first, then each budget in order; any refusal charges nothing anywhere", async () => {
+        const roomy = await createBudget({ limitMicros: 100 * USD });
+        const tight = await createBudget({ limitMicros: 5 * USD });
+        const key = await createKey({ dailyCapMicros: 3 * USD, budgetIds: [roomy.id, tight.id] });
+        expect(await store.reserve(reserveReq(key.id, 4 * USD))).toEqual({ ok: false, code: 'cap_exhausted', spentMicros: 0, capMicros: 3 * USD });
+        const other = await createKey({ dailyCapMicros: null, budgetIds: [roomy.id, tight.id] });
+        expect(await store.reserve(reserveReq(other.id, 6 * USD))).toMatchObject({ code: 'cap_exhausted', limit: { id: tight.id } });
+        expect(await spend(roomy)).toBe(0);
+        expect(await spend(tight)).toBe(0);
+        expect((await store.keyUsage(other.id, DAY)).spentMicros).toBe(0);
+        expect(await store.reserve(reserveReq(other.id, 5 * USD))).toEqual({ ok: true, spentMicros: 5 * USD });
+        expect(await spend(roomy)).toBe(5 * USD);
+        expect(await spend(tight)).toBe(5 * USD);
+      });
+
+      it('counts day, month and total budgets in their own UTC windows', async () => {
+        const daily = await createBudget({ period: 'day', limitMicros: 10 * USD });
+        const monthly = await createBudget({ period: 'month', limitMicros: 15 * USD });
+        const total = await createBudget({ period: 'total', limitMicros: 100 * USD });
+        const key = await createKey({ dailyCapMicros: null, expiresAt: NOW + 60 * 24 * HOUR, budgetIds: [daily.id, monthly.id, total.id] });
+        expect((await store.reserve(reserveReq(key.id, 10 * USD, { day: DAY }))).ok).toBe(true);
+        // Next day: the day budget is fresh, the month budget is not.
+        expect(await store.reserve(reserveReq(key.id, 6 * USD, { day: NEXT_DAY, now: NOW + 24 * HOUR }))).toMatchObject({
+          code: 'cap_exhausted',
+          limit: { id: monthly.id, period: 'month', window: '2026-01' },
+        });
+        expect((await store.reserve(reserveReq(key.id, 5 * USD, { day: NEXT_DAY, now: NOW + 24 * HOUR }))).ok).toBe(true);
+        // Next month: both fresh; the total budget remembers everything.
+        expect((await store.reserve(reserveReq(key.id, 10 * USD, { day: '2026-02-01', now: NOW + 31 * 24 * HOUR }))).ok).toBe(true);
+        expect(await spend(daily, DAY)).toBe(10 * USD);
+        expect(await spend(daily, NEXT_DAY)).toBe(5 * USD);
+        expect(await spend(monthly, '2026-01')).toBe(15 * USD);
+        expect(await spend(monthly, '2026-02')).toBe(10 * USD);
+        expect(await spend(total, 'total')).toBe(25 * USD);
+      });
+
+      it('settle, extend and reconcile move budget spend exactly like key spend, in the window reserved in', async () => {
+        const monthly = await createBudget({ period: 'month', limitMicros: 10 * USD });
+        const key = await createKey({ dailyCapMicros: null, expiresAt: NOW + 60 * 24 * HOUR, budgetIds: [monthly.id] });
+        const a = reserveReq(key.id, 4 * USD);
+        const b = reserveReq(key.id, 3 * USD);
+        const c = reserveReq(key.id, 1 * USD, { now: NOW - 10_000 });
+        for (const r of [a, b, c]) expect((await store.reserve(r)).ok).toBe(true);
+        expect(await spend(monthly, '2026-01')).toBe(8 * USD);
+        // Growth past the budget is refused and changes nothing.
+        expect(await store.extendReservation(b.reservationId, 2 * USD + 1, NOW + 1)).toMatchObject({ code: 'cap_exhausted', limit: { id: monthly.id } });
+        expect(await store.extendReservation(b.reservationId, 2 * USD, NOW + 1)).toEqual({ ok: true, spentMicros: 10 * USD });
+        expect(await spend(monthly, '2026-01')).toBe(10 * USD);
+        // Settled next month: still adjusts January.
+        await store.settle(a.reservationId, { state: 'settled', micros: USD }, NOW + 40 * 24 * HOUR);
+        await store.settle(b.reservationId, { state: 'released' }, NOW + 40 * 24 * HOUR);
+        expect(await spend(monthly, '2026-01')).toBe(2 * USD);
+        expect(await spend(monthly, '2026-02')).toBe(0);
+        expect(await store.reconcileStale(NOW - 5_000, NOW)).toBe(1);
+        expect(await spend(monthly, '2026-01')).toBe(2 * USD);
+        expect(await store.reserve(reserveReq(key.id, 8 * USD))).toEqual({ ok: true, spentMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(key.id, 1))).toMatchObject({ code: 'cap_exhausted' });
+      });
+
+      it('a frozen budget refuses every call of its keys until unfrozen; a raised limit applies at once', async () => {
+        const budget = await createBudget({ limitMicros: 5 * USD });
+        const key = await createKey({ dailyCapMicros: null, budgetIds: [budget.id] });
+        expect((await store.reserve(reserveReq(key.id, 5 * USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(key.id, USD))).toMatchObject({ code: 'cap_exhausted' });
+        await store.updateBudget('default', budget.id, { limitMicros: 6 * USD }, NOW);
+        expect(await store.reserve(reserveReq(key.id, USD))).toEqual({ ok: true, spentMicros: 6 * USD });
+        await store.updateBudget('default', budget.id, { frozen: true, limitMicros: 100 * USD }, NOW);
+        const refused = reserveReq(key.id, 0);
+        expect(await store.reserve(refused)).toEqual({ ok: false, code: 'budget_frozen', budgetId: budget.id });
+        expect(await store.getReservation(refused.reservationId)).toBeNull();
+        expect(await spend(budget)).toBe(6 * USD);
+        await store.updateBudget('default', budget.id, { frozen: false }, NOW);
+        expect((await store.reserve(reserveReq(key.id, USD))).ok).toBe(true);
+      });
+
+      it('deletes a budget only once no active key is attached', async () => {
+        const budget = await createBudget();
+        const key = await createKey({ budgetIds: [budget.id] });
+        expect(await store.deleteBudget('default', budget.id, NOW)).toBe('in_use');
+        expect(await store.deleteBudget('default', 'nope', NOW)).toBe('not_found');
+        await store.revokeKey(key.id, NOW);
+        expect(await store.deleteBudget('default', budget.id, NOW)).toBe('deleted');
+        expect(await store.getBudget('default', budget.id)).toBeNull();
+        expect(await store.deleteBudget('default', budget.id, NOW)).toBe('not_found');
+        // The name can be used again, starting from nothing.
+        const again = await createBudget({ id: budget.id, limitMicros: USD });
+        const k2 = await createKey({ dailyCapMicros: null, budgetIds: [again.id] });
+        expect(await store.reserve(reserveReq(k2.id, USD))).toEqual({ ok: true, spentMicros: USD });
+        expect(await spend(again)).toBe(USD);
+      });
+
+      it('accepts exactly limit / amount of 300 concurrent reservations over 20 keys sharing one budget', async () => {
+        const budget = await createBudget({ limitMicros: 500 * USD });
+        const keys = await Promise.all(Array.from({ length: 20 }, () => createKey({ dailyCapMicros: null, budgetIds: [budget.id] })));
+        const results = await Promise.all(
+          Array.from({ length: 300 }, (_, i) => store.reserve(reserveReq(keys[i % 20]!.id, 10 * USD))),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(50);
+        for (const r of results) if (!r.ok) expect(r).toMatchObject({ code: 'cap_exhausted', limit: { kind: 'budget', id: budget.id } });
+        expect(await spend(budget)).toBe(500 * USD);
+      });
+
+      it('keeps budgets and their spend across close and re-open', async (ctx) => {
+        if (!instance.reopen) {
+          ctx.skip();
+          return;
+        }
+        const budget = await createBudget({ limitMicros: 10 * USD, period: 'total' });
+        const key = await createKey({ dailyCapMicros: null, budgetIds: [budget.id] });
+        const open = reserveReq(key.id, 4 * USD);
+        await store.reserve(open);
+        await store.reserve(reserveReq(key.id, 5 * USD));
+        store = await instance.reopen();
+        expect(await store.getBudget('default', budget.id)).toEqual(budget);
+        expect(await spend(budget, 'total')).toBe(9 * USD);
+        expect(await store.reserve(reserveReq(key.id, 2 * USD))).toMatchObject({ code: 'cap_exhausted', spentMicros: 9 * USD });
+        await store.settle(open.reservationId, { state: 'released' }, NOW + 1);
+        expect((await store.reserve(reserveReq(key.id, 5 * USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(key.id, 1))).toMatchObject({ code: 'cap_exhausted', limit: { id: budget.id } });
+      });
+    });
+
+    describe('idempotency', () => {
+      const TTL = 24 * HOUR;
+      const idem = (key: string, fingerprint = 'fp-a') => ({ idempotency: { key, fingerprint, ttlMs: TTL } });
+
+      it('charges the first call once; a retry with the same key and fingerprint replays it uncharged', async () => {
+        const budget = makeBudget({ limitMicros: 100 * USD });
+        await store.createBudget(budget);
+        const key = await createKey({ dailyCapMicros: 10 * USD, budgetIds: [budget.id] });
+        const first = reserveReq(key.id, 4 * USD, idem('ik_1'));
+        expect(await store.reserve(first)).toEqual({ ok: true, spentMicros: 4 * USD });
+        const retry = reserveReq(key.id, 4 * USD, { ...idem('ik_1'), now: NOW + 1000 });
+        expect(await store.reserve(retry)).toEqual({ ok: true, spentMicros: 4 * USD, replayOf: first.reservationId });
+        expect(await store.getReservation(retry.reservationId)).toBeNull();
+        expect(await store.keyUsage(key.id, DAY)).toMatchObject({ requestCount: 1, spentMicros: 4 * USD });
+        expect(await store.budgetSpend('default', budget.id, DAY)).toBe(4 * USD);
+        // Settled or not, still a replay.
+        await store.settle(first.reservationId, { state: 'settled', micros: 4 * USD }, NOW + 2000);
+        expect(await store.reserve(reserveReq(key.id, 4 * USD, idem('ik_1')))).toMatchObject({ ok: true, replayOf: first.reservationId });
+        // The same Idempotency-Key on another vault key is its own.
+        const other = await createKey({ dailyCapMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(other.id, 4 * USD, idem('ik_1')))).toEqual({ ok: true, spentMicros: 4 * USD });
+      });
+
+      it('refuses the same key with another fingerprint, changing nothing', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD });
+        expect((await store.reserve(reserveReq(key.id, 4 * USD, idem('ik_2', 'fp-a')))).ok).toBe(true);
+        const reused = reserveReq(key.id, 1 * USD, idem('ik_2', 'fp-b'));
+        expect(await store.reserve(reused)).toEqual({ ok: false, code: 'idempotency_key_reused' });
+        expect(await store.getReservation(reused.reservationId)).toBeNull();
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
+        // The original still replays.
+        expect(await store.reserve(reserveReq(key.id, 4 * USD, idem('ik_2', 'fp-a')))).toMatchObject({ replayOf: expect.any(String) });
+      });
+
+      it('charges a retry anew when the original was released, and forgets records after their ttl', async () => {
+        const key = await createKey({ dailyCapMicros: 10 * USD, expiresAt: NOW + 48 * HOUR });
+        const first = reserveReq(key.id, 4 * USD, idem('ik_3'));
+        await store.reserve(first);
+        await store.settle(first.reservationId, { state: 'released' }, NOW + 1);
+        const second = reserveReq(key.id, 4 * USD, idem('ik_3'));
+        expect(await store.reserve(second)).toEqual({ ok: true, spentMicros: 4 * USD });
+        expect(await store.reserve(reserveReq(key.id, 4 * USD, idem('ik_3')))).toMatchObject({ replayOf: second.reservationId });
+        // After the ttl the key is free again, even for another request.
+        const late = reserveReq(key.id, 1 * USD, { ...idem('ik_3', 'fp-other'), now: NOW + TTL + 1, day: NEXT_DAY });
+        expect(await store.reserve(late)).toEqual({ ok: true, spentMicros: USD });
+        expect(await store.purgeIdempotency(NOW + TTL + 1)).toBe(0);
+        expect(await store.purgeIdempotency(NOW + TTL + 2)).toBe(1);
+        expect((await store.reserve(reserveReq(key.id, 1 * USD, { ...idem('ik_3', 'fp-x'), now: NOW + TTL + 3, day: NEXT_DAY }))).ok).toBe(true);
+      });
+
+      it('a refused call records nothing, and a replay still obeys revocation', async () => {
+        const key = await createKey({ dailyCapMicros: 3 * USD });
+        expect(await store.reserve(reserveReq(key.id, 4 * USD, idem('ik_4', 'fp-a')))).toMatchObject({ code: 'cap_exhausted' });
+        expect(await store.reserve(reserveReq(key.id, 2 * USD, idem('ik_4', 'fp-b')))).toEqual({ ok: true, spentMicros: 2 * USD });
+        await store.revokeKey(key.id, NOW);
+        expect(await store.reserve(reserveReq(key.id, 2 * USD, idem('ik_4', 'fp-b')))).toEqual({ ok: false, code: 'key_revoked' });
+      });
+
+      it('charges exactly once among 20 concurrent duplicates', async () => {
+        const key = await createKey({ dailyCapMicros: 100 * USD });
+        const results = await Promise.all(Array.from({ length: 20 }, () => store.reserve(reserveReq(key.id, 5 * USD, idem('ik_5')))));
+        expect(results.every((r) => r.ok)).toBe(true);
+        expect(results.filter((r) => r.ok && r.replayOf === undefined)).toHaveLength(1);
+        expect(await store.keyUsage(key.id, DAY)).toMatchObject({ requestCount: 1, spentMicros: 5 * USD });
       });
     });
 

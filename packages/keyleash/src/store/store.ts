@@ -16,6 +16,58 @@ export interface KeyRecord {
   createdAt: number;
   expiresAt: number;
   revokedAt: number | null;
+  /**
+   * Budgets (ids within the default tenant) every call's spend also counts against. Fixed at
+   * issuance. Every budget must exist when the key is created.
+   */
+  budgetIds: string[];
+  /** Requests per period for this key (token bucket), or null for none. */
+  rateLimit: RateLimit | null;
+}
+
+/**
+ * A token bucket: `requests` tokens at most, refilled at `requests` per `perMs`. Each reserved
+ * call takes one from the key's bucket and every budget's, all or nothing.
+ */
+export interface RateLimit {
+  requests: number;
+  perMs: number;
+}
+
+/** `day` = UTC day, `month` = UTC calendar month, `total` = forever. */
+export type BudgetPeriod = 'day' | 'month' | 'total';
+
+export const DEFAULT_TENANT = 'default';
+
+export interface BudgetRecord {
+  tenantId: string;
+  /** The budget's name, e.g. `user:u42`, `team:billing`. Unique within its tenant. */
+  id: string;
+  limitMicros: number;
+  period: BudgetPeriod;
+  /** A frozen budget refuses every call of its keys and every new key attached to it. */
+  frozen: boolean;
+  metadata: Record<string, string>;
+  /** Requests per period over all the budget's keys together, or null for none. */
+  rateLimit: RateLimit | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface BudgetPatch {
+  rateLimit?: RateLimit | null;
+  limitMicros?: number;
+  frozen?: boolean;
+  metadata?: Record<string, string>;
+}
+
+export type DeleteBudgetResult = 'deleted' | 'not_found' | 'in_use';
+
+/** The spend window of a budget for the UTC day `day` (YYYY-MM-DD). */
+export function budgetWindow(period: BudgetPeriod, day: string): string {
+  if (period === 'day') return day;
+  if (period === 'month') return day.slice(0, 7);
+  return 'total';
 }
 
 export interface KeyUsage {
@@ -34,6 +86,8 @@ export interface KeyFilter {
   labelPrefix?: string;
   /** Every pair must match. */
   metadata?: Record<string, string>;
+  /** Only keys attached to this budget (in the default tenant). */
+  budgetId?: string;
 }
 
 export interface Page<T> {
@@ -54,12 +108,37 @@ export interface ReserveRequest {
   method: string;
   path: string;
   now: number;
+  /**
+   * Stripe-style idempotency: the first reservation under (keyId, key) records `fingerprint`
+   * and this reservation. A later one with the same key and fingerprint, while the record is
+   * younger than `ttlMs`, is not charged again (`replayOf` names the original) unless the
+   * original was released (the vendor never ran it: it is charged anew). A different
+   * fingerprint is refused as `idempotency_key_reused`. Key checks apply to replays too.
+   */
+  idempotency?: { key: string; fingerprint: string; ttlMs: number };
+}
+
+/** Which limit refused a reservation; absent on a key-cap refusal (the original shape). */
+export interface BudgetLimitHit {
+  kind: 'budget';
+  id: string;
+  period: BudgetPeriod;
+  window: string;
 }
 
 export type ReserveResult =
-  | { ok: true; spentMicros: number }
+  /** `replayOf`: an idempotent retry of that reservation; nothing was charged or recorded. */
+  | { ok: true; spentMicros: number; replayOf?: string }
+  | { ok: false; code: 'idempotency_key_reused' }
   | { ok: false; code: 'invalid_key' | 'key_revoked' | 'key_expired' }
-  | { ok: false; code: 'cap_exhausted'; spentMicros: number; capMicros: number };
+  | { ok: false; code: 'budget_frozen'; budgetId: string }
+  /** A token bucket (the key's, or a budget's) is empty; nothing was taken from any bucket. */
+  | { ok: false; code: 'rate_limited'; retryAfterMs: number; limit: { kind: 'key' | 'budget'; id: string } }
+  /**
+   * `spentMicros`/`capMicros` are those of the limit hit: the key's own daily cap, or (with
+   * `limit`) the budget named there. Checks run key first, then budgets in attachment order.
+   */
+  | { ok: false; code: 'cap_exhausted'; spentMicros: number; capMicros: number; limit?: BudgetLimitHit };
 
 /**
  * How a reservation ends. `settled`: the vendor executed the call, at this real cost.
@@ -123,8 +202,9 @@ export interface Store {
   keyUsage(id: string, day: string): Promise<KeyUsage>;
 
   /**
-   * Atomically: check the key is usable, check `spent + amount <= cap` for the day, record the
-   * reservation and add it to the day's spend. Durable when the promise resolves.
+   * Atomically: check the key is usable, check `spent + amount <= cap` for the day and for each
+   * of the key's budgets in its own window (none frozen), record the reservation and add it to
+   * the key's and every budget's spend. All or nothing. Durable when the promise resolves.
    */
   reserve(req: ReserveRequest): Promise<ReserveResult>;
   /**
@@ -137,6 +217,22 @@ export interface Store {
   getReservation(id: string): Promise<Reservation | null>;
   /** Turns reservations still open after `olderThan` into `unknown` (kept charged). Returns how many. */
   reconcileStale(olderThan: number, now: number): Promise<number>;
+  /** Forgets idempotency records created before `olderThan`. Returns how many. */
+  purgeIdempotency(olderThan: number): Promise<number>;
+
+  // ---- budgets (all additive; a key without budgets costs reserve/settle nothing extra) ----
+
+  /** Creates a budget; false if the id is already taken in its tenant. */
+  createBudget(budget: BudgetRecord): Promise<boolean>;
+  getBudget(tenantId: string, id: string): Promise<BudgetRecord | null>;
+  /** Budgets of a tenant ordered by id; the cursor is opaque. */
+  listBudgets(tenantId: string, limit: number, cursor: string | null): Promise<Page<BudgetRecord>>;
+  /** Changes limit, frozen and/or metadata at once (reserve sees it at once); null if unknown. */
+  updateBudget(tenantId: string, id: string, patch: BudgetPatch, now: number): Promise<BudgetRecord | null>;
+  /** Deletes a budget no active key is attached to (`in_use` otherwise). */
+  deleteBudget(tenantId: string, id: string, now: number): Promise<DeleteBudgetResult>;
+  /** Settled spend plus open reservations of every attached key in `window` (see budgetWindow). */
+  budgetSpend(tenantId: string, id: string, window: string): Promise<number>;
 
   appendAudit(records: readonly AuditRecord[]): Promise<void>;
   listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>>;

@@ -8,6 +8,7 @@ export const bulkRevokeSchema = z.strictObject({
   metadata: z.record(z.string(), z.string().max(500)).optional().describe('Only keys whose metadata holds every pair.'),
   vendor: z.string().min(1).optional().describe('Only keys for this vendor.'),
   mode: z.enum(['test', 'live']).optional().describe('Only keys of this mode.'),
+  budget: z.string().min(1).max(100).optional().describe('Only keys attached to this budget.'),
   all: z.boolean().optional().describe('Must be true to revoke every active key when no other filter is given.'),
   dry_run: z.boolean().optional().describe('Count (and list) the matching keys without revoking them.'),
 });
@@ -26,6 +27,7 @@ export const bulkRevokeRoutes: FastifyPluginAsync<{ keys: KeyService }> = async 
     if (b.metadata !== undefined && Object.keys(b.metadata).length) filter.metadata = b.metadata;
     if (b.vendor !== undefined) filter.vendor = b.vendor;
     if (b.mode !== undefined) filter.mode = b.mode;
+    if (b.budget !== undefined) filter.budgetId = b.budget;
     const result = await keys.revokeMatching(filter, { dryRun: b.dry_run === true, all: b.all === true });
     req.log.warn(
       { filter: b, dryRun: result.dry_run, matched: result.matched, revoked: result.revoked },

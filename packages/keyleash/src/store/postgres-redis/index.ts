@@ -30,9 +30,21 @@ import {
   type Store,
 } from '../store.js';
 import { migratePostgres } from './migrations.js';
-import { ADJUST, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE } from './scripts.js';
+import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE } from './scripts.js';
+import {
+  budgetWindow,
+  DEFAULT_TENANT,
+  type BudgetPatch,
+  type BudgetPeriod,
+  type BudgetRecord,
+  type DeleteBudgetResult,
+} from '../store.js';
 
 export { migratePostgres } from './migrations.js';
+
+function windowOf(period: BudgetPeriod, day: string): string {
+  return budgetWindow(period, day);
+}
 
 export interface PgRedisStoreOptions {
   /** postgres://… */
@@ -69,10 +81,47 @@ interface KeyRow {
   created_at: number;
   expires_at: number;
   revoked_at: number | null;
+  budget_ids: string[];
 }
 
 const KEY_COLS = `id, token_hash, label, vendor, mode, allowed_endpoints, daily_cap_micros, metadata,
-  created_at, expires_at, revoked_at`;
+  created_at, expires_at, revoked_at, budget_ids`;
+
+interface BudgetRow {
+  tenant_id: string;
+  id: string;
+  limit_micros: number;
+  period: BudgetPeriod;
+  frozen: boolean;
+  metadata: Record<string, string>;
+  created_at: number;
+  updated_at: number;
+  epoch: number;
+}
+
+function budgetFromRow(r: BudgetRow): BudgetRecord {
+  return {
+    tenantId: r.tenant_id,
+    id: r.id,
+    limitMicros: r.limit_micros,
+    period: r.period,
+    frozen: r.frozen,
+    metadata: r.metadata,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** A counter to move: hash, field, delta, epoch (see ADJUST_MANY). */
+interface Adjustment {
+  hash: string;
+  field: string;
+  delta: number;
+  epoch: number;
+}
+
+/** The SQL condition "reservation day r.day falls in budget window $n". */
+const IN_WINDOW = (n: number) => `($${n} = 'total' OR r.day = $${n} OR (length($${n}) = 7 AND starts_with(r.day, $${n})))`;
 
 function keyFromRow(r: KeyRow): KeyRecord {
   return {
@@ -87,6 +136,7 @@ function keyFromRow(r: KeyRow): KeyRecord {
     createdAt: r.created_at,
     expiresAt: r.expires_at,
     revokedAt: r.revoked_at,
+    budgetIds: r.budget_ids,
   };
 }
 
@@ -135,9 +185,11 @@ export class PgRedisStore implements Store {
     };
     this.redis = new Redis(o.redisUrl, redisOpts);
     this.redis.on('error', (err) => this.redisError(err));
-    for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE })) {
+    for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE, BINIT, BSET, BINIT_WIN })) {
       this.redis.defineCommand(`kl_${name}`, { numberOfKeys: 1, lua });
     }
+    // Any number of keys: called with the key count first.
+    this.redis.defineCommand('kl_ADJUST_MANY', { lua: ADJUST_MANY });
     // The subscriber re-subscribes by itself after a reconnect.
     this.sub = new Redis(o.redisUrl, { ...redisOpts, enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
     this.sub.on('error', (err) => this.redisError(err));
@@ -237,14 +289,24 @@ export class PgRedisStore implements Store {
   async createKey(k: KeyRecord): Promise<void> {
     await this.tx(async (c) => {
       await this.query(
-        `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)`,
+        `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)`,
         [k.id, k.tokenHash, k.label, k.vendor, k.mode, JSON.stringify(k.allowedEndpoints), k.dailyCapMicros,
-          JSON.stringify(k.metadata), k.createdAt, k.expiresAt],
+          JSON.stringify(k.metadata), k.createdAt, k.expiresAt, JSON.stringify(k.budgetIds)],
         c,
       );
+      if (k.budgetIds.length) {
+        // The foreign key refuses a budget that does not exist.
+        await this.query(
+          `INSERT INTO key_budgets (tenant_id, budget_id, key_id, position)
+           SELECT $1, b, $2, ord - 1 FROM unnest($3::text[]) WITH ORDINALITY AS u(b, ord)`,
+          [DEFAULT_TENANT, k.id, k.budgetIds],
+          c,
+        );
+      }
       // Written before the row is visible, so nobody can rebuild it first. Best effort: without
       // it the first call rebuilds the state from Postgres.
-      await this.script('INIT', this.hashKey(k.id), 0, 0, k.expiresAt, k.dailyCapMicros ?? -1, 1, this.ttlMs(k), 1).catch(
+      await this.script('INIT', this.hashKey(k.id), 0, 0, k.expiresAt, k.dailyCapMicros ?? -1, 1, this.ttlMs(k), 1,
+        DEFAULT_TENANT, JSON.stringify(k.budgetIds)).catch(
         (err: unknown) => this.o.log?.warn({ err, keyId: k.id }, 'could not prime key state in redis'),
       );
     });
@@ -278,6 +340,9 @@ export class PgRedisStore implements Store {
     if (filter.labelPrefix !== undefined) where.push(`starts_with(label, ${p(filter.labelPrefix)})`);
     if (filter.metadata && Object.keys(filter.metadata).length) {
       where.push(`metadata @> ${p(JSON.stringify(filter.metadata))}::jsonb`);
+    }
+    if (filter.budgetId !== undefined) {
+      where.push(`id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ${p(DEFAULT_TENANT)} AND budget_id = ${p(filter.budgetId)})`);
     }
     const after = decodeCursor(cursor);
     if (after) where.push(`(created_at, id) < (${p(after.t)}, ${p(after.id)})`);
@@ -338,45 +403,220 @@ export class PgRedisStore implements Store {
 
   // ---- spend ----
 
+  private budgetHash(tenantId: string, id: string): string {
+    return `${this.prefix}b:${tenantId}:${id}`;
+  }
+
+  /** Runs RESERVE/EXTEND; ARGV as documented in scripts.ts. */
+  private async check(
+    name: 'RESERVE' | 'EXTEND',
+    keyId: string,
+    day: string,
+    amount: number,
+    now: number,
+    keyEpoch: number | null,
+    budgetEpochs: Record<string, number> | null,
+  ): Promise<unknown[]> {
+    return (await this.script(name, this.hashKey(keyId), day, amount, now, keyEpoch ?? '', `${this.prefix}b:`,
+      budgetEpochs ? JSON.stringify(budgetEpochs) : '')) as unknown[];
+  }
+
+  /**
+   * What to do about a script answer that is not 'ok': a refusal to return, or a state to
+   * rebuild (then null is returned after rebuilding, and the caller retries).
+   */
+  private async handleNotOk(r: unknown[], keyId: string, day: string): Promise<ReserveResult | null> {
+    const refused = this.refusal(r);
+    if (refused) return refused;
+    switch (r[0]) {
+      case 'nostate':
+        if (!(await this.rebuild(keyId))) return { ok: false, code: 'invalid_key' };
+        return null;
+      case 'nospend':
+        await this.initDay(keyId, day);
+        return null;
+      case 'nostate_budget':
+        if (!(await this.rebuildBudget(r[1] as string, r[2] as string))) {
+          throw new StoreUnavailableError('postgres', new Error(`budget ${String(r[2])} of key ${keyId} is gone`));
+        }
+        return null;
+      case 'nospend_budget':
+        await this.initBudgetWindow(r[1] as string, r[2] as string, r[3] as string);
+        return null;
+    }
+    throw new StoreUnavailableError('redis', new Error(`unexpected answer ${String(r[0])}`));
+  }
+
+  /** The budgets an accepted RESERVE/EXTEND answer counted in: id, epoch, window. */
+  private budgetsOf(r: unknown[]): Array<{ id: string; epoch: number; window: string }> {
+    const out = [];
+    for (let i = 3; i + 2 < r.length; i += 3) out.push({ id: r[i] as string, epoch: r[i + 1] as number, window: r[i + 2] as string });
+    return out;
+  }
+
+  /** Undoes an accepted RESERVE/EXTEND answer of `amount` (best effort: a rebuild heals it). */
+  private async undoCheck(r: unknown[], keyId: string, day: string, amount: number): Promise<void> {
+    const budgets = this.budgetsOf(r);
+    if (!budgets.length) return this.undo(this.hashKey(keyId), day, amount, r[2] as number);
+    const adj: Adjustment[] = [{ hash: this.hashKey(keyId), field: `d:${day}`, delta: -amount, epoch: r[2] as number }];
+    for (const b of budgets) {
+      adj.push({ hash: this.budgetHash(DEFAULT_TENANT, b.id), field: `w:${b.window}`, delta: -amount, epoch: b.epoch });
+    }
+    await this.adjustMany(adj).catch((err: unknown) =>
+      this.o.log?.error({ err }, 'could not undo a redis reservation; the key may be over-counted until rebuilt'),
+    );
+  }
+
   async reserve(req: ReserveRequest): Promise<ReserveResult> {
-    const hk = this.hashKey(req.keyId);
+    if (req.idempotency) return this.reserveIdempotent(req, req.idempotency);
     for (let attempt = 0; attempt < 5; attempt++) {
-      const r = (await this.script('RESERVE', hk, req.day, req.amountMicros, req.now)) as [string, number?, number?];
-      const refused = this.refusal(r);
-      if (refused) return refused;
-      if (r[0] === 'nostate') {
-        if (!(await this.rebuild(req.keyId))) return { ok: false, code: 'invalid_key' };
+      const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null);
+      if (r[0] !== 'ok') {
+        const out = await this.handleNotOk(r, req.keyId, req.day);
+        if (out) return out;
         continue;
       }
-      if (r[0] === 'nospend') {
-        await this.initDay(req.keyId, req.day);
-        continue;
-      }
-      const [, spent, epoch] = r as [string, number, number];
+      const spent = r[1] as number;
+      const epoch = r[2] as number;
+      const budgets = this.budgetsOf(r);
+      const budgetIds = budgets.map((x) => x.id);
+      const budgetEpochs = budgets.map((x) => x.epoch);
+      const undo = () => this.undoCheck(r, req.keyId, req.day, req.amountMicros);
       let inserted;
       try {
-        // Durable before the call is forwarded; only counts if the epoch is still current.
-        inserted = await this.query(
-          `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
-           SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
-           FROM keys WHERE id = $2 AND epoch = $9 FOR KEY SHARE`,
-          [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch],
-        );
+        // Durable before the call is forwarded; only counts if the key's epoch (and every
+        // budget's) is still current.
+        inserted = budgetIds.length
+          ? await this.query(
+              `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10
+                 AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE)
+               INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+               SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
+               FROM keys WHERE id = $2 AND epoch = $9 AND (SELECT count(*) FROM b) = $13 FOR KEY SHARE`,
+              [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch,
+                DEFAULT_TENANT, budgetIds, budgetEpochs, budgetIds.length],
+            )
+          : await this.query(
+              `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+               SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
+               FROM keys WHERE id = $2 AND epoch = $9 FOR KEY SHARE`,
+              [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch],
+            );
       } catch (e) {
-        await this.undo(hk, req.day, req.amountMicros, epoch);
+        await undo();
         throw e;
       }
       if (inserted.rowCount === 1) return { ok: true, spentMicros: spent };
-      // The state was rebuilt between our count and our insert: count again in the new one.
-      await this.undo(hk, req.day, req.amountMicros, epoch);
+      // A state was rebuilt between our count and our insert: count again in the new one.
+      await undo();
       await this.rebuild(req.keyId);
     }
     throw new StoreUnavailableError('redis', new Error(`key state for ${req.keyId} kept changing`));
   }
 
-  private refusal(r: [string, number?, number?]): ReserveResult | null {
+  /**
+   * reserve() with an Idempotency-Key: one transaction holds the record's row lock, so
+   * concurrent duplicates queue behind the first and then see its reservation. The Redis count
+   * is undone if the transaction does not commit; a refusal rolls the record back too.
+   */
+  private async reserveIdempotent(req: ReserveRequest, idem: NonNullable<ReserveRequest['idempotency']>): Promise<ReserveResult> {
+    class Done {
+      constructor(readonly result: ReserveResult | null, readonly after?: () => Promise<unknown>) {}
+    }
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        return await this.tx(async (c, onAbort): Promise<ReserveResult> => {
+          await this.query(
+            `INSERT INTO idempotency (key_id, idem_key, fingerprint, reservation_id, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING`,
+            [req.keyId, idem.key, idem.fingerprint, req.reservationId, req.now],
+            c,
+          );
+          const { rows } = await this.query<{ fingerprint: string; reservation_id: string; created_at: number; state: ReservationState | null }>(
+            `SELECT i.fingerprint, i.reservation_id, i.created_at, r.state FROM idempotency i
+             LEFT JOIN reservations r ON r.id = i.reservation_id WHERE i.key_id = $1 AND i.idem_key = $2 FOR UPDATE OF i`,
+            [req.keyId, idem.key],
+            c,
+          );
+          const rec = rows[0]!;
+          if (rec.reservation_id !== req.reservationId) {
+            if (rec.created_at <= req.now - idem.ttlMs) {
+              await this.query(
+                'UPDATE idempotency SET fingerprint = $3, reservation_id = $4, created_at = $5 WHERE key_id = $1 AND idem_key = $2',
+                [req.keyId, idem.key, idem.fingerprint, req.reservationId, req.now],
+                c,
+              );
+            } else if (rec.fingerprint !== idem.fingerprint) {
+              throw new Done({ ok: false, code: 'idempotency_key_reused' });
+            } else if (rec.state !== null && rec.state !== 'released') {
+              // A replay: the same checks as a free call, nothing charged or recorded.
+              const r = await this.check('RESERVE', req.keyId, req.day, 0, req.now, null, null);
+              if (r[0] !== 'ok') throw new Done(this.refusal(r), () => this.handleNotOk(r, req.keyId, req.day));
+              return { ok: true, spentMicros: r[1] as number, replayOf: rec.reservation_id };
+            } else {
+              // The original never ran (or never got recorded): this one is charged.
+              await this.query('UPDATE idempotency SET reservation_id = $3 WHERE key_id = $1 AND idem_key = $2',
+                [req.keyId, idem.key, req.reservationId], c);
+            }
+          }
+          const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null);
+          if (r[0] !== 'ok') throw new Done(this.refusal(r), () => this.handleNotOk(r, req.keyId, req.day));
+          onAbort(() => this.undoCheck(r, req.keyId, req.day, req.amountMicros));
+          const budgets = this.budgetsOf(r);
+          const inserted = await this.query(
+            `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10
+               AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE)
+             INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+             SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
+             FROM keys WHERE id = $2 AND epoch = $9 AND (SELECT count(*) FROM b) = $13 FOR KEY SHARE`,
+            [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, r[2],
+              DEFAULT_TENANT, budgets.map((b) => b.id), budgets.map((b) => b.epoch), budgets.length],
+            c,
+          );
+          // A state was rebuilt between our count and our insert: roll back, count again.
+          if (inserted.rowCount !== 1) throw new Done(null, () => this.rebuild(req.keyId));
+          return { ok: true, spentMicros: r[1] as number };
+        });
+      } catch (e) {
+        if (!(e instanceof Done)) throw e;
+        if (e.result) return e.result;
+        await e.after?.();
+      }
+    }
+    throw new StoreUnavailableError('redis', new Error(`key state for ${req.keyId} kept changing`));
+  }
+
+  async purgeIdempotency(olderThan: number): Promise<number> {
+    const r = await this.query('DELETE FROM idempotency WHERE created_at < $1', [olderThan]);
+    return r.rowCount ?? 0;
+  }
+
+  /** Moves several counters in one atomic call, each only at its epoch (ADJUST_MANY). */
+  private async adjustMany(adj: Adjustment[]): Promise<void> {
+    const moves = adj.filter((a) => a.delta !== 0);
+    if (!moves.length) return;
+    const fn = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).kl_ADJUST_MANY!;
+    const args = moves.flatMap((a) => [a.field, String(a.delta), String(a.epoch)]);
+    try {
+      await fn.call(this.redis, moves.length, ...moves.map((a) => a.hash), ...args);
+    } catch (e) {
+      throw new StoreUnavailableError('redis', e);
+    }
+  }
+
+  private refusal(r: unknown[]): ReserveResult | null {
     if (r[0] === 'key_revoked' || r[0] === 'key_expired') return { ok: false, code: r[0] };
-    if (r[0] === 'cap_exhausted') return { ok: false, code: 'cap_exhausted', spentMicros: r[1]!, capMicros: r[2]! };
+    if (r[0] === 'cap_exhausted') return { ok: false, code: 'cap_exhausted', spentMicros: r[1] as number, capMicros: r[2] as number };
+    if (r[0] === 'budget_frozen') return { ok: false, code: 'budget_frozen', budgetId: r[1] as string };
+    if (r[0] === 'budget_exhausted') {
+      return {
+        ok: false,
+        code: 'cap_exhausted',
+        spentMicros: r[2] as number,
+        capMicros: r[3] as number,
+        limit: { kind: 'budget', id: r[1] as string, period: r[4] as BudgetPeriod, window: r[5] as string },
+      };
+    }
     return null;
   }
 
@@ -396,8 +636,10 @@ export class PgRedisStore implements Store {
     if (!p) {
       p = this.tx(async (c) => {
         const { rows } = await this.query<{ revoked_at: number | null; expires_at: number; created_at: number;
-          daily_cap_micros: number | null; epoch: number }>(
-          'SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch FROM keys WHERE id = $1 FOR UPDATE',
+          daily_cap_micros: number | null; epoch: number; budgets: string[] }>(
+          `SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch,
+             (SELECT COALESCE(json_agg(budget_id ORDER BY position), '[]') FROM key_budgets WHERE key_id = keys.id) AS budgets
+           FROM keys WHERE id = $1 FOR UPDATE`,
           [keyId],
           c,
         );
@@ -412,7 +654,8 @@ export class PgRedisStore implements Store {
         await this.query('UPDATE keys SET epoch = $2 WHERE id = $1', [keyId, epoch], c);
         // Day counters start empty and are summed from the ledger on first use (initDay).
         const ttl = this.ttlMs({ expiresAt: k.expires_at, createdAt: k.created_at });
-        await this.script('INIT', hk, epoch, k.revoked_at === null ? 0 : 1, k.expires_at, k.daily_cap_micros ?? -1, 0, ttl, 0);
+        await this.script('INIT', hk, epoch, k.revoked_at === null ? 0 : 1, k.expires_at, k.daily_cap_micros ?? -1, 0, ttl, 0,
+          DEFAULT_TENANT, JSON.stringify(k.budgets));
         this.o.log?.warn({ keyId, epoch }, 'rebuilt key state in redis from postgres');
         return true;
       }).finally(() => this.rebuilding.delete(keyId));
@@ -440,41 +683,55 @@ export class PgRedisStore implements Store {
     for (let attempt = 0; attempt < 5; attempt++) {
       let retry: (() => Promise<unknown>) | null = null;
       const out = await this.tx(async (c, onAbort): Promise<ReserveResult | null> => {
-        const { rows } = await this.query<{ key_id: string; day: string; state: ReservationState; epoch: number }>(
-          `SELECT r.key_id, r.day, r.state, k.epoch FROM reservations r JOIN keys k ON k.id = r.key_id
+        const { rows } = await this.query<{ key_id: string; day: string; state: ReservationState; epoch: number; budget_ids: string[] }>(
+          `SELECT r.key_id, r.day, r.state, k.epoch, k.budget_ids FROM reservations r JOIN keys k ON k.id = r.key_id
            WHERE r.id = $1 FOR UPDATE OF r FOR KEY SHARE OF k`,
           [reservationId],
           c,
         );
         const r = rows[0];
         if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
-        const hk = this.hashKey(r.key_id);
-        const res = (await this.script('EXTEND', hk, r.day, addMicros, now, r.epoch)) as [string, number?, number?];
-        const refused = this.refusal(res);
-        if (refused) return refused;
-        if (res[0] === 'nostate') retry = () => this.rebuild(r.key_id);
-        if (res[0] === 'nospend') retry = () => this.initDay(r.key_id, r.day);
-        if (retry) return null;
-        onAbort(() => this.undo(hk, r.day, addMicros, r.epoch));
+        const budgets = r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : [];
+        const epochs = budgets.length ? Object.fromEntries(budgets.map((b) => [b.id, b.epoch])) : null;
+        const res = await this.check('EXTEND', r.key_id, r.day, addMicros, now, r.epoch, epochs);
+        if (res[0] !== 'ok') {
+          const refused = this.refusal(res);
+          if (refused) return refused;
+          // Rebuild outside the transaction: it needs the row lock this one holds.
+          retry = () => this.handleNotOk(res, r.key_id, r.day);
+          return null;
+        }
+        onAbort(() => this.undoCheck(res, r.key_id, r.day, addMicros));
         await this.query('UPDATE reservations SET estimate_micros = estimate_micros + $2 WHERE id = $1', [reservationId, addMicros], c);
-        return { ok: true, spentMicros: res[1]! };
+        return { ok: true, spentMicros: res[1] as number };
       });
       if (out) return out;
-      // Rebuild outside the transaction: it needs the key row lock this one held.
       await (retry as (() => Promise<unknown>) | null)?.();
     }
     throw new StoreUnavailableError('redis', new Error('key state kept changing'));
   }
 
+  /** The key's budgets, locked FOR KEY SHARE (no rebuild of them until commit), in attachment order. */
+  private async lockBudgetsOf(keyId: string, c: Client): Promise<Array<{ id: string; epoch: number; period: BudgetPeriod }>> {
+    const { rows } = await this.query<{ id: string; epoch: number; period: BudgetPeriod }>(
+      `SELECT b.id, b.epoch, b.period FROM key_budgets kb JOIN budgets b ON b.tenant_id = kb.tenant_id AND b.id = kb.budget_id
+       WHERE kb.key_id = $1 ORDER BY kb.position FOR KEY SHARE OF b`,
+      [keyId],
+      c,
+    );
+    return rows;
+  }
+
   async settle(reservationId: string, outcome: Settlement, now: number): Promise<void> {
     const micros = outcome.state === 'settled' ? outcome.micros : 0;
     await this.tx(async (c, onAbort) => {
-      const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number }>(
-        `WITH k AS (SELECT k.epoch FROM keys k JOIN reservations r ON r.key_id = k.id WHERE r.id = $1 FOR KEY SHARE OF k)
+      const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number;
+        budget_ids: string[] }>(
+        `WITH k AS (SELECT k.epoch, k.budget_ids FROM keys k JOIN reservations r ON r.key_id = k.id WHERE r.id = $1 FOR KEY SHARE OF k)
          UPDATE reservations SET state = $2, settled_at = $4, final_micros = CASE $2
            WHEN 'settled' THEN $3::bigint WHEN 'released' THEN 0 ELSE estimate_micros END
          FROM k WHERE reservations.id = $1 AND reservations.state = 'reserved'
-         RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch`,
+         RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch, k.budget_ids`,
         [reservationId, outcome.state, micros, now],
         c,
       );
@@ -485,8 +742,17 @@ export class PgRedisStore implements Store {
       // reservation stays open, charged at its estimate in both stores.
       if (delta === 0) return;
       const hk = this.hashKey(r.key_id);
-      await this.script('ADJUST', hk, r.day, delta, r.epoch);
-      onAbort(() => this.undo(hk, r.day, delta, r.epoch));
+      if (!r.budget_ids.length) {
+        await this.script('ADJUST', hk, r.day, delta, r.epoch);
+        onAbort(() => this.undo(hk, r.day, delta, r.epoch));
+        return;
+      }
+      const adj: Adjustment[] = [{ hash: hk, field: `d:${r.day}`, delta, epoch: r.epoch }];
+      for (const b of await this.lockBudgetsOf(r.key_id, c)) {
+        adj.push({ hash: this.budgetHash(DEFAULT_TENANT, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
+      }
+      await this.adjustMany(adj);
+      onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
     });
   }
 
@@ -520,6 +786,139 @@ export class PgRedisStore implements Store {
       [now, olderThan],
     );
     return r.rowCount ?? 0;
+  }
+
+  // ---- budgets ----
+
+  async createBudget(b: BudgetRecord): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await this.query(
+        `INSERT INTO budgets (tenant_id, id, limit_micros, period, frozen, metadata, created_at, updated_at, epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) ON CONFLICT DO NOTHING`,
+        [b.tenantId, b.id, b.limitMicros, b.period, b.frozen, JSON.stringify(b.metadata), b.createdAt, b.updatedAt],
+        c,
+      );
+      if (r.rowCount !== 1) return false;
+      // Before the row is visible: a fresh hash, so a missing window means nothing spent. It
+      // also replaces whatever a deleted budget of the same name left behind.
+      await this.script('BINIT', this.budgetHash(b.tenantId, b.id), 0, b.limitMicros, b.period, b.frozen ? 1 : 0, 1);
+      return true;
+    });
+  }
+
+  async getBudget(tenantId: string, id: string): Promise<BudgetRecord | null> {
+    const { rows } = await this.query<BudgetRow>('SELECT * FROM budgets WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+    return rows[0] ? budgetFromRow(rows[0]) : null;
+  }
+
+  async listBudgets(tenantId: string, limit: number, cursor: string | null): Promise<Page<BudgetRecord>> {
+    const after = decodeCursor(cursor);
+    const { rows } = await this.query<BudgetRow>(
+      `SELECT * FROM budgets WHERE tenant_id = $1 ${after ? 'AND id > $3' : ''} ORDER BY id LIMIT $2`,
+      after ? [tenantId, limit + 1, after.id] : [tenantId, limit + 1],
+    );
+    const more = rows.length > limit;
+    const items = rows.slice(0, limit).map(budgetFromRow);
+    const last = items[items.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ t: 0, id: last.id }) : null };
+  }
+
+  async updateBudget(tenantId: string, id: string, patch: BudgetPatch, now: number): Promise<BudgetRecord | null> {
+    return this.tx(async (c) => {
+      const { rows } = await this.query<BudgetRow>(
+        `UPDATE budgets SET limit_micros = COALESCE($3, limit_micros), frozen = COALESCE($4, frozen),
+           metadata = COALESCE($5::jsonb, metadata), updated_at = $6
+         WHERE tenant_id = $1 AND id = $2 RETURNING *`,
+        [tenantId, id, patch.limitMicros ?? null, patch.frozen ?? null, patch.metadata ? JSON.stringify(patch.metadata) : null, now],
+        c,
+      );
+      const b = rows[0];
+      if (!b) return null;
+      // In the transaction: a rebuild (FOR UPDATE) waits for it, and if Redis cannot take the
+      // change nothing changes. A hash at another epoch is rebuilt from this row anyway.
+      await this.script('BSET', this.budgetHash(tenantId, id), b.epoch, b.limit_micros, b.frozen ? 1 : 0);
+      return budgetFromRow(b);
+    });
+  }
+
+  async deleteBudget(tenantId: string, id: string, now: number): Promise<DeleteBudgetResult> {
+    return this.tx(async (c) => {
+      const { rows } = await this.query('SELECT 1 FROM budgets WHERE tenant_id = $1 AND id = $2 FOR UPDATE', [tenantId, id], c);
+      if (!rows[0]) return 'not_found';
+      const used = await this.query(
+        `SELECT 1 FROM key_budgets kb JOIN keys k ON k.id = kb.key_id
+         WHERE kb.tenant_id = $1 AND kb.budget_id = $2 AND k.revoked_at IS NULL AND k.expires_at > $3 LIMIT 1`,
+        [tenantId, id, now],
+        c,
+      );
+      if (used.rows[0]) return 'in_use';
+      await this.query('DELETE FROM key_budgets WHERE tenant_id = $1 AND budget_id = $2', [tenantId, id], c);
+      await this.query('DELETE FROM budgets WHERE tenant_id = $1 AND id = $2', [tenantId, id], c);
+      await this.redis.del(this.budgetHash(tenantId, id)).catch((e: unknown) => {
+        throw new StoreUnavailableError('redis', e);
+      });
+      return 'deleted';
+    });
+  }
+
+  async budgetSpend(tenantId: string, id: string, window: string): Promise<number> {
+    const { rows } = await this.query<{ s: number }>(
+      `SELECT COALESCE(SUM(COALESCE(r.final_micros, r.estimate_micros)), 0) AS s
+       FROM key_budgets kb JOIN reservations r ON r.key_id = kb.key_id
+       WHERE kb.tenant_id = $1 AND kb.budget_id = $2 AND ${IN_WINDOW(3)}`,
+      [tenantId, id, window],
+    );
+    return rows[0]!.s;
+  }
+
+  /** Rebuilds a budget's Redis state from Postgres unless already current; false if it is gone. */
+  private rebuildBudget(tenantId: string, id: string): Promise<boolean> {
+    const name = `budget\u0000${tenantId}\u0000${id}`;
+    let p = this.rebuilding.get(name);
+    if (!p) {
+      p = this.tx(async (c) => {
+        const { rows } = await this.query<BudgetRow>(
+          'SELECT * FROM budgets WHERE tenant_id = $1 AND id = $2 FOR UPDATE',
+          [tenantId, id],
+          c,
+        );
+        const b = rows[0];
+        if (!b) return false;
+        const hb = this.budgetHash(tenantId, id);
+        const current = await this.redis.hget(hb, 'e').catch((e: unknown) => {
+          throw new StoreUnavailableError('redis', e);
+        });
+        if (current !== null && Number(current) === b.epoch) return true;
+        const epoch = b.epoch + 1;
+        await this.query('UPDATE budgets SET epoch = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, id, epoch], c);
+        // Windows start empty and are summed from the ledger on first use (initBudgetWindow).
+        await this.script('BINIT', hb, epoch, b.limit_micros, b.period, b.frozen ? 1 : 0, 0);
+        this.o.log?.warn({ budget: id, epoch }, 'rebuilt budget state in redis from postgres');
+        return true;
+      }).finally(() => this.rebuilding.delete(name));
+      this.rebuilding.set(name, p);
+    }
+    return p;
+  }
+
+  /** Sets a budget window from the ledger: settled spend plus open reservations of its keys. */
+  private async initBudgetWindow(tenantId: string, id: string, window: string): Promise<void> {
+    await this.tx(async (c) => {
+      const { rows } = await this.query<{ epoch: number }>(
+        'SELECT epoch FROM budgets WHERE tenant_id = $1 AND id = $2 FOR UPDATE',
+        [tenantId, id],
+        c,
+      );
+      if (!rows[0]) return;
+      const sum = await this.query<{ s: number }>(
+        `SELECT COALESCE(SUM(COALESCE(r.final_micros, r.estimate_micros)), 0) AS s
+         FROM key_budgets kb JOIN reservations r ON r.key_id = kb.key_id
+         WHERE kb.tenant_id = $1 AND kb.budget_id = $2 AND ${IN_WINDOW(3)}`,
+        [tenantId, id, window],
+        c,
+      );
+      await this.script('BINIT_WIN', this.budgetHash(tenantId, id), window, sum.rows[0]!.s, rows[0].epoch);
+    });
   }
 
   // ---- audit ----

@@ -58,6 +58,45 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX audit_by_key ON audit (key_id, seq DESC);
   `,
+  // Budgets above keys. A budget's spend for a window is the ledger sum over the reservations of
+  // its keys (key_budgets) in that window; its Redis state follows the same epoch rule as a key's.
+  `
+  ALTER TABLE keys ADD COLUMN budget_ids JSONB NOT NULL DEFAULT '[]';
+
+  CREATE TABLE budgets (
+    tenant_id    TEXT COLLATE "C" NOT NULL,
+    id           TEXT COLLATE "C" NOT NULL,
+    limit_micros BIGINT NOT NULL CHECK (limit_micros >= 0),
+    period       TEXT NOT NULL CHECK (period IN ('day', 'month', 'total')),
+    frozen       BOOLEAN NOT NULL DEFAULT false,
+    metadata     JSONB NOT NULL,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    epoch        BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, id)
+  );
+
+  CREATE TABLE key_budgets (
+    tenant_id TEXT COLLATE "C" NOT NULL,
+    budget_id TEXT COLLATE "C" NOT NULL,
+    key_id    TEXT COLLATE "C" NOT NULL REFERENCES keys (id),
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, budget_id, key_id),
+    FOREIGN KEY (tenant_id, budget_id) REFERENCES budgets (tenant_id, id)
+  );
+  CREATE INDEX key_budgets_by_key ON key_budgets (key_id, position);
+  `,
+  `
+  CREATE TABLE idempotency (
+    key_id         TEXT COLLATE "C" NOT NULL,
+    idem_key       TEXT COLLATE "C" NOT NULL,
+    fingerprint    TEXT NOT NULL,
+    reservation_id TEXT COLLATE "C" NOT NULL,
+    created_at     BIGINT NOT NULL,
+    PRIMARY KEY (key_id, idem_key)
+  );
+  CREATE INDEX idempotency_by_created ON idempotency (created_at);
+  `,
 ];
 
 /**

@@ -8,27 +8,96 @@
 //   d:<YYYY-MM-DD>  settled spend + open reservations that day, in micros
 // Time is always the caller's `now`, like the SQLite backend: one clock per decision.
 
-/** Shared checks; sets `spent` (or returns early). ARGV[1] day, ARGV[2] amount, ARGV[3] now. */
-const CHECK = `
+/**
+ * Check and reserve, against the key and every budget it is attached to, all or nothing.
+ * ARGV: 1 day, 2 amount, 3 now, 4 expected key epoch ('' = any), 5 budget hash prefix
+ * (`<prefix>b:`), 6 JSON {budget id: expected epoch} ('' = any).
+ * Returns {'ok', key spent, key epoch, budget id, budget epoch, budget window, ...} or a refusal, or
+ * 'nostate'/'nospend' (key) / 'nostate_budget'/'nospend_budget' (tenant, id[, window]) to rebuild.
+ *
+ * A budget hash (<prefix>b:<tenant>:<id>) has: e epoch (= budgets.epoch), l limit in micros,
+ * p period (day/month/total), z 1 when frozen, f 1 when made with the budget, w:<window> spend.
+ * The key hash adds: t tenant, b JSON array of its budget ids (absent: none).
+ */
+export const RESERVE = `
 local h = KEYS[1]
-local st = redis.call('HMGET', h, 'e', 'r', 'x', 'c', 'f', 'd:' .. ARGV[1])
+local day = ARGV[1]
+local amount = tonumber(ARGV[2])
+local st = redis.call('HMGET', h, 'e', 'r', 'x', 'c', 'f', 'd:' .. day, 't', 'b')
 if not st[1] then return {'nostate'} end
-if EPOCH_MISMATCH then return {'nostate'} end
+if ARGV[4] ~= '' and st[1] ~= ARGV[4] then return {'nostate'} end
 if st[2] == '1' then return {'key_revoked'} end
 if tonumber(st[3]) <= tonumber(ARGV[3]) then return {'key_expired'} end
 local spent = st[6]
 if spent then spent = tonumber(spent) elseif st[5] == '1' then spent = 0 else return {'nospend'} end
-local amount = tonumber(ARGV[2])
+local ids = {}
+if st[8] and st[8] ~= '[]' then ids = cjson.decode(st[8]) end
+local expect = nil
+if ARGV[6] ~= '' then expect = cjson.decode(ARGV[6]) end
+local tenant = st[7] or 'default'
+local bs = {}
+for i, id in ipairs(ids) do
+  local k = ARGV[5] .. tenant .. ':' .. id
+  local b = redis.call('HMGET', k, 'e', 'l', 'p', 'z', 'f')
+  if not b[1] then return {'nostate_budget', tenant, id} end
+  if expect and expect[id] ~= nil and b[1] ~= tostring(expect[id]) then return {'nostate_budget', tenant, id} end
+  if b[4] == '1' then return {'budget_frozen', id} end
+  local w = day
+  if b[3] == 'month' then w = string.sub(day, 1, 7) elseif b[3] == 'total' then w = 'total' end
+  bs[i] = {k = k, id = id, e = tonumber(b[1]), l = tonumber(b[2]), p = b[3], f = b[5], w = w}
+end
 local cap = tonumber(st[4])
 if cap >= 0 and spent + amount > cap then return {'cap_exhausted', spent, cap} end
-return {'ok', redis.call('HINCRBY', h, 'd:' .. ARGV[1], amount), tonumber(st[1])}
+for i, b in ipairs(bs) do
+  local s = redis.call('HGET', b.k, 'w:' .. b.w)
+  if s then s = tonumber(s) elseif b.f == '1' then s = 0 else return {'nospend_budget', tenant, b.id, b.w} end
+  if s + amount > b.l then return {'budget_exhausted', b.id, s, b.l, b.p, b.w} end
+end
+local out = {'ok', redis.call('HINCRBY', h, 'd:' .. day, amount), tonumber(st[1])}
+for i, b in ipairs(bs) do
+  redis.call('HINCRBY', b.k, 'w:' .. b.w, amount)
+  out[#out + 1] = b.id
+  out[#out + 1] = b.e
+  out[#out + 1] = b.w
+end
+return out
 `;
 
-/** Check and reserve. Returns {'ok', spent, epoch} or a refusal, or 'nostate'/'nospend' to rebuild. */
-export const RESERVE = CHECK.replace('EPOCH_MISMATCH', 'false');
+/** Extending uses the same checks, with the epochs the reservation's transaction holds. */
+export const EXTEND = RESERVE;
 
-/** Like RESERVE, for growing an open reservation; ARGV[4] is the epoch it was recorded in. */
-export const EXTEND = CHECK.replace('EPOCH_MISMATCH', 'st[1] ~= ARGV[4]');
+/**
+ * Adds to several counters, each only if its hash is still at the given epoch and has the
+ * field. KEYS: the hashes; ARGV: field, delta, epoch for each, in order.
+ */
+export const ADJUST_MANY = `
+for i, k in ipairs(KEYS) do
+  local f, d, e = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  if redis.call('HGET', k, 'e') == e and redis.call('HEXISTS', k, f) == 1 then redis.call('HINCRBY', k, f, d) end
+end
+return 1
+`;
+
+/** Writes a budget's state. ARGV: epoch, limit, period, frozen, fresh. */
+export const BINIT = `
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'l', ARGV[2], 'p', ARGV[3], 'z', ARGV[4], 'f', ARGV[5])
+return 1
+`;
+
+/** Updates a budget's limit and frozen flag if the hash is at epoch ARGV[1]. */
+export const BSET = `
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'l', ARGV[2], 'z', ARGV[3])
+return 1
+`;
+
+/** Sets window ARGV[1] to ARGV[2] unless already there; 0 when the hash is not epoch ARGV[3]. */
+export const BINIT_WIN = `
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[3] then return 0 end
+redis.call('HSETNX', KEYS[1], 'w:' .. ARGV[1], ARGV[2])
+return 1
+`;
 
 /** Adds ARGV[2] (may be negative) to day ARGV[1] if the hash is still epoch ARGV[3] and has that day. */
 export const ADJUST = `
@@ -38,11 +107,14 @@ redis.call('HINCRBY', KEYS[1], 'd:' .. ARGV[1], ARGV[2])
 return 1
 `;
 
-/** Writes a key's state. ARGV: epoch, revoked, expires_at, cap, fresh, ttl ms, only-if-absent. */
+/**
+ * Writes a key's state. ARGV: epoch, revoked, expires_at, cap, fresh, ttl ms, only-if-absent,
+ * tenant, budget ids (JSON array).
+ */
 export const INIT = `
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'e', ARGV[1], 'r', ARGV[2], 'x', ARGV[3], 'c', ARGV[4], 'f', ARGV[5])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'r', ARGV[2], 'x', ARGV[3], 'c', ARGV[4], 'f', ARGV[5], 't', ARGV[8], 'b', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 `;

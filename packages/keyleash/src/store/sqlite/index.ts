@@ -3,6 +3,15 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Mode } from '../../keys/token.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
+import {
+  budgetWindow,
+  DEFAULT_TENANT,
+  type BudgetPatch,
+  type BudgetPeriod,
+  type BudgetRecord,
+  type DeleteBudgetResult,
+  type RateLimit,
+} from '../store.js';
 import type {
   AuditFilter,
   AuditRecord,
@@ -42,6 +51,50 @@ interface KeyRow {
   created_at: number;
   expires_at: number;
   revoked_at: number | null;
+  budget_ids: string;
+  rate_requests: number | null;
+  rate_per_ms: number | null;
+}
+
+interface BudgetRow {
+  tenant_id: string;
+  id: string;
+  limit_micros: number;
+  period: BudgetPeriod;
+  frozen: number;
+  metadata: string;
+  created_at: number;
+  updated_at: number;
+  rate_requests: number | null;
+  rate_per_ms: number | null;
+}
+
+/** A key's state as reserve and extend check it. */
+interface KeyState {
+  revoked_at: number | null;
+  expires_at: number;
+  daily_cap_micros: number | null;
+  budget_ids: string;
+  rate_requests: number | null;
+  rate_per_ms: number | null;
+}
+
+function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null }): RateLimit | null {
+  return r.rate_requests === null || r.rate_per_ms === null ? null : { requests: r.rate_requests, perMs: r.rate_per_ms };
+}
+
+function budgetFromRow(r: BudgetRow): BudgetRecord {
+  return {
+    tenantId: r.tenant_id,
+    id: r.id,
+    limitMicros: r.limit_micros,
+    period: r.period,
+    frozen: r.frozen === 1,
+    metadata: JSON.parse(r.metadata) as Record<string, string>,
+    rateLimit: rateOf(r),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
 }
 
 interface AuditRow {
@@ -87,6 +140,8 @@ function keyFromRow(r: KeyRow): KeyRecord {
     createdAt: r.created_at,
     expiresAt: r.expires_at,
     revokedAt: r.revoked_at,
+    budgetIds: JSON.parse(r.budget_ids) as string[],
+    rateLimit: rateOf(r),
   };
 }
 
@@ -129,6 +184,7 @@ export class SqliteStore implements Store {
   private readonly settleTx;
   private readonly extendTx;
   private readonly auditTx;
+  private readonly createKeyTx;
 
   constructor(opts: SqliteStoreOptions) {
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
@@ -143,12 +199,35 @@ export class SqliteStore implements Store {
     // Prepared once; the proxy's hot path runs reserve and settle on every call.
     this.stmts = {
       insertKey: db.prepare(`INSERT INTO keys (id, token_hash, label, vendor, mode, allowed_endpoints,
-        daily_cap_micros, metadata, created_at, expires_at, revoked_at)
+        daily_cap_micros, metadata, created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms)
         VALUES (@id, @token_hash, @label, @vendor, @mode, @allowed_endpoints, @daily_cap_micros,
-        @metadata, @created_at, @expires_at, NULL)`),
+        @metadata, @created_at, @expires_at, NULL, @budget_ids, @rate_requests, @rate_per_ms)`),
+      attachBudget: db.prepare('INSERT INTO key_budgets (tenant_id, budget_id, key_id, position) VALUES (?, ?, ?, ?)'),
+      keyBudgets: db.prepare(`SELECT b.id, b.limit_micros, b.period, b.frozen, b.rate_requests, b.rate_per_ms FROM key_budgets kb
+        JOIN budgets b ON b.tenant_id = kb.tenant_id AND b.id = kb.budget_id WHERE kb.key_id = ? ORDER BY kb.position`),
+      budgetSpend: db.prepare('SELECT spent_micros FROM budget_spend WHERE tenant_id = ? AND budget_id = ? AND win = ?').pluck(),
+      addBudgetSpend: db.prepare(`INSERT INTO budget_spend (tenant_id, budget_id, win, spent_micros) VALUES (?, ?, ?, ?)
+        ON CONFLICT (tenant_id, budget_id, win) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros`),
+      insertBudget: db.prepare(`INSERT INTO budgets (tenant_id, id, limit_micros, period, frozen, metadata, created_at, updated_at,
+        rate_requests, rate_per_ms) VALUES (@tenant_id, @id, @limit_micros, @period, @frozen, @metadata, @created_at, @updated_at,
+        @rate_requests, @rate_per_ms) ON CONFLICT DO NOTHING`),
+      budget: db.prepare('SELECT * FROM budgets WHERE tenant_id = ? AND id = ?'),
+      updateBudget: db.prepare(`UPDATE budgets SET limit_micros = @limit_micros, frozen = @frozen, metadata = @metadata,
+        rate_requests = @rate_requests, rate_per_ms = @rate_per_ms, updated_at = @updated_at WHERE tenant_id = @tenant_id AND id = @id`),
+      budgetInUse: db.prepare(`SELECT 1 FROM key_budgets kb JOIN keys k ON k.id = kb.key_id
+        WHERE kb.tenant_id = ? AND kb.budget_id = ? AND k.revoked_at IS NULL AND k.expires_at > ? LIMIT 1`).pluck(),
+      deleteBudgetLinks: db.prepare('DELETE FROM key_budgets WHERE tenant_id = ? AND budget_id = ?'),
+      deleteBudgetSpend: db.prepare('DELETE FROM budget_spend WHERE tenant_id = ? AND budget_id = ?'),
+      deleteBudget: db.prepare('DELETE FROM budgets WHERE tenant_id = ? AND id = ?'),
+      idem: db.prepare('SELECT fingerprint, reservation_id, created_at FROM idempotency WHERE key_id = ? AND idem_key = ?'),
+      putIdem: db.prepare(`INSERT INTO idempotency (key_id, idem_key, fingerprint, reservation_id, created_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (key_id, idem_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+        reservation_id = excluded.reservation_id, created_at = excluded.created_at`),
+      pointIdem: db.prepare('UPDATE idempotency SET reservation_id = ? WHERE key_id = ? AND idem_key = ?'),
+      purgeIdem: db.prepare('DELETE FROM idempotency WHERE created_at < ?'),
       keyById: db.prepare('SELECT * FROM keys WHERE id = ?'),
       keyByHash: db.prepare('SELECT * FROM keys WHERE token_hash = ?'),
-      keyState: db.prepare('SELECT revoked_at, expires_at, daily_cap_micros FROM keys WHERE id = ?'),
+      keyState: db.prepare('SELECT revoked_at, expires_at, daily_cap_micros, budget_ids, rate_requests, rate_per_ms FROM keys WHERE id = ?'),
       revoke: db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       keyUse: db.prepare('UPDATE keys SET request_count = request_count + 1, last_used_at = ? WHERE id = ?'),
       usage: db.prepare('SELECT request_count, last_used_at FROM keys WHERE id = ?'),
@@ -175,42 +254,106 @@ export class SqliteStore implements Store {
     };
 
     const s = this.stmts;
-    this.reserveTx = db.transaction((req: ReserveRequest): ReserveResult => {
-      const key = s.keyState.get(req.keyId) as
-        | { revoked_at: number | null; expires_at: number; daily_cap_micros: number | null }
-        | undefined;
-      if (!key) return { ok: false, code: 'invalid_key' };
-      if (key.revoked_at !== null) return { ok: false, code: 'key_revoked' };
-      if (key.expires_at <= req.now) return { ok: false, code: 'key_expired' };
-      const spent = (s.spend.get(req.keyId, req.day) as number | undefined) ?? 0;
-      const cap = key.daily_cap_micros;
-      if (cap !== null && spent + req.amountMicros > cap) {
-        return { ok: false, code: 'cap_exhausted', spentMicros: spent, capMicros: cap };
+    type Attached = { id: string; limit_micros: number; period: BudgetPeriod; frozen: number; rate_requests: number | null; rate_per_ms: number | null };
+    /** The key's budgets; no query for a key without any (the common case). */
+    const budgetsOf = (keyId: string, budgetIds: string): Attached[] =>
+      budgetIds === '[]' ? [] : (s.keyBudgets.all(keyId) as Attached[]);
+
+    /** Every check reserve and extend share; null when `add` fits everywhere. */
+    const check = (key: KeyState | undefined, keyId: string, day: string, add: number, now: number) => {
+      if (!key) return { refused: { ok: false, code: 'invalid_key' } as ReserveResult };
+      if (key.revoked_at !== null) return { refused: { ok: false, code: 'key_revoked' } as ReserveResult };
+      if (key.expires_at <= now) return { refused: { ok: false, code: 'key_expired' } as ReserveResult };
+      const budgets = budgetsOf(keyId, key.budget_ids);
+      for (const b of budgets) {
+        if (b.frozen) return { refused: { ok: false, code: 'budget_frozen', budgetId: b.id } as ReserveResult };
       }
+      // Token buckets: all are checked before any is taken from (take() after every check passed).
+      const buckets: Array<{ name: string; tokens: number }> = [];
+      const rates: Array<[string, 'key' | 'budget', string, RateLimit | null]> = [
+        [`k:${keyId}`, 'key', keyId, rateOf(key)],
+        ...budgets.map((b): [string, 'budget', string, RateLimit | null] => [`b:${DEFAULT_TENANT}:${b.id}`, 'budget', b.id, rateOf(b)]),
+      ];
+      for (const [name, kind, id, rate] of rates) {
+        if (!rate) continue;
+        const tokens = this.bucketLevel(name, rate, now);
+        if (tokens < 1) {
+          const retryAfterMs = Math.ceil(((1 - tokens) * rate.perMs) / rate.requests);
+          return { refused: { ok: false, code: 'rate_limited', retryAfterMs, limit: { kind, id } } as ReserveResult };
+        }
+        buckets.push({ name, tokens });
+      }
+      const spent = (s.spend.get(keyId, day) as number | undefined) ?? 0;
+      const cap = key.daily_cap_micros;
+      if (cap !== null && spent + add > cap) {
+        return { refused: { ok: false, code: 'cap_exhausted', spentMicros: spent, capMicros: cap } as ReserveResult };
+      }
+      const windows: string[] = [];
+      for (const b of budgets) {
+        const win = budgetWindow(b.period, day);
+        const bSpent = (s.budgetSpend.get(DEFAULT_TENANT, b.id, win) as number | undefined) ?? 0;
+        if (bSpent + add > b.limit_micros) {
+          return {
+            refused: {
+              ok: false,
+              code: 'cap_exhausted',
+              spentMicros: bSpent,
+              capMicros: b.limit_micros,
+              limit: { kind: 'budget', id: b.id, period: b.period, window: win },
+            } as ReserveResult,
+          };
+        }
+        windows.push(win);
+      }
+      return { refused: null, spent, budgets, windows, buckets };
+    };
+    const addBudgets = (budgets: Attached[], day: string, delta: number) => {
+      for (const b of budgets) s.addBudgetSpend.run(DEFAULT_TENANT, b.id, budgetWindow(b.period, day), delta);
+    };
+
+    this.reserveTx = db.transaction((req: ReserveRequest): ReserveResult => {
+      const state = s.keyState.get(req.keyId) as KeyState | undefined;
+      const idem = req.idempotency;
+      let repoint = false;
+      if (idem) {
+        const rec = s.idem.get(req.keyId, idem.key) as { fingerprint: string; reservation_id: string; created_at: number } | undefined;
+        if (rec && rec.created_at > req.now - idem.ttlMs) {
+          if (rec.fingerprint !== idem.fingerprint) return { ok: false, code: 'idempotency_key_reused' };
+          const orig = s.reservation.get(rec.reservation_id) as ReservationRow | undefined;
+          if (orig && orig.state !== 'released') {
+            // A replay: the same checks as a free call, nothing charged or recorded.
+            const c = check(state, req.keyId, req.day, 0, req.now);
+            if (c.refused) return c.refused;
+            return { ok: true, spentMicros: c.spent, replayOf: rec.reservation_id };
+          }
+          repoint = true;
+        }
+      }
+      const c = check(state, req.keyId, req.day, req.amountMicros, req.now);
+      if (c.refused) return c.refused;
+      if (idem) {
+        if (repoint) s.pointIdem.run(req.reservationId, req.keyId, idem.key);
+        else s.putIdem.run(req.keyId, idem.key, idem.fingerprint, req.reservationId, req.now);
+      }
+      this.take(c.buckets, req.now);
       s.addSpend.run(req.keyId, req.day, req.amountMicros);
+      addBudgets(c.budgets, req.day, req.amountMicros);
       s.insertReservation.run(
         req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now,
       );
       s.keyUse.run(req.now, req.keyId);
-      return { ok: true, spentMicros: spent + req.amountMicros };
+      return { ok: true, spentMicros: c.spent + req.amountMicros };
     });
 
     this.extendTx = db.transaction((id: string, add: number, now: number): ReserveResult => {
       const r = s.reservation.get(id) as ReservationRow | undefined;
       if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
-      const key = s.keyState.get(r.key_id) as
-        | { revoked_at: number | null; expires_at: number; daily_cap_micros: number | null }
-        | undefined;
-      if (!key) return { ok: false, code: 'invalid_key' };
-      if (key.revoked_at !== null) return { ok: false, code: 'key_revoked' };
-      if (key.expires_at <= now) return { ok: false, code: 'key_expired' };
-      const spent = (s.spend.get(r.key_id, r.day) as number | undefined) ?? 0;
-      if (key.daily_cap_micros !== null && spent + add > key.daily_cap_micros) {
-        return { ok: false, code: 'cap_exhausted', spentMicros: spent, capMicros: key.daily_cap_micros };
-      }
+      const c = check(s.keyState.get(r.key_id) as KeyState | undefined, r.key_id, r.day, add, now);
+      if (c.refused) return c.refused;
       s.growReservation.run(add, id);
       s.addSpend.run(r.key_id, r.day, add);
-      return { ok: true, spentMicros: spent + add };
+      addBudgets(c.budgets, r.day, add);
+      return { ok: true, spentMicros: c.spent + add };
     });
 
     this.settleTx = db.transaction((id: string, outcome: Settlement, now: number) => {
@@ -222,8 +365,14 @@ export class SqliteStore implements Store {
       else final = r.estimate_micros;
       s.endReservation.run(outcome.state, final, now, id);
       const delta = final - r.estimate_micros;
-      if (delta !== 0) s.addSpend.run(r.key_id, r.day, delta);
+      if (delta !== 0) {
+        s.addSpend.run(r.key_id, r.day, delta);
+        const key = s.keyState.get(r.key_id) as KeyState | undefined;
+        if (key) addBudgets(budgetsOf(r.key_id, key.budget_ids), r.day, delta);
+      }
     });
+
+    this.createKeyTx = db.transaction((k: KeyRecord) => this.insertKey(k));
 
     this.auditTx = db.transaction((records: readonly AuditRecord[]) => {
       for (const r of records) s.insertAudit.run(r);
@@ -231,6 +380,10 @@ export class SqliteStore implements Store {
   }
 
   async createKey(k: KeyRecord): Promise<void> {
+    this.createKeyTx.immediate(k);
+  }
+
+  private insertKey(k: KeyRecord): void {
     this.stmts.insertKey.run({
       id: k.id,
       token_hash: k.tokenHash,
@@ -242,7 +395,11 @@ export class SqliteStore implements Store {
       metadata: JSON.stringify(k.metadata),
       created_at: k.createdAt,
       expires_at: k.expiresAt,
+      budget_ids: JSON.stringify(k.budgetIds),
+      rate_requests: k.rateLimit?.requests ?? null,
+      rate_per_ms: k.rateLimit?.perMs ?? null,
     });
+    k.budgetIds.forEach((b, i) => this.stmts.attachBudget.run(DEFAULT_TENANT, b, k.id, i));
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {
@@ -272,6 +429,10 @@ export class SqliteStore implements Store {
     for (const [k, v] of Object.entries(filter.metadata ?? {})) {
       where.push('json_extract(metadata, ?) = ?');
       args.push(`$."${k}"`, v);
+    }
+    if (filter.budgetId !== undefined) {
+      where.push('id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ? AND budget_id = ?)');
+      args.push(DEFAULT_TENANT, filter.budgetId);
     }
     const after = decodeCursor(cursor);
     if (after) {
@@ -330,6 +491,98 @@ export class SqliteStore implements Store {
 
   async reconcileStale(olderThan: number, now: number): Promise<number> {
     return this.stmts.staleReservations.run(now, olderThan).changes;
+  }
+
+  // ---- budgets ----
+
+  /**
+   * Rate-limit buckets live in this process's memory: one process per SQLite file is the
+   * supported shape (replicas use Postgres + Redis, where buckets are in Redis).
+   */
+  private readonly buckets = new Map<string, { tokens: number; at: number; rate: RateLimit }>();
+
+  private bucketLevel(name: string, rate: RateLimit, now: number): number {
+    const b = this.buckets.get(name);
+    if (!b || b.rate.requests !== rate.requests || b.rate.perMs !== rate.perMs) return rate.requests;
+    const refill = (Math.max(0, now - b.at) * rate.requests) / rate.perMs;
+    return Math.min(rate.requests, b.tokens + refill);
+  }
+
+  private take(buckets: Array<{ name: string; tokens: number }>, now: number): void {
+    for (const { name, tokens } of buckets) {
+      const prev = this.buckets.get(name);
+      const rate = prev?.rate;
+      this.buckets.set(name, { tokens: tokens - 1, at: Math.max(now, prev?.at ?? now), rate: rate ?? { requests: 0, perMs: 1 } });
+    }
+  }
+
+  async createBudget(b: BudgetRecord): Promise<boolean> {
+    const r = this.stmts.insertBudget.run({
+      tenant_id: b.tenantId,
+      id: b.id,
+      limit_micros: b.limitMicros,
+      period: b.period,
+      frozen: b.frozen ? 1 : 0,
+      metadata: JSON.stringify(b.metadata),
+      created_at: b.createdAt,
+      updated_at: b.updatedAt,
+      rate_requests: b.rateLimit?.requests ?? null,
+      rate_per_ms: b.rateLimit?.perMs ?? null,
+    });
+    return r.changes === 1;
+  }
+
+  async getBudget(tenantId: string, id: string): Promise<BudgetRecord | null> {
+    const row = this.stmts.budget.get(tenantId, id) as BudgetRow | undefined;
+    return row ? budgetFromRow(row) : null;
+  }
+
+  async listBudgets(tenantId: string, limit: number, cursor: string | null): Promise<Page<BudgetRecord>> {
+    const after = decodeCursor(cursor);
+    const rows = this.db
+      .prepare(`SELECT * FROM budgets WHERE tenant_id = ? ${after ? 'AND id > ?' : ''} ORDER BY id LIMIT ?`)
+      .all(...(after ? [tenantId, after.id, limit + 1] : [tenantId, limit + 1])) as BudgetRow[];
+    const more = rows.length > limit;
+    const items = rows.slice(0, limit).map(budgetFromRow);
+    const last = items[items.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ t: 0, id: last.id }) : null };
+  }
+
+  async updateBudget(tenantId: string, id: string, patch: BudgetPatch, now: number): Promise<BudgetRecord | null> {
+    return this.db.transaction(() => {
+      const cur = this.stmts.budget.get(tenantId, id) as BudgetRow | undefined;
+      if (!cur) return null;
+      this.stmts.updateBudget.run({
+        tenant_id: tenantId,
+        id,
+        limit_micros: patch.limitMicros ?? cur.limit_micros,
+        frozen: patch.frozen === undefined ? cur.frozen : patch.frozen ? 1 : 0,
+        metadata: patch.metadata === undefined ? cur.metadata : JSON.stringify(patch.metadata),
+        rate_requests: patch.rateLimit === undefined ? cur.rate_requests : (patch.rateLimit?.requests ?? null),
+        rate_per_ms: patch.rateLimit === undefined ? cur.rate_per_ms : (patch.rateLimit?.perMs ?? null),
+        updated_at: now,
+      });
+      return budgetFromRow(this.stmts.budget.get(tenantId, id) as BudgetRow);
+    }).immediate();
+  }
+
+  async deleteBudget(tenantId: string, id: string, now: number): Promise<DeleteBudgetResult> {
+    return this.db.transaction((): DeleteBudgetResult => {
+      if (!this.stmts.budget.get(tenantId, id)) return 'not_found';
+      if (this.stmts.budgetInUse.get(tenantId, id, now)) return 'in_use';
+      this.stmts.deleteBudgetLinks.run(tenantId, id);
+      this.stmts.deleteBudgetSpend.run(tenantId, id);
+      this.stmts.deleteBudget.run(tenantId, id);
+      return 'deleted';
+    }).immediate();
+  }
+
+  async budgetSpend(tenantId: string, id: string, window: string): Promise<number> {
+    return (this.stmts.budgetSpend.get(tenantId, id, window) as number | undefined) ?? 0;
+  }
+
+  async purgeIdempotency(olderThan: number): Promise<number> {
+    return this.stmts.purgeIdem.run(olderThan).changes;
   }
 
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {

@@ -60,4 +60,56 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX audit_by_key ON audit (key_id, seq DESC);
   `,
+  // Budgets above keys. key_budgets is the join the ledger and the kill switch use; keys.budget_ids
+  // keeps the attachment order for the KeyRecord.
+  `
+  ALTER TABLE keys ADD COLUMN budget_ids TEXT NOT NULL DEFAULT '[]';
+
+  CREATE TABLE budgets (
+    tenant_id    TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    limit_micros INTEGER NOT NULL CHECK (limit_micros >= 0),
+    period       TEXT NOT NULL CHECK (period IN ('day', 'month', 'total')),
+    frozen       INTEGER NOT NULL DEFAULT 0,
+    metadata     TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE key_budgets (
+    tenant_id TEXT NOT NULL,
+    budget_id TEXT NOT NULL,
+    key_id    TEXT NOT NULL REFERENCES keys (id),
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, budget_id, key_id),
+    FOREIGN KEY (tenant_id, budget_id) REFERENCES budgets (tenant_id, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX key_budgets_by_key ON key_budgets (key_id, position);
+
+  CREATE TABLE budget_spend (
+    tenant_id    TEXT NOT NULL,
+    budget_id    TEXT NOT NULL,
+    win          TEXT NOT NULL,
+    spent_micros INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, budget_id, win)
+  ) WITHOUT ROWID;
+  `,
+  `
+  CREATE TABLE idempotency (
+    key_id         TEXT NOT NULL,
+    idem_key       TEXT NOT NULL,
+    fingerprint    TEXT NOT NULL,
+    reservation_id TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    PRIMARY KEY (key_id, idem_key)
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_by_created ON idempotency (created_at);
+  `,
+  `
+  ALTER TABLE keys ADD COLUMN rate_requests INTEGER;
+  ALTER TABLE keys ADD COLUMN rate_per_ms INTEGER;
+  ALTER TABLE budgets ADD COLUMN rate_requests INTEGER;
+  ALTER TABLE budgets ADD COLUMN rate_per_ms INTEGER;
+  `,
 ];

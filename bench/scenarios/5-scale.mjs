@@ -1,0 +1,95 @@
+// 5. Scale of state: a SQLite file with 1,000,000 active keys (20,000 in the smoke run) against
+// one with 1,000: start-up time, RSS, and key lookup latency (cold: first use of a key, from the
+// store; warm: from the proxy's key cache), through the proxy and straight on the store.
+import { join } from 'node:path';
+import { generateToken, hashToken, newId } from '../../packages/keyleash/dist/keys/token.js';
+import { SqliteStore } from '../../packages/keyleash/dist/store/sqlite/index.js';
+import { startKeyleash } from '../lib/context.mjs';
+import { rateLatency, timeCalls } from '../lib/load.mjs';
+
+export const title = 'Scale of state (active keys in SQLite)';
+
+const SAMPLE = 2000;
+
+/** Fills a store through its own createKey, in transactions of 10,000. Returns sample tokens. */
+function build(path, n) {
+  const store = new SqliteStore({ path });
+  // createKey is synchronous inside (better-sqlite3); one transaction per batch instead of a commit per key.
+  const batch = store.db.transaction((records) => {
+    for (const r of records) void store.createKey(r);
+  });
+  const now = Date.now();
+  const every = Math.max(1, Math.floor(n / (2 * SAMPLE)));
+  const samples = [];
+  const started = performance.now();
+  for (let i = 0; i < n; ) {
+    const records = [];
+    for (let j = 0; j < 10_000 && i < n; j++, i++) {
+      const token = generateToken('test');
+      if (i % every === 0 && samples.length < 2 * SAMPLE) samples.push(token);
+      records.push({
+        id: newId('key'),
+        tokenHash: hashToken(token),
+        label: `bench-${i}`,
+        vendor: 'stripe',
+        mode: 'test',
+        allowedEndpoints: ['POST /v1/payment_intents', 'POST /v1/refunds'],
+        dailyCapMicros: 100_000_000,
+        metadata: { run: `r${i}` },
+        createdAt: now,
+        expiresAt: now + 23 * 3600_000,
+        revokedAt: null,
+      });
+    }
+    batch(records);
+  }
+  const buildS = (performance.now() - started) / 1000;
+  return { store, samples, buildS };
+}
+
+async function measure(ctx, n) {
+  const path = join(ctx.dir, `scale-${n}.sqlite`);
+  const { store, samples, buildS } = build(path, n);
+  // Straight on the store: random sampled hashes, then random misses.
+  const hashes = samples.map(hashToken);
+  const storeLookup = await timeCalls(20_000, (i) => store.getKeyByHash(hashes[(i * 7919) % hashes.length]));
+  await store.close();
+
+  const gw = await startKeyleash(ctx.upstream.proxyUrl, { path });
+  const rssStart = gw.rssBytes();
+  // A GET the keys do not allow: authenticate + look up + refuse (403) + audit, no reservation or upstream.
+  const make = (tokens) => (i) => ({ path: '/v1/customers', method: 'GET', headers: { authorization: `Bearer ${tokens[i % tokens.length]}` } });
+  const expect = (s) => s === 403;
+  const rate = ctx.smoke ? 300 : 1000;
+  const tokens = samples.slice(0, SAMPLE);
+  // Cold: each sampled key used once, so every lookup misses the cache. Warm: the same keys again.
+  const cold = await rateLatency(gw.proxyUrl, { rate, durationS: tokens.length / rate, warmupS: 0, make: make(tokens), expect });
+  const warm = await rateLatency(gw.proxyUrl, { rate, durationS: ctx.smoke ? 1 : 4, warmupS: 0, make: make(tokens), expect });
+  const rssAfter = gw.rssBytes();
+  await gw.stop();
+  return {
+    keys: n,
+    build_s: Math.round(buildS * 10) / 10,
+    startup_ms: Math.round(gw.readyMs),
+    startup_in_process_ms: gw.startupMs,
+    rss_mb_at_start: Math.round(rssStart / 2 ** 20),
+    rss_mb_after_lookups: Math.round(rssAfter / 2 ** 20),
+    store_lookup: storeLookup,
+    proxy_cold: cold,
+    proxy_warm: warm,
+  };
+}
+
+export async function run(ctx) {
+  const big = ctx.smoke ? 20_000 : 1_000_000;
+  const small = await measure(ctx, 1000);
+  const large = await measure(ctx, big);
+  return {
+    small,
+    large,
+    ratio_proxy_cold_p99: large.proxy_cold.p99_ms / small.proxy_cold.p99_ms,
+    ratio_proxy_warm_p99: large.proxy_warm.p99_ms / small.proxy_warm.p99_ms,
+    ratio_store_p99: large.store_lookup.p99_ms / small.store_lookup.p99_ms,
+    ok: large.proxy_cold.unexpected_status === 0 && large.proxy_warm.unexpected_status === 0 && large.proxy_cold.count > 0,
+  };
+}
