@@ -1,8 +1,9 @@
 // The benchmark suite. `npm run bench` (full, writes results/latest.json and RESULTS.md),
 // `npm run bench:smoke` (seconds per scenario; checks each scenario ran and produced numbers,
-// asserts no timing). Options: --only=1,5 (scenario numbers), --profile (profiling pass only).
+// asserts no timing). Options: --only=1,5 (scenario numbers), --profile (profiling pass only),
+// --merge (fold an --only / --profile run into results/latest.json and RESULTS.md).
 import { execSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createContext, FORM, issueKey, PI_BODY, startKeyleash, stripeKey } from './lib/context.mjs';
@@ -109,9 +110,20 @@ run.duration_s = Math.round((performance.now() - t0) / 1000);
 run.targets = evaluateTargets(run.scenarios);
 
 mkdirSync(join(BENCH_DIR, 'results'), { recursive: true });
-const out = join(BENCH_DIR, 'results', smoke ? 'smoke.json' : only || profileOnly ? 'partial.json' : 'latest.json');
+// --merge (with --only or --profile): fold these scenarios into the last full run's results.
+const merge = args.includes('--merge') && !smoke && (only || profileOnly);
+const latest = join(BENCH_DIR, 'results', 'latest.json');
+if (merge && existsSync(latest)) {
+  const prev = JSON.parse(readFileSync(latest, 'utf8'));
+  prev.scenarios = { ...prev.scenarios, ...run.scenarios };
+  if (run.profile) prev.profile = run.profile;
+  prev.merged = [...(prev.merged ?? []), { started: run.started, scenarios: Object.keys(run.scenarios), profile: !!run.profile }];
+  prev.targets = evaluateTargets(prev.scenarios);
+  Object.assign(run, { ...prev, targets: prev.targets });
+}
+const out = join(BENCH_DIR, 'results', smoke ? 'smoke.json' : (only || profileOnly) && !merge ? 'partial.json' : 'latest.json');
 writeFileSync(out, JSON.stringify(run, null, 2) + '\n');
-if (!smoke && !only && !profileOnly) writeResultsMd(join(BENCH_DIR, 'RESULTS.md'), run);
+if (!smoke && ((!only && !profileOnly) || merge)) writeResultsMd(join(BENCH_DIR, 'RESULTS.md'), run);
 console.log(`\n${Object.keys(run.scenarios).length} scenarios in ${run.duration_s} s; results in ${out}`);
 for (const tg of run.targets) console.log(`  ${tg.met === null ? 'n/a   ' : tg.met ? 'met   ' : 'MISSED'}  ${tg.target}: ${tg.value}`);
 if (failed.length) {

@@ -23,7 +23,7 @@ function component(url, fn) {
   if (fn === '(garbage collector)') return 'GC';
   if (fn === '(idle)') return 'idle';
   if (fn === '(program)') return 'native / VM (program)';
-  if (!url) return `native (${fn || 'anonymous'})`;
+  if (!url) return /^(writev|writeBuffer|writeUtf8String|writeLatin1String)$/.test(fn) ? 'native socket writes' : 'native (other)';
   for (const [re, name] of COMPONENTS) if (re.test(url)) return name;
   return 'other';
 }

@@ -18,7 +18,7 @@ export async function run(ctx) {
     warmupS: t.warmupS,
   });
   const moderate = await rateLatency(ctx.keyleash.apiUrl, {
-    rate: Math.min(t.rate, 1000),
+    rate: ctx.moderateRate ?? t.rate,
     durationS: t.latencyS,
     warmupS: 0,
     make: () => ({ path: '/v1/keys', body, headers: { ...headers, authorization: `Bearer ${ADMIN_TOKEN}` } }),

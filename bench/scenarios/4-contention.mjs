@@ -13,7 +13,7 @@ export async function run(ctx) {
   const bare = await throughput(ctx.bare.proxyUrl, load);
   const kl = await throughput(ctx.keyleash.proxyUrl, { ...load, path: '/stripe/v1/payment_intents' });
   const make = (path) => () => ({ path, headers: { ...FORM, authorization: auth }, body: PI_BODY });
-  const lat = { rate: t.rate, durationS: t.latencyS, warmupS: t.warmupS };
+  const lat = { rate: ctx.moderateRate ?? t.rate, durationS: t.latencyS, warmupS: t.warmupS };
   const bareLat = await rateLatency(ctx.bare.proxyUrl, { ...lat, make: make('/v1/payment_intents') });
   const klLat = await rateLatency(ctx.keyleash.proxyUrl, { ...lat, make: make('/stripe/v1/payment_intents') });
 

@@ -42,9 +42,15 @@ export async function run(ctx) {
     const streamAnswer = `${s.statusCode} ${(await s.body.text()).slice(0, 120)}`;
 
     const out = { portkey_stream_answer: streamAnswer };
-    const rate = ctx.smoke ? 100 : 500;
+    const tps = {};
     for (const [name, tg] of Object.entries(targets)) {
-      const tp = await throughput(tg.url, { path: tg.path, headers: tg.headers, body, auth: tg.auth, connections: 50, durationS: t.durationS, warmupS: t.warmupS });
+      tps[name] = await throughput(tg.url, { path: tg.path, headers: tg.headers, body, auth: tg.auth, connections: 50, durationS: t.durationS, warmupS: t.warmupS });
+    }
+    // One moderate rate for all three: a quarter of the slowest one's capacity, at most 1,000/s.
+    const slowest = Math.min(...Object.values(tps).map((r) => r.rps));
+    const rate = Math.max(50, Math.min(1000, Math.round((slowest * 0.25) / 50) * 50));
+    for (const [name, tg] of Object.entries(targets)) {
+      const tp = tps[name];
       const lat = await rateLatency(tg.url, {
         rate,
         durationS: t.latencyS,

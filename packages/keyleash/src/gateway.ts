@@ -7,15 +7,18 @@ import type { Logger } from 'pino';
 import { AuditSink } from './audit/sink.js';
 import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
+import { adminTokensFrom } from './config/tenants.js';
 import { KeyService } from './keys/service.js';
 import { BudgetService } from './budgets/service.js';
+import { AlertService } from './alerts/service.js';
+import { alertingStore } from './alerts/store-alerts.js';
 import { createLogger } from './log.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { ProxyHandler } from './proxy/handler.js';
 import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
-import { StoreUnavailableError, type Store } from './store/store.js';
+import { DEFAULT_TENANT, StoreUnavailableError, type Store } from './store/store.js';
 import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
 import type { Vendor, VendorCatalog } from './vendors/vendor.js';
 
@@ -88,15 +91,24 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   }
   const store: Store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
   const catalog = buildCatalog(config);
+  // Each tenant's own vendor credentials; a key is always forwarded with its tenant's.
+  const tenantCatalogs = new Map(Object.entries(config.tenants).map(([id, t]) => [id, buildCatalog({ ...config, vendors: t.vendors })]));
+  const catalogFor = (tenantId: string) => (tenantId === DEFAULT_TENANT ? catalog : tenantCatalogs.get(tenantId) ?? new Map());
+  const vendorNames = new Set([...KNOWN_VENDOR_NAMES, ...[...tenantCatalogs.values()].flatMap((c) => [...c.keys()])]);
   const cache = new KeyCache(config.proxy.key_cache_size);
   // Another replica revoked a key: drop it from this replica's cache too.
   store.onRevoked?.((hash, at) => cache.markRevoked(hash, at));
   const audit = new AuditSink(store, log);
   const now = opts.now ?? Date.now;
   const budgets = new BudgetService({ store, now });
+  const alertConfigs = new Map([[DEFAULT_TENANT, config.alerts], ...Object.entries(config.tenants).map(([id, t]) => [id, t.alerts] as const)]);
+  const alerts = new AlertService({ configFor: (t) => alertConfigs.get(t), log, now });
+  const alerting = [...alertConfigs.values()].some((a) => a && a.webhooks.length > 0);
   const keys = new KeyService({
     store,
     budgets,
+    catalogFor,
+    onEvent: (tenantId, type, data) => alerts.emit(tenantId, type, data),
     catalog,
     cache,
     defaultTtlSeconds: config.keys.default_ttl,
@@ -105,9 +117,12 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const handler = new ProxyHandler({
-    store,
+    // With webhooks configured, reservation results raise cap/budget alerts on the way back.
+    store: alerting ? alertingStore(store, alerts) : store,
     catalog,
-    vendorNames: KNOWN_VENDOR_NAMES,
+    vendorNames,
+    catalogFor,
+    extraCatalogs: [...tenantCatalogs.values()],
     cache,
     audit,
     log,
@@ -119,7 +134,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
-  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, keys, budgets, store, audit, catalog, log, metrics, now });
+  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, budgets, alerts, store, audit, catalog, log, metrics, now });
 
   const serverOptions = { requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 };
   const proxyTls = readTls(config.listen.proxy.tls);
@@ -220,6 +235,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       await handler.close();
       await audit.flush();
       metrics.close();
+      await alerts.close();
       await store.close();
     },
   };

@@ -192,6 +192,20 @@ describe.skipIf(!available)('postgres+redis: Redis is a cache of the Postgres le
     expect(await a.budgetSpend('default', budget.id, DAY)).toBe(500 * USD);
   });
 
+  it('holds a rate limit across replicas: the bucket is in Redis', async () => {
+    const budget = makeBudget({ limitMicros: 1000 * USD, rateLimit: { requests: 15, perMs: 60_000 } });
+    await a.createBudget(budget);
+    const key = makeKey({ dailyCapMicros: null, createdAt: NOW - 1000, expiresAt: NOW + 3_600_000, rateLimit: { requests: 10, perMs: 60_000 } });
+    const other = makeKey({ dailyCapMicros: null, createdAt: NOW - 1000, expiresAt: NOW + 3_600_000, budgetIds: [budget.id] });
+    await a.createKey(key);
+    await a.createKey(other);
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).reserve(req(key.id, USD))));
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    const shared = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).reserve(req(other.id, USD))));
+    expect(shared.filter((r) => r.ok)).toHaveLength(15);
+    expect(shared.find((r) => !r.ok)).toMatchObject({ code: 'rate_limited', limit: { kind: 'budget', id: budget.id } });
+  });
+
   it('broadcasts a revocation to every replica', async () => {
     const key = makeKey({ createdAt: NOW - 1000, expiresAt: NOW + 3_600_000 });
     await a.createKey(key);

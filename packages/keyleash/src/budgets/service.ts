@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { KeyleashError } from '../errors.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { utcDay } from '../policy/ttl.js';
+import { rateLimitSchema, rateLimitView, toRateLimit } from '../policy/rate.js';
 import { zodToKeyleashError } from '../keys/service.js';
 import { budgetWindow, DEFAULT_TENANT, type BudgetPatch, type BudgetRecord, type Store } from '../store/store.js';
 
@@ -20,12 +21,14 @@ export const createBudgetSchema = z.strictObject({
   period: z.enum(['day', 'month', 'total']).describe('day = UTC day, month = UTC calendar month, total = forever.'),
   frozen: z.boolean().default(false).describe('A frozen budget refuses every call of its keys and every new key.'),
   metadata: metadata.default({}).describe('Up to 50 string pairs.'),
+  rate_limit: rateLimitSchema.nullable().optional().describe('Requests per period over all the budget\'s keys together (429 rate_limited).'),
 });
 
 export const updateBudgetSchema = z.strictObject({
   limit_usd: usd.optional().describe('New limit; applies to the current window at once.'),
   frozen: z.boolean().optional().describe('Freeze (true) or unfreeze (false).'),
   metadata: metadata.optional().describe('Replaces the metadata.'),
+  rate_limit: rateLimitSchema.nullable().optional().describe('Replaces the rate limit; null removes it.'),
 });
 
 export interface BudgetView {
@@ -36,6 +39,7 @@ export interface BudgetView {
   period: BudgetRecord['period'];
   frozen: boolean;
   metadata: Record<string, string>;
+  rate_limit: { requests: number; per: string } | null;
   /** The current window: YYYY-MM-DD, YYYY-MM or "total". */
   window: string;
   spend_usd: number;
@@ -86,6 +90,7 @@ export class BudgetService {
       period: b.period,
       frozen: b.frozen,
       metadata: b.metadata,
+      rateLimit: b.rate_limit ? toRateLimit(b.rate_limit) : null,
       createdAt: now,
       updatedAt: now,
     };
@@ -123,6 +128,7 @@ export class BudgetService {
     const patch: BudgetPatch = {};
     if (parsed.data.limit_usd !== undefined) patch.limitMicros = this.limit(parsed.data.limit_usd);
     if (parsed.data.frozen !== undefined) patch.frozen = parsed.data.frozen;
+    if (parsed.data.rate_limit !== undefined) patch.rateLimit = parsed.data.rate_limit ? toRateLimit(parsed.data.rate_limit) : null;
     if (parsed.data.metadata !== undefined) {
       checkMetadata(parsed.data.metadata);
       patch.metadata = parsed.data.metadata;
@@ -178,6 +184,7 @@ export class BudgetService {
       period: b.period,
       frozen: b.frozen,
       metadata: b.metadata,
+      rate_limit: rateLimitView(b.rateLimit),
       window,
       spend_usd: microsToUsd(spent),
       spend_micros: spent,

@@ -53,6 +53,49 @@ const stripeVendor = z.strictObject({
   fx: z.record(z.string().regex(/^[a-z]{3}$/), z.union([z.string(), z.number()])).default({}),
 });
 
+const vendorsSchema = z.strictObject({
+  stripe: stripeVendor.optional(),
+  twilio: twilioSchema.optional(),
+  openai: openaiSchema.optional(),
+  anthropic: anthropicSchema.optional(),
+  /** Vendors defined in config alone (see the README's "Vendors" section). */
+  generic: genericVendorsSchema,
+});
+
+/** What an admin token may issue (see the README's "Budgets, limits and tenants"). */
+export const policySchema = z.strictObject({
+  max_ttl: ttl.optional(),
+  max_daily_usd_cap: z.number().nonnegative().optional(),
+  vendors: z.array(z.string().min(1)).optional(),
+  endpoints: z.array(z.string().min(1)).optional(),
+});
+
+/** Signed webhooks (see the README's "Alerts"). */
+const alertsSchema = z.strictObject({
+  webhooks: z
+    .array(
+      z.strictObject({
+        url: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+        secret: z.string().min(16, 'must be at least 16 characters'),
+        events: z.array(z.enum(['*', 'cap.exhausted', 'budget.threshold', 'key.revoked', 'kill_switch.used'])).default(['*']),
+      }),
+    )
+    .default([]),
+  /** Tries per delivery, the first included. */
+  max_attempts: z.number().int().min(1).max(20).default(6),
+  /** Wait before the first retry; doubled for each one after. */
+  retry_base_ms: z.number().int().min(1).default(1_000),
+});
+
+const adminTokenSchema = z.union([
+  z.string().min(16, 'must be at least 16 characters'),
+  z.strictObject({
+    token: z.string().min(16, 'must be at least 16 characters'),
+    name: z.string().max(100).optional(),
+    policy: policySchema.optional(),
+  }),
+]);
+
 export const configSchema = z.strictObject({
   admin_token: z.string().min(16, 'must be at least 16 characters'),
   listen: z
@@ -105,16 +148,28 @@ export const configSchema = z.strictObject({
       stale_reservation_after: 600,
       key_cache_size: 100_000,
     }),
-  vendors: z
-    .strictObject({
-      stripe: stripeVendor.optional(),
-      twilio: twilioSchema.optional(),
-      openai: openaiSchema.optional(),
-      anthropic: anthropicSchema.optional(),
-      /** Vendors defined in config alone (see the README's "Vendors" section). */
-      generic: genericVendorsSchema,
-    })
-    .default({ generic: {} }),
+  vendors: vendorsSchema.default({ generic: {} }),
+  /** More admin tokens for the default tenant, each with an optional issuance policy. */
+  admin_tokens: z.array(adminTokenSchema).default([]),
+  /** Policy of the default tenant's tokens (admin_token included). */
+  policy: policySchema.optional(),
+  /** The default tenant's alert webhooks. */
+  alerts: alertsSchema.optional(),
+  /**
+   * More tenants (projects) on this gateway, each with its own admin tokens, vendor credentials,
+   * keys, budgets and audit log. The top-level admin_token and vendors are tenant "default".
+   */
+  tenants: z
+    .record(
+      z.string().regex(/^(?!default$)[a-z0-9][a-z0-9_-]{0,39}$/, 'tenant ids are 1-40 of a-z 0-9 _ - and not "default"'),
+      z.strictObject({
+        admin_tokens: z.array(adminTokenSchema).min(1),
+        vendors: vendorsSchema.default({ generic: {} }),
+        policy: policySchema.optional(),
+        alerts: alertsSchema.optional(),
+      }),
+    )
+    .default({}),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

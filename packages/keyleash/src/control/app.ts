@@ -7,12 +7,14 @@ import type { AuditSink } from '../audit/sink.js';
 import { errorBody, KeyleashError } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import type { BudgetService } from '../budgets/service.js';
-import { StoreUnavailableError, type Store } from '../store/store.js';
+import { DEFAULT_TENANT, StoreUnavailableError, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { auditRoutes } from './routes/audit.js';
 import { auditStreamRoutes } from './routes/audit-stream.js';
 import { budgetRoutes } from './routes/budgets.js';
+import { alertRoutes } from './routes/alerts.js';
+import type { AlertService } from '../alerts/service.js';
 import { bulkRevokeRoutes } from './routes/bulk-revoke.js';
 import { addSecurityHeaders, dashboardRoutes } from './routes/dashboard.js';
 import { healthRoutes } from './routes/health.js';
@@ -22,14 +24,46 @@ import { openapiRoutes } from './routes/openapi.js';
 import { statsRoutes } from './routes/stats.js';
 import { vendorRoutes } from './routes/vendors.js';
 import { SessionStore } from './sessions.js';
+import { AdminTokens, ROOT_PRINCIPAL, type Principal } from './principal.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who is calling: set by the auth hook on every /v1/ request. */
+    principal: Principal;
+  }
+}
+
+/** The routes an admin token of a tenant other than "default" may use: all scoped to its tenant. */
+const TENANT_ROUTES = new Set([
+  'POST /v1/keys',
+  'GET /v1/keys',
+  'GET /v1/keys/:id',
+  'DELETE /v1/keys/:id',
+  'POST /v1/keys/revoke',
+  'GET /v1/audit',
+  'GET /v1/vendors',
+  'POST /v1/budgets',
+  'GET /v1/budgets',
+  'GET /v1/budgets/:id',
+  'PATCH /v1/budgets/:id',
+  'DELETE /v1/budgets/:id',
+  'GET /v1/budgets/:id/spend',
+  'POST /v1/budgets/:id/freeze',
+  'POST /v1/budgets/:id/unfreeze',
+  'GET /v1/alerts/deliveries',
+]);
 
 export interface ControlAppOptions {
   /** PEM certificate and key: serve HTTPS. */
   tls?: { cert: Buffer; key: Buffer } | undefined;
   adminToken: string;
+  /** Every admin token with its tenant and policy; default: `adminToken` alone, unrestricted. */
+  adminTokens?: AdminTokens;
   keys: KeyService;
   /** Serves /v1/budgets when given. */
   budgets?: BudgetService;
+  /** Serves /v1/alerts/deliveries when given. */
+  alerts?: AlertService;
   store: Store;
   audit: AuditSink;
   catalog: VendorCatalog;
@@ -56,6 +90,8 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: false },
   });
 
+  const tokens = o.adminTokens ?? new AdminTokens([{ token: o.adminToken, principal: ROOT_PRINCIPAL }]);
+  app.decorateRequest('principal', null as unknown as Principal);
   const adminHash = sha256(o.adminToken);
   const isAdmin = (header: string | undefined): boolean => {
     if (!header) return false;
@@ -69,6 +105,16 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
 
   app.addHook('onRequest', async (req) => {
     if (!req.url.startsWith('/v1/')) return;
+    const principal = tokens.find(req.headers.authorization);
+    if (principal) {
+      req.principal = principal;
+      // Another tenant sees only the routes that are scoped to a tenant; the rest do not exist for it.
+      if (principal.tenantId !== DEFAULT_TENANT && !TENANT_ROUTES.has(`${req.method} ${req.routeOptions.url ?? ''}`)) {
+        throw new KeyleashError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
+      }
+      return;
+    }
+    req.principal = ROOT_PRINCIPAL;
     if (isAdmin(req.headers.authorization)) return;
     // The dashboard's cookie session, only when no Authorization header is sent at all: a wrong
     // bearer token is never rescued by a cookie.
@@ -127,9 +173,10 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   app.register(auditRoutes, { store: o.store });
   app.register(bulkRevokeRoutes, { keys: o.keys });
   if (o.budgets) app.register(budgetRoutes, { budgets: o.budgets });
+  if (o.alerts) app.register(alertRoutes, { alerts: o.alerts });
   app.register(auditStreamRoutes, { store: o.store, audit: o.audit });
   app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
-  app.register(vendorRoutes, { catalog: o.catalog });
+  app.register(vendorRoutes, { catalog: o.catalog, catalogOf: (t: string) => o.keys.catalogOf(t) });
   if (o.metrics) app.register(metricsRoutes, { metrics: o.metrics });
   if (sessions) app.register(dashboardRoutes, { sessions, adminToken: o.adminToken });
   return app;

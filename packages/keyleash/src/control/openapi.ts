@@ -12,6 +12,12 @@ const num = { type: 'number' } as const;
 const int = { type: 'integer' } as const;
 const nullable = (s: object) => ({ anyOf: [s, { type: 'null' }] });
 
+const rateLimit = {
+  type: 'object',
+  description: 'A token bucket: `requests` at most, refilled at `requests` per `per`. Past it: 429 rate_limited with Retry-After.',
+  properties: { requests: int, per: { enum: ['second', 'minute', 'hour'] } },
+};
+
 const keyView = {
   type: 'object',
   required: ['object', 'id', 'label', 'vendor', 'mode', 'allowed_endpoints', 'daily_usd_cap', 'status', 'created_at', 'expires_at'],
@@ -37,6 +43,7 @@ const keyView = {
     request_count: int,
     last_used_at: nullable({ ...str, format: 'date-time' }),
     budgets: { type: 'array', items: str, description: 'The budgets every call of this key also reserves against.' },
+    rate_limit: nullable(rateLimit),
   },
 };
 
@@ -51,6 +58,7 @@ const budgetView = {
     period: { enum: ['day', 'month', 'total'], description: 'day = UTC day, month = UTC calendar month, total = forever.' },
     frozen: { type: 'boolean', description: 'A frozen budget refuses every call of its keys and every new key attached to it.' },
     metadata: { type: 'object', additionalProperties: str },
+    rate_limit: nullable(rateLimit),
     window: { ...str, description: 'The window the spend is for: YYYY-MM-DD, YYYY-MM or "total".' },
     spend_usd: { ...num, description: 'Settled spend plus open reservations of every attached key in the window.' },
     spend_micros: int,
@@ -231,6 +239,26 @@ export function openapiDocument() {
         UpdateBudgetRequest: z.toJSONSchema(updateBudgetSchema, { io: 'input' }),
         Budget: budgetView,
         BudgetList: list('Budget'),
+        AlertDelivery: {
+          type: 'object',
+          description:
+            'One webhook delivery of one event. POSTed with `Keyleash-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, `Keyleash-Event` and `Keyleash-Delivery`; retried with exponential backoff until a 2xx or max_attempts.',
+          properties: {
+            object: { const: 'alert_delivery' },
+            id: str,
+            event_id: str,
+            type: { enum: ['cap.exhausted', 'budget.threshold', 'key.revoked', 'kill_switch.used'] },
+            url: str,
+            state: { enum: ['pending', 'delivered', 'failed'] },
+            attempts: {
+              type: 'array',
+              items: { type: 'object', properties: { at: { ...str, format: 'date-time' }, status: nullable(int), error: nullable(str) } },
+            },
+            next_attempt_at: nullable({ ...str, format: 'date-time' }),
+            created_at: { ...str, format: 'date-time' },
+          },
+        },
+        AlertDeliveryList: list('AlertDelivery'),
         BudgetDeleted: { type: 'object', properties: { object: { const: 'budget' }, id: str, deleted: { const: true } } },
       },
     },
@@ -352,6 +380,14 @@ export function openapiDocument() {
           operationId: 'unfreezeBudget',
           summary: 'Unfreeze a budget',
           responses: { '200': { description: 'The budget', content: json('Budget') }, ...errors(401, 404) },
+        },
+      },
+      '/v1/alerts/deliveries': {
+        get: {
+          operationId: 'listAlertDeliveries',
+          summary: "The tenant's alert webhook deliveries, newest first, with every attempt (kept in memory per process)",
+          parameters: [q('limit', '1-1000, default 100', int)],
+          responses: { '200': { description: 'The deliveries', content: json('AlertDeliveryList') }, ...errors(400, 401) },
         },
       },
       '/v1/keys/{id}/spend': {

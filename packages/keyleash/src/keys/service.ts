@@ -3,10 +3,13 @@ import { KeyleashError } from '../errors.js';
 import { compileEndpoints } from '../policy/endpoints.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
+import { rateLimitSchema, rateLimitView, toRateLimit } from '../policy/rate.js';
 import type { KeyCache } from '../proxy/key-cache.js';
-import { keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Page, type Store } from '../store/store.js';
+import { DEFAULT_TENANT, keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Page, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import type { BudgetService } from '../budgets/service.js';
+import { ROOT_PRINCIPAL, type Principal } from '../control/principal.js';
+import { checkIssuePolicy, defaultTtlWithin } from '../policy/issue-policy.js';
 import { generateToken, hashToken, newId, type Mode } from './token.js';
 
 const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
@@ -37,6 +40,7 @@ export const issueKeySchema = z.strictObject({
     .max(20)
     .optional()
     .describe('Budget ids (e.g. ["user:u42", "team:billing"]) every call also reserves against; each must exist and not be frozen.'),
+  rate_limit: rateLimitSchema.optional().describe('Requests per period for this key (429 rate_limited with Retry-After).'),
 });
 
 export type IssueKeyInput = z.input<typeof issueKeySchema>;
@@ -62,6 +66,10 @@ export interface KeyServiceOptions {
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
   maxDailyUsdCap: number;
+  /** Called on revocations, for alerts: `key.revoked` (one key) and `kill_switch.used` (bulk). */
+  onEvent?: (tenantId: string, type: 'key.revoked' | 'kill_switch.used', data: Record<string, unknown>) => void;
+  /** The vendors of a tenant other than "default" (whose vendors are `catalog`). */
+  catalogFor?: (tenantId: string) => VendorCatalog | undefined;
   /** Resolves `budgets` at issuance; without it a key naming budgets is refused. */
   budgets?: BudgetService;
   now?: () => number;
@@ -89,6 +97,7 @@ export interface KeyView {
   request_count: number;
   last_used_at: string | null;
   budgets: string[];
+  rate_limit: { requests: number; per: string } | null;
   token?: string;
 }
 
@@ -117,14 +126,15 @@ export class KeyService {
     this.now = o.now ?? Date.now;
   }
 
-  async issue(body: unknown): Promise<KeyView> {
+  async issue(body: unknown, principal: Principal = ROOT_PRINCIPAL): Promise<KeyView> {
     const parsed = issueKeySchema.safeParse(body);
     if (!parsed.success) throw zodToKeyleashError(parsed.error);
     const input = parsed.data;
 
-    const vendor = this.o.catalog.get(input.vendor);
+    const catalog = this.catalogOf(principal.tenantId);
+    const vendor = catalog.get(input.vendor);
     if (!vendor) {
-      const known = [...this.o.catalog.keys()].join(', ') || 'none';
+      const known = [...catalog.keys()].join(', ') || 'none';
       throw invalid('vendor', `unknown vendor "${input.vendor}" (configured: ${known})`);
     }
     if (vendor.secret(input.mode) === undefined) {
@@ -146,7 +156,7 @@ export class KeyService {
       capMicros = cap.micros;
     }
 
-    let ttl = this.o.defaultTtlSeconds;
+    let ttl = defaultTtlWithin(principal.policies, this.o.defaultTtlSeconds);
     if (input.expires_in !== undefined) {
       const r = parseTtlSeconds(input.expires_in);
       if (!r.ok) throw invalid('expires_in', r.reason);
@@ -154,6 +164,11 @@ export class KeyService {
         throw invalid('expires_in', `is longer than the server maximum of ${this.o.maxTtlSeconds} seconds`);
       }
       ttl = r.seconds;
+    }
+
+    const violation = checkIssuePolicy(principal.policies, { vendor: input.vendor, endpoints: compiled, capMicros, ttlSeconds: ttl });
+    if (violation) {
+      throw new KeyleashError('policy_violation', `${violation.param}: ${violation.reason}`, { param: violation.param });
     }
 
     const entries = Object.entries(input.metadata);
@@ -165,13 +180,14 @@ export class KeyService {
     let budgetIds: string[] = [];
     if (input.budgets?.length) {
       if (!this.o.budgets) throw invalid('budgets', 'budgets are not available');
-      budgetIds = await this.o.budgets.resolveForIssue(input.budgets);
+      budgetIds = await this.o.budgets.resolveForIssue(input.budgets, principal.tenantId);
     }
 
     const now = this.now();
     const token = generateToken(input.mode);
     const record: KeyRecord = {
       id: newId('key'),
+      tenantId: principal.tenantId,
       tokenHash: hashToken(token),
       label: input.label,
       vendor: input.vendor,
@@ -183,21 +199,28 @@ export class KeyService {
       expiresAt: now + ttl * 1000,
       revokedAt: null,
       budgetIds,
+      rateLimit: input.rate_limit ? toRateLimit(input.rate_limit) : null,
     };
     await this.o.store.createKey(record);
     this.o.cache.put(record);
     return { ...this.view(record, { requestCount: 0, lastUsedAt: null, spentMicros: 0 }), token };
   }
 
-  async get(id: string): Promise<KeyView> {
-    const record = await this.o.store.getKeyById(id);
+  /** The vendors of a tenant: its own credentials, never another tenant's. */
+  catalogOf(tenantId: string): VendorCatalog {
+    if (tenantId === DEFAULT_TENANT) return this.o.catalog;
+    return this.o.catalogFor?.(tenantId) ?? new Map();
+  }
+
+  async get(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView> {
+    const record = await this.o.store.getKeyById(id, tenantId);
     if (!record) throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
     return this.view(record, await this.o.store.keyUsage(id, utcDay(this.now())));
   }
 
-  async list(filter: KeyFilter, limit: number, cursor: string | null) {
+  async list(filter: KeyFilter, limit: number, cursor: string | null, tenantId: string = DEFAULT_TENANT) {
     const now = this.now();
-    const page = await this.o.store.listKeys(filter, limit, cursor, now);
+    const page = await this.o.store.listKeys({ ...filter, tenantId }, limit, cursor, now);
     const day = utcDay(now);
     const data = await Promise.all(
       page.items.map(async (k) => this.view(k, await this.o.store.keyUsage(k.id, day))),
@@ -206,13 +229,14 @@ export class KeyService {
   }
 
   /** Idempotent: revoking a revoked key answers as the first time did. */
-  async revoke(id: string): Promise<KeyView> {
+  async revoke(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView> {
     const now = this.now();
-    const r = await this.o.store.revokeKey(id, now);
+    const r = await this.o.store.revokeKey(id, now, tenantId);
     if (r === 'not_found') throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
-    const record = await this.o.store.getKeyById(id);
+    const record = await this.o.store.getKeyById(id, tenantId);
     if (!record) throw new KeyleashError('key_not_found');
     this.o.cache.markRevoked(record.tokenHash, record.revokedAt ?? now);
+    if (r === 'revoked') this.o.onEvent?.(tenantId, 'key.revoked', { key_id: id, label: record.label, vendor: record.vendor });
     return this.view(record, await this.o.store.keyUsage(id, utcDay(now)));
   }
 
@@ -221,7 +245,11 @@ export class KeyService {
    * revoked after, so paging is never disturbed by the revocations themselves. An empty filter
    * is refused unless `all` says so, so nobody revokes every key by accident.
    */
-  async revokeMatching(filter: BulkRevokeFilter, opts: { dryRun?: boolean; all?: boolean } = {}): Promise<BulkRevokeResult> {
+  async revokeMatching(
+    filter: BulkRevokeFilter,
+    opts: { dryRun?: boolean; all?: boolean } = {},
+    tenantId: string = DEFAULT_TENANT,
+  ): Promise<BulkRevokeResult> {
     const hasFilter =
       filter.labelPrefix !== undefined ||
       filter.vendor !== undefined ||
@@ -239,18 +267,24 @@ export class KeyService {
     const matched: KeyRecord[] = [];
     let cursor: string | null = null;
     do {
-      const page: Page<KeyRecord> = await this.o.store.listKeys({ ...filter, status: 'active' }, 100, cursor, now);
+      const page: Page<KeyRecord> = await this.o.store.listKeys({ ...filter, tenantId, status: 'active' }, 100, cursor, now);
       matched.push(...page.items);
       cursor = page.nextCursor;
     } while (cursor !== null);
     if (opts.dryRun) return { object: 'bulk_revoke', dry_run: true, matched: matched.length, revoked: 0, key_ids: matched.map((k) => k.id) };
     const revokedIds: string[] = [];
     for (const k of matched) {
-      const r = await this.o.store.revokeKey(k.id, now);
+      const r = await this.o.store.revokeKey(k.id, now, tenantId);
       // 'already_revoked' means a concurrent revoke won; the key is revoked either way.
       if (r !== 'not_found') this.o.cache.markRevoked(k.tokenHash, now);
       if (r === 'revoked') revokedIds.push(k.id);
     }
+    this.o.onEvent?.(tenantId, 'kill_switch.used', {
+      filter: { label_prefix: filter.labelPrefix, metadata: filter.metadata, vendor: filter.vendor, mode: filter.mode, budget: filter.budgetId, all: opts.all === true },
+      matched: matched.length,
+      revoked: revokedIds.length,
+      key_ids: revokedIds,
+    });
     return { object: 'bulk_revoke', dry_run: false, matched: matched.length, revoked: revokedIds.length, key_ids: revokedIds };
   }
 
@@ -278,6 +312,7 @@ export class KeyService {
       request_count: usage.requestCount,
       last_used_at: usage.lastUsedAt === null ? null : iso(usage.lastUsedAt),
       budgets: k.budgetIds,
+      rate_limit: rateLimitView(k.rateLimit),
     };
   }
 }

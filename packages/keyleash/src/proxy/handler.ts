@@ -27,6 +27,10 @@ import { screenRequest } from './screen.js';
 export interface ProxyOptions {
   store: Store;
   catalog: VendorCatalog;
+  /** The vendors (credentials) of a key's tenant; default: `catalog` for every key. */
+  catalogFor?: (tenantId: string) => VendorCatalog;
+  /** Other tenants' catalogs, for the API-key headers their SDKs send. */
+  extraCatalogs?: readonly VendorCatalog[];
   /** Names that are read as a vendor prefix (`/stripe/...`), configured or not. */
   vendorNames: ReadonlySet<string>;
   cache: KeyCache;
@@ -79,7 +83,7 @@ export class ProxyHandler {
   constructor(private readonly o: ProxyOptions) {
     this.now = o.now ?? Date.now;
     const names = new Set<string>();
-    for (const v of o.catalog.values()) for (const h of v.tokenHeaders ?? []) names.add(h.toLowerCase());
+    for (const c of [o.catalog, ...(o.extraCatalogs ?? [])]) for (const v of c.values()) for (const h of v.tokenHeaders ?? []) names.add(h.toLowerCase());
     this.tokenHeaders = [...names];
   }
 
@@ -157,7 +161,7 @@ export class ProxyHandler {
     if (!isEndpointAllowed(key.patterns, method, segments)) {
       return this.deny(req, res, ctx, 'endpoint_not_allowed', `${method} ${ctx.path} is not in this key's allowed_endpoints.`);
     }
-    const vendor = this.o.catalog.get(key.record.vendor);
+    const vendor = (this.o.catalogFor ? this.o.catalogFor(key.record.tenantId) : this.o.catalog).get(key.record.vendor);
     const secret = vendor?.secret(key.record.mode);
     if (!vendor || secret === undefined) {
       return this.deny(req, res, ctx, 'upstream_error', `No ${key.record.mode} credential is configured for ${key.record.vendor}.`);
@@ -218,7 +222,7 @@ export class ProxyHandler {
     if (!reserved.ok) {
       if (reserved.code === 'key_revoked') this.o.cache.markRevoked(hash, ctx.started);
       const refusal = reserveRefusal(reserved, estimate);
-      return this.deny(req, res, ctx, refusal.code, refusal.message, undefined, refusal.extra);
+      return this.deny(req, res, ctx, refusal.code, refusal.message, undefined, refusal.extra, refusal.retryAfterSeconds);
     }
 
     if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'reserved', requestId: ctx.requestId });
@@ -494,6 +498,7 @@ export class ProxyHandler {
     const k = ctx.key?.record;
     const record = {
       id: `aud_${randomUUID().replace(/-/g, '')}`,
+      tenantId: k?.tenantId ?? 'default',
       time: ctx.started,
       requestId: ctx.requestId,
       keyId: k?.id ?? null,

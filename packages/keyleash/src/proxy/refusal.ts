@@ -6,7 +6,16 @@ import type { ReserveResult } from '../store/store.js';
 export function reserveRefusal(
   r: Exclude<ReserveResult, { ok: true }>,
   estimate: number,
-): { code: ErrorCode; message?: string; extra?: Record<string, unknown> } {
+): { code: ErrorCode; message?: string; extra?: Record<string, unknown>; retryAfterSeconds?: number } {
+  if (r.code === 'rate_limited') {
+    const what = r.limit.kind === 'key' ? 'this key' : `budget ${r.limit.id}`;
+    return {
+      code: 'rate_limited',
+      message: `Too many requests for ${what}.`,
+      extra: { limit: r.limit },
+      retryAfterSeconds: Math.max(1, Math.ceil(r.retryAfterMs / 1000)),
+    };
+  }
   if (r.code === 'cap_exhausted') {
     const remaining = Math.max(0, r.capMicros - r.spentMicros);
     const cost = { cost_usd: estimate / 1e6, remaining_usd: remaining / 1e6 };

@@ -44,6 +44,7 @@ export function makeKey(overrides: Partial<KeyRecord> = {}): KeyRecord {
   const id = uid('key');
   return {
     id,
+    tenantId: 'default',
     tokenHash: `hash_${id}`,
     label: `label-${id}`,
     vendor: 'stripe',
@@ -65,6 +66,7 @@ export function makeAudit(overrides: Partial<AuditRecord> = {}): AuditRecord {
   const id = uid('aud');
   return {
     id,
+    tenantId: 'default',
     time: NOW,
     requestId: `req_${id}`,
     keyId: null,
@@ -902,7 +904,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         const budget = await createBudget({ limitMicros: 10 * USD });
         const k1 = await createKey({ dailyCapMicros: 100 * USD, budgetIds: [budget.id] });
         const k2 = await createKey({ dailyCapMicros: null, budgetIds: [budget.id] });
-        expect(await store.reserve(reserveReq(k1.id, 6 * USD))).toEqual({ ok: true, spentMicros: 6 * USD });
+        expect(await store.reserve(reserveReq(k1.id, 6 * USD))).toMatchObject({ ok: true, spentMicros: 6 * USD });
         expect(await spend(budget)).toBe(6 * USD);
         const refused = reserveReq(k2.id, 4 * USD + 1);
         expect(await store.reserve(refused)).toEqual({
@@ -915,7 +917,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await store.getReservation(refused.reservationId)).toBeNull();
         expect(await store.keyUsage(k2.id, DAY)).toEqual({ requestCount: 0, lastUsedAt: null, spentMicros: 0 });
         expect(await spend(budget)).toBe(6 * USD);
-        expect(await store.reserve(reserveReq(k2.id, 4 * USD))).toEqual({ ok: true, spentMicros: 4 * USD });
+        expect(await store.reserve(reserveReq(k2.id, 4 * USD))).toMatchObject({ ok: true, spentMicros: 4 * USD });
         expect(await spend(budget)).toBe(10 * USD);
         // Free calls still pass a full budget, as they pass a full key cap.
         expect((await store.reserve(reserveReq(k1.id, 0))).ok).toBe(true);
@@ -931,7 +933,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await spend(roomy)).toBe(0);
         expect(await spend(tight)).toBe(0);
         expect((await store.keyUsage(other.id, DAY)).spentMicros).toBe(0);
-        expect(await store.reserve(reserveReq(other.id, 5 * USD))).toEqual({ ok: true, spentMicros: 5 * USD });
+        expect(await store.reserve(reserveReq(other.id, 5 * USD))).toMatchObject({ ok: true, spentMicros: 5 * USD });
         expect(await spend(roomy)).toBe(5 * USD);
         expect(await spend(tight)).toBe(5 * USD);
       });
@@ -976,7 +978,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await spend(monthly, '2026-02')).toBe(0);
         expect(await store.reconcileStale(NOW - 5_000, NOW)).toBe(1);
         expect(await spend(monthly, '2026-01')).toBe(2 * USD);
-        expect(await store.reserve(reserveReq(key.id, 8 * USD))).toEqual({ ok: true, spentMicros: 10 * USD });
+        expect(await store.reserve(reserveReq(key.id, 8 * USD))).toMatchObject({ ok: true, spentMicros: 10 * USD });
         expect(await store.reserve(reserveReq(key.id, 1))).toMatchObject({ code: 'cap_exhausted' });
       });
 
@@ -986,7 +988,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect((await store.reserve(reserveReq(key.id, 5 * USD))).ok).toBe(true);
         expect(await store.reserve(reserveReq(key.id, USD))).toMatchObject({ code: 'cap_exhausted' });
         await store.updateBudget('default', budget.id, { limitMicros: 6 * USD }, NOW);
-        expect(await store.reserve(reserveReq(key.id, USD))).toEqual({ ok: true, spentMicros: 6 * USD });
+        expect(await store.reserve(reserveReq(key.id, USD))).toMatchObject({ ok: true, spentMicros: 6 * USD });
         await store.updateBudget('default', budget.id, { frozen: true, limitMicros: 100 * USD }, NOW);
         const refused = reserveReq(key.id, 0);
         expect(await store.reserve(refused)).toEqual({ ok: false, code: 'budget_frozen', budgetId: budget.id });
@@ -1008,8 +1010,30 @@ export function runStoreConformance(factory: StoreFactory): void {
         // The name can be used again, starting from nothing.
         const again = await createBudget({ id: budget.id, limitMicros: USD });
         const k2 = await createKey({ dailyCapMicros: null, budgetIds: [again.id] });
-        expect(await store.reserve(reserveReq(k2.id, USD))).toEqual({ ok: true, spentMicros: USD });
+        expect(await store.reserve(reserveReq(k2.id, USD))).toMatchObject({ ok: true, spentMicros: USD });
         expect(await spend(again)).toBe(USD);
+      });
+
+      it('reports the budget thresholds (80 %, 100 %) a reservation crosses, once', async () => {
+        const budget = await createBudget({ limitMicros: 10 * USD });
+        const key = await createKey({ dailyCapMicros: null, budgetIds: [budget.id] });
+        expect(await store.reserve(reserveReq(key.id, 7 * USD))).toEqual({ ok: true, spentMicros: 7 * USD });
+        expect(await store.reserve(reserveReq(key.id, 1 * USD))).toEqual({
+          ok: true,
+          spentMicros: 8 * USD,
+          thresholds: [{ budgetId: budget.id, window: DAY, percent: 80, spentMicros: 8 * USD, limitMicros: 10 * USD }],
+        });
+        expect(await store.reserve(reserveReq(key.id, 1 * USD))).toEqual({ ok: true, spentMicros: 9 * USD });
+        expect(await store.reserve(reserveReq(key.id, 1 * USD))).toEqual({
+          ok: true,
+          spentMicros: 10 * USD,
+          thresholds: [{ budgetId: budget.id, window: DAY, percent: 100, spentMicros: 10 * USD, limitMicros: 10 * USD }],
+        });
+        const jump = await createBudget({ limitMicros: 10 * USD });
+        const k2 = await createKey({ dailyCapMicros: null, budgetIds: [jump.id] });
+        expect(await store.reserve(reserveReq(k2.id, 10 * USD))).toMatchObject({
+          thresholds: [{ percent: 80 }, { percent: 100 }],
+        });
       });
 
       it('accepts exactly limit / amount of 300 concurrent reservations over 20 keys sharing one budget', async () => {
@@ -1107,6 +1131,106 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(results.every((r) => r.ok)).toBe(true);
         expect(results.filter((r) => r.ok && r.replayOf === undefined)).toHaveLength(1);
         expect(await store.keyUsage(key.id, DAY)).toMatchObject({ requestCount: 1, spentMicros: 5 * USD });
+      });
+    });
+
+    describe('rate limits', () => {
+      it("a key's token bucket refuses past its burst, names the key, records nothing, and refills over time", async () => {
+        const key = await createKey({ dailyCapMicros: null, rateLimit: { requests: 3, perMs: 1000 } });
+        for (let i = 0; i < 3; i++) expect((await store.reserve(reserveReq(key.id, USD))).ok).toBe(true);
+        const refused = reserveReq(key.id, USD);
+        expect(await store.reserve(refused)).toEqual({ ok: false, code: 'rate_limited', retryAfterMs: 334, limit: { kind: 'key', id: key.id } });
+        expect(await store.getReservation(refused.reservationId)).toBeNull();
+        expect(await store.keyUsage(key.id, DAY)).toMatchObject({ requestCount: 3, spentMicros: 3 * USD });
+        expect(await store.reserve(reserveReq(key.id, USD, { now: NOW + 200 }))).toMatchObject({ code: 'rate_limited' });
+        expect((await store.reserve(reserveReq(key.id, USD, { now: NOW + 334 }))).ok).toBe(true);
+        expect((await store.reserve(reserveReq(key.id, USD, { now: NOW + 10_000 }))).ok).toBe(true);
+        // An open reservation still grows: extension is not a new request.
+        const open = reserveReq(key.id, USD, { now: NOW + 10_000 });
+        expect((await store.reserve(open)).ok).toBe(true);
+        expect((await store.extendReservation(open.reservationId, USD, NOW + 10_000)).ok).toBe(true);
+        // Another key is not affected.
+        const other = await createKey({ rateLimit: { requests: 1, perMs: 60_000 } });
+        expect((await store.reserve(reserveReq(other.id, USD))).ok).toBe(true);
+      });
+
+      it("a budget's bucket is shared by its keys; a refusal takes no token from any bucket", async () => {
+        const budget = makeBudget({ rateLimit: { requests: 2, perMs: 60_000 }, limitMicros: 1000 * USD });
+        await store.createBudget(budget);
+        expect((await store.getBudget('default', budget.id))?.rateLimit).toEqual({ requests: 2, perMs: 60_000 });
+        const a = await createKey({ dailyCapMicros: null, rateLimit: { requests: 5, perMs: 60_000 }, budgetIds: [budget.id] });
+        const b = await createKey({ dailyCapMicros: null, budgetIds: [budget.id] });
+        expect((await store.reserve(reserveReq(a.id, USD))).ok).toBe(true);
+        expect((await store.reserve(reserveReq(b.id, USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(a.id, USD))).toEqual({
+          ok: false,
+          code: 'rate_limited',
+          retryAfterMs: 30_000,
+          limit: { kind: 'budget', id: budget.id },
+        });
+        // Key a lost no token to that refusal: with the budget's limit removed it has 4 left.
+        expect(await store.updateBudget('default', budget.id, { rateLimit: null }, NOW)).toMatchObject({ rateLimit: null });
+        for (let i = 0; i < 4; i++) expect((await store.reserve(reserveReq(a.id, USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(a.id, USD))).toMatchObject({ code: 'rate_limited', limit: { kind: 'key' } });
+      });
+
+      it('a call refused at the cap takes no token', async () => {
+        const key = await createKey({ dailyCapMicros: USD, rateLimit: { requests: 1, perMs: 60_000 } });
+        expect(await store.reserve(reserveReq(key.id, 2 * USD))).toMatchObject({ code: 'cap_exhausted' });
+        expect((await store.reserve(reserveReq(key.id, USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(key.id, 0))).toMatchObject({ code: 'rate_limited' });
+      });
+
+      it('round-trips the rate limit of a key', async () => {
+        const key = await createKey({ rateLimit: { requests: 7, perMs: 60_000 } });
+        expect(await store.getKeyById(key.id)).toEqual(key);
+      });
+    });
+
+    describe('tenants', () => {
+      it('scopes key reads, lists and revocations to the tenant given', async () => {
+        const mine = await createKey({ tenantId: 'acme' });
+        const theirs = await createKey({ tenantId: 'globex' });
+        expect(await store.getKeyById(mine.id, 'acme')).toEqual(mine);
+        expect(await store.getKeyById(mine.id, 'globex')).toBeNull();
+        expect(await store.getKeyById(mine.id)).toEqual(mine);
+        expect(ids(await listAllKeys({ tenantId: 'acme' }))).toEqual([mine.id]);
+        expect(ids(await listAllKeys({ tenantId: 'globex', status: 'active' }))).toEqual([theirs.id]);
+        expect(await listAllKeys({ tenantId: 'default' })).toEqual([]);
+        expect(await store.revokeKey(theirs.id, NOW, 'acme')).toBe('not_found');
+        expect((await store.getKeyById(theirs.id))?.revokedAt).toBeNull();
+        expect(await store.revokeKey(theirs.id, NOW, 'globex')).toBe('revoked');
+        expect(await store.revokeKey(theirs.id, NOW, 'globex')).toBe('already_revoked');
+        expect(await store.revokeKey(theirs.id, NOW, 'acme')).toBe('not_found');
+      });
+
+      it('keeps budgets of the same name in two tenants apart, and a key only attaches to its own', async () => {
+        await store.createBudget(makeBudget({ tenantId: 'acme', id: 'user:u1', limitMicros: 5 * USD }));
+        await store.createBudget(makeBudget({ tenantId: 'globex', id: 'user:u1', limitMicros: 50 * USD }));
+        const a = await createKey({ tenantId: 'acme', dailyCapMicros: null, budgetIds: ['user:u1'] });
+        const g = await createKey({ tenantId: 'globex', dailyCapMicros: null, budgetIds: ['user:u1'] });
+        expect((await store.reserve(reserveReq(a.id, 5 * USD))).ok).toBe(true);
+        expect(await store.reserve(reserveReq(a.id, 1))).toMatchObject({ code: 'cap_exhausted', limit: { id: 'user:u1' } });
+        expect(await store.reserve(reserveReq(g.id, 20 * USD))).toEqual({ ok: true, spentMicros: 20 * USD });
+        expect(await store.budgetSpend('acme', 'user:u1', DAY)).toBe(5 * USD);
+        expect(await store.budgetSpend('globex', 'user:u1', DAY)).toBe(20 * USD);
+        expect(ids(await listAllKeys({ tenantId: 'acme', budgetId: 'user:u1' }))).toEqual([a.id]);
+        await store.createBudget(makeBudget({ tenantId: 'globex', id: 'team:only-globex' }));
+        await expect(store.createKey(makeKey({ tenantId: 'acme', budgetIds: ['team:only-globex'] }))).rejects.toThrow();
+        // Freezing one tenant's budget leaves the other's alone.
+        await store.updateBudget('acme', 'user:u1', { frozen: true }, NOW);
+        expect(await store.reserve(reserveReq(a.id, 0))).toMatchObject({ code: 'budget_frozen' });
+        expect((await store.reserve(reserveReq(g.id, USD))).ok).toBe(true);
+        expect(await store.deleteBudget('default', 'user:u1', NOW)).toBe('not_found');
+      });
+
+      it('records and filters audit by tenant', async () => {
+        const a = makeAudit({ tenantId: 'acme', time: NOW });
+        const d = makeAudit({ time: NOW + 1 });
+        await store.appendAudit([a, d]);
+        expect(await listAllAudit({ tenantId: 'acme' })).toEqual([a]);
+        expect(ids(await listAllAudit({ tenantId: 'default' }))).toEqual([d.id]);
+        expect(await listAllAudit({ tenantId: 'globex' })).toEqual([]);
       });
     });
 

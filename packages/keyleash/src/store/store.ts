@@ -5,6 +5,8 @@ import type { Mode } from '../keys/token.js';
 
 export interface KeyRecord {
   id: string;
+  /** The tenant (project) the key belongs to; its budgets and vendor credentials are that tenant's. */
+  tenantId: string;
   tokenHash: string;
   label: string;
   vendor: string;
@@ -17,7 +19,7 @@ export interface KeyRecord {
   expiresAt: number;
   revokedAt: number | null;
   /**
-   * Budgets (ids within the default tenant) every call's spend also counts against. Fixed at
+   * Budgets (ids within the key's tenant) every call's spend also counts against. Fixed at
    * issuance. Every budget must exist when the key is created.
    */
   budgetIds: string[];
@@ -86,8 +88,10 @@ export interface KeyFilter {
   labelPrefix?: string;
   /** Every pair must match. */
   metadata?: Record<string, string>;
-  /** Only keys attached to this budget (in the default tenant). */
+  /** Only keys attached to this budget (of the filter's tenant). */
   budgetId?: string;
+  /** Only this tenant's keys (default tenant when absent and budgetId is given). */
+  tenantId?: string;
 }
 
 export interface Page<T> {
@@ -118,6 +122,28 @@ export interface ReserveRequest {
   idempotency?: { key: string; fingerprint: string; ttlMs: number };
 }
 
+export interface BudgetThreshold {
+  budgetId: string;
+  window: string;
+  percent: 80 | 100;
+  spentMicros: number;
+  limitMicros: number;
+}
+
+/** The thresholds a change of a budget's spend from `before` to `after` crosses. */
+export function crossedThresholds(
+  budgets: ReadonlyArray<{ id: string; window: string; before: number; after: number; limit: number }>,
+): BudgetThreshold[] | undefined {
+  const out: BudgetThreshold[] = [];
+  for (const b of budgets) {
+    if (b.limit <= 0 || b.after <= b.before) continue;
+    const base = { budgetId: b.id, window: b.window, spentMicros: b.after, limitMicros: b.limit };
+    if (b.before * 5 < b.limit * 4 && b.after * 5 >= b.limit * 4) out.push({ ...base, percent: 80 });
+    if (b.before < b.limit && b.after >= b.limit) out.push({ ...base, percent: 100 });
+  }
+  return out.length ? out : undefined;
+}
+
 /** Which limit refused a reservation; absent on a key-cap refusal (the original shape). */
 export interface BudgetLimitHit {
   kind: 'budget';
@@ -127,8 +153,11 @@ export interface BudgetLimitHit {
 }
 
 export type ReserveResult =
-  /** `replayOf`: an idempotent retry of that reservation; nothing was charged or recorded. */
-  | { ok: true; spentMicros: number; replayOf?: string }
+  /**
+   * `replayOf`: an idempotent retry of that reservation; nothing was charged or recorded.
+   * `thresholds`: budgets this reservation took to or past 80 % / 100 % of their limit.
+   */
+  | { ok: true; spentMicros: number; replayOf?: string; thresholds?: BudgetThreshold[] }
   | { ok: false; code: 'idempotency_key_reused' }
   | { ok: false; code: 'invalid_key' | 'key_revoked' | 'key_expired' }
   | { ok: false; code: 'budget_frozen'; budgetId: string }
@@ -168,6 +197,8 @@ export type Decision = 'allow' | 'deny';
 
 export interface AuditRecord {
   id: string;
+  /** The tenant of the key, "default" when absent (and for calls with no key). */
+  tenantId?: string;
   time: number;
   requestId: string;
   keyId: string | null;
@@ -185,6 +216,8 @@ export interface AuditRecord {
 }
 
 export interface AuditFilter {
+  /** Only this tenant's records. */
+  tenantId?: string;
   keyId?: string;
   decision?: Decision;
   vendor?: string;
@@ -195,10 +228,12 @@ export interface AuditFilter {
 export interface Store {
   readonly kind: string;
   createKey(key: KeyRecord): Promise<void>;
-  getKeyById(id: string): Promise<KeyRecord | null>;
+  /** With `tenantId`, a key of another tenant is not found. */
+  getKeyById(id: string, tenantId?: string): Promise<KeyRecord | null>;
   getKeyByHash(tokenHash: string): Promise<KeyRecord | null>;
   listKeys(filter: KeyFilter, limit: number, cursor: string | null, now: number): Promise<Page<KeyRecord>>;
-  revokeKey(id: string, now: number): Promise<RevokeResult>;
+  /** With `tenantId`, a key of another tenant is `not_found` and left alone. */
+  revokeKey(id: string, now: number, tenantId?: string): Promise<RevokeResult>;
   keyUsage(id: string, day: string): Promise<KeyUsage>;
 
   /**

@@ -16,7 +16,8 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
 const EXPORT_PAGE = 1000;
 
 export function auditFilterFromQuery(q: Query): AuditFilter {
-  const filter: AuditFilter = {};
+  // Only the default tenant reaches these routes; other tenants' records are not its to see.
+  const filter: AuditFilter = { tenantId: 'default' };
   const keyId = one(q, 'key_id');
   const vendor = one(q, 'vendor');
   const code = one(q, 'code');
@@ -36,6 +37,7 @@ export function auditFilterFromQuery(q: Query): AuditFilter {
 
 export function auditMatches(f: AuditFilter, r: AuditRecord): boolean {
   return (
+    (f.tenantId === undefined || (r.tenantId ?? 'default') === f.tenantId) &&
     (f.keyId === undefined || r.keyId === f.keyId) &&
     (f.vendor === undefined || r.vendor === f.vendor) &&
     (f.code === undefined || r.code === f.code) &&

@@ -29,7 +29,7 @@ export function auditView(r: AuditRecord) {
 export const auditRoutes: FastifyPluginAsync<{ store: Store }> = async (app, { store }) => {
   app.get('/v1/audit', async (req) => {
     const q = req.query as Query;
-    const filter: AuditFilter = {};
+    const filter: AuditFilter = { tenantId: req.principal.tenantId };
     const keyId = one(q, 'key_id');
     const vendor = one(q, 'vendor');
     const code = one(q, 'code');

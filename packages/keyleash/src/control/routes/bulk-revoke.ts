@@ -28,7 +28,7 @@ export const bulkRevokeRoutes: FastifyPluginAsync<{ keys: KeyService }> = async 
     if (b.vendor !== undefined) filter.vendor = b.vendor;
     if (b.mode !== undefined) filter.mode = b.mode;
     if (b.budget !== undefined) filter.budgetId = b.budget;
-    const result = await keys.revokeMatching(filter, { dryRun: b.dry_run === true, all: b.all === true });
+    const result = await keys.revokeMatching(filter, { dryRun: b.dry_run === true, all: b.all === true }, req.principal.tenantId);
     req.log.warn(
       { filter: b, dryRun: result.dry_run, matched: result.matched, revoked: result.revoked },
       result.dry_run ? 'kill switch dry run' : 'kill switch revoked keys',

@@ -10,7 +10,7 @@ export const keyRoutes: FastifyPluginAsync<{ keys: KeyService }> = async (app, {
     if (req.body === undefined || req.body === null || typeof req.body !== 'object' || Array.isArray(req.body)) {
       throw new KeyleashError('invalid_request', 'body: send a JSON object', { param: 'body' });
     }
-    const view = await keys.issue(req.body);
+    const view = await keys.issue(req.body, req.principal);
     reply.header('cache-control', 'no-store');
     return reply.status(201).send(view);
   });
@@ -29,14 +29,14 @@ export const keyRoutes: FastifyPluginAsync<{ keys: KeyService }> = async (app, {
     if (labelPrefix !== undefined) filter.labelPrefix = labelPrefix;
     if (metadata) filter.metadata = metadata;
     try {
-      return await keys.list(filter, limitParam(q), one(q, 'cursor') ?? null);
+      return await keys.list(filter, limitParam(q), one(q, 'cursor') ?? null, req.principal.tenantId);
     } catch (err) {
       if (err instanceof InvalidCursorError) throw new KeyleashError('invalid_request', 'cursor: is malformed', { param: 'cursor' });
       throw err;
     }
   });
 
-  app.get<{ Params: { id: string } }>('/v1/keys/:id', async (req) => keys.get(req.params.id));
+  app.get<{ Params: { id: string } }>('/v1/keys/:id', async (req) => keys.get(req.params.id, req.principal.tenantId));
 
-  app.delete<{ Params: { id: string } }>('/v1/keys/:id', async (req) => keys.revoke(req.params.id));
+  app.delete<{ Params: { id: string } }>('/v1/keys/:id', async (req) => keys.revoke(req.params.id, req.principal.tenantId));
 };

@@ -23,10 +23,14 @@ export function vendorView(v: Vendor) {
 }
 
 /** `GET /v1/vendors`: the configured vendors, their modes and their endpoints' cost rules. */
-export const vendorRoutes: FastifyPluginAsync<{ catalog: VendorCatalog }> = async (app, { catalog }) => {
-  app.get('/v1/vendors', async () => ({
+export const vendorRoutes: FastifyPluginAsync<{ catalog: VendorCatalog; catalogOf?: (tenantId: string) => VendorCatalog }> = async (
+  app,
+  { catalog, catalogOf },
+) => {
+  app.get('/v1/vendors', async (req) => ({
     object: 'list',
-    data: [...catalog.values()].map(vendorView),
+    // A tenant sees its own vendors (the default tenant: the top-level ones).
+    data: [...(catalogOf && req.principal ? catalogOf(req.principal.tenantId) : catalog).values()].map(vendorView),
     has_more: false,
     next_cursor: null,
   }));

@@ -33,11 +33,13 @@ import { migratePostgres } from './migrations.js';
 import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE } from './scripts.js';
 import {
   budgetWindow,
+  crossedThresholds,
   DEFAULT_TENANT,
   type BudgetPatch,
   type BudgetPeriod,
   type BudgetRecord,
   type DeleteBudgetResult,
+  type RateLimit,
 } from '../store.js';
 
 export { migratePostgres } from './migrations.js';
@@ -63,6 +65,11 @@ type RevokedListener = (tokenHash: string, revokedAt: number) => void;
 type Client = pg.PoolClient;
 
 const DAY_MS = 86_400_000;
+/**
+ * Tries per reserve/extend. After a Redis loss one call may have to rebuild the key, a budget,
+ * the key's day and the budget's window, and lose one race to another replica's rebuild.
+ */
+const MAX_ATTEMPTS = 12;
 /** bigint and numeric (SUM) come back as numbers: micros and ms timestamps stay far below 2^53. */
 const types = {
   getTypeParser: ((oid: number, format?: string) =>
@@ -71,6 +78,7 @@ const types = {
 
 interface KeyRow {
   id: string;
+  tenant_id: string;
   token_hash: string;
   label: string;
   vendor: string;
@@ -82,10 +90,16 @@ interface KeyRow {
   expires_at: number;
   revoked_at: number | null;
   budget_ids: string[];
+  rate_requests: number | null;
+  rate_per_ms: number | null;
 }
 
-const KEY_COLS = `id, token_hash, label, vendor, mode, allowed_endpoints, daily_cap_micros, metadata,
-  created_at, expires_at, revoked_at, budget_ids`;
+function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null }): RateLimit | null {
+  return r.rate_requests === null || r.rate_per_ms === null ? null : { requests: r.rate_requests, perMs: r.rate_per_ms };
+}
+
+const KEY_COLS = `id, tenant_id, token_hash, label, vendor, mode, allowed_endpoints, daily_cap_micros, metadata,
+  created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms`;
 
 interface BudgetRow {
   tenant_id: string;
@@ -97,6 +111,8 @@ interface BudgetRow {
   created_at: number;
   updated_at: number;
   epoch: number;
+  rate_requests: number | null;
+  rate_per_ms: number | null;
 }
 
 function budgetFromRow(r: BudgetRow): BudgetRecord {
@@ -107,6 +123,7 @@ function budgetFromRow(r: BudgetRow): BudgetRecord {
     period: r.period,
     frozen: r.frozen,
     metadata: r.metadata,
+    rateLimit: rateOf(r),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -126,6 +143,7 @@ const IN_WINDOW = (n: number) => `($${n} = 'total' OR r.day = $${n} OR (length($
 function keyFromRow(r: KeyRow): KeyRecord {
   return {
     id: r.id,
+    tenantId: r.tenant_id,
     tokenHash: r.token_hash,
     label: r.label,
     vendor: r.vendor,
@@ -137,6 +155,7 @@ function keyFromRow(r: KeyRow): KeyRecord {
     expiresAt: r.expires_at,
     revokedAt: r.revoked_at,
     budgetIds: r.budget_ids,
+    rateLimit: rateOf(r),
   };
 }
 
@@ -289,9 +308,10 @@ export class PgRedisStore implements Store {
   async createKey(k: KeyRecord): Promise<void> {
     await this.tx(async (c) => {
       await this.query(
-        `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)`,
+        `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $14, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13)`,
         [k.id, k.tokenHash, k.label, k.vendor, k.mode, JSON.stringify(k.allowedEndpoints), k.dailyCapMicros,
-          JSON.stringify(k.metadata), k.createdAt, k.expiresAt, JSON.stringify(k.budgetIds)],
+          JSON.stringify(k.metadata), k.createdAt, k.expiresAt, JSON.stringify(k.budgetIds), k.rateLimit?.requests ?? null,
+          k.rateLimit?.perMs ?? null, k.tenantId],
         c,
       );
       if (k.budgetIds.length) {
@@ -299,14 +319,14 @@ export class PgRedisStore implements Store {
         await this.query(
           `INSERT INTO key_budgets (tenant_id, budget_id, key_id, position)
            SELECT $1, b, $2, ord - 1 FROM unnest($3::text[]) WITH ORDINALITY AS u(b, ord)`,
-          [DEFAULT_TENANT, k.id, k.budgetIds],
+          [k.tenantId, k.id, k.budgetIds],
           c,
         );
       }
       // Written before the row is visible, so nobody can rebuild it first. Best effort: without
       // it the first call rebuilds the state from Postgres.
       await this.script('INIT', this.hashKey(k.id), 0, 0, k.expiresAt, k.dailyCapMicros ?? -1, 1, this.ttlMs(k), 1,
-        DEFAULT_TENANT, JSON.stringify(k.budgetIds)).catch(
+        k.tenantId, JSON.stringify(k.budgetIds), k.rateLimit?.requests ?? '', k.rateLimit?.perMs ?? '').catch(
         (err: unknown) => this.o.log?.warn({ err, keyId: k.id }, 'could not prime key state in redis'),
       );
     });
@@ -317,8 +337,11 @@ export class PgRedisStore implements Store {
     return Math.max(0, k.expiresAt - k.createdAt) + 2 * DAY_MS;
   }
 
-  async getKeyById(id: string): Promise<KeyRecord | null> {
-    const { rows } = await this.query<KeyRow>(`SELECT ${KEY_COLS} FROM keys WHERE id = $1`, [id]);
+  async getKeyById(id: string, tenantId?: string): Promise<KeyRecord | null> {
+    const { rows } = await this.query<KeyRow>(
+      `SELECT ${KEY_COLS} FROM keys WHERE id = $1 ${tenantId === undefined ? '' : 'AND tenant_id = $2'}`,
+      tenantId === undefined ? [id] : [id, tenantId],
+    );
     return rows[0] ? keyFromRow(rows[0]) : null;
   }
 
@@ -341,8 +364,9 @@ export class PgRedisStore implements Store {
     if (filter.metadata && Object.keys(filter.metadata).length) {
       where.push(`metadata @> ${p(JSON.stringify(filter.metadata))}::jsonb`);
     }
+    if (filter.tenantId !== undefined) where.push(`tenant_id = ${p(filter.tenantId)}`);
     if (filter.budgetId !== undefined) {
-      where.push(`id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ${p(DEFAULT_TENANT)} AND budget_id = ${p(filter.budgetId)})`);
+      where.push(`id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ${p(filter.tenantId ?? DEFAULT_TENANT)} AND budget_id = ${p(filter.budgetId)})`);
     }
     const after = decodeCursor(cursor);
     if (after) where.push(`(created_at, id) < (${p(after.t)}, ${p(after.id)})`);
@@ -357,20 +381,21 @@ export class PgRedisStore implements Store {
     return { items, nextCursor: more && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null };
   }
 
-  async revokeKey(id: string, now: number): Promise<RevokeResult> {
+  async revokeKey(id: string, now: number, tenantId?: string): Promise<RevokeResult> {
+    const scope = tenantId === undefined ? '' : 'AND tenant_id = $3';
     // One transaction around both stores: the row lock keeps a concurrent rebuild out, and if
     // Redis cannot take the flag nothing is revoked (503, retry) rather than half-revoked.
     const out = await this.tx(async (c) => {
       let result: RevokeResult = 'revoked';
       let { rows } = await this.query<{ token_hash: string; revoked_at: number }>(
-        'UPDATE keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING token_hash, revoked_at',
-        [id, now],
+        `UPDATE keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL ${scope} RETURNING token_hash, revoked_at`,
+        tenantId === undefined ? [id, now] : [id, now, tenantId],
         c,
       );
       if (!rows[0]) {
         ({ rows } = await this.query<{ token_hash: string; revoked_at: number }>(
-          'SELECT token_hash, revoked_at FROM keys WHERE id = $1 FOR UPDATE',
-          [id],
+          `SELECT token_hash, revoked_at FROM keys WHERE id = $1 ${tenantId === undefined ? '' : 'AND tenant_id = $2'} FOR UPDATE`,
+          tenantId === undefined ? [id] : [id, tenantId],
           c,
         ));
         if (!rows[0]) return null;
@@ -416,9 +441,10 @@ export class PgRedisStore implements Store {
     now: number,
     keyEpoch: number | null,
     budgetEpochs: Record<string, number> | null,
+    limitRate = false,
   ): Promise<unknown[]> {
     return (await this.script(name, this.hashKey(keyId), day, amount, now, keyEpoch ?? '', `${this.prefix}b:`,
-      budgetEpochs ? JSON.stringify(budgetEpochs) : '')) as unknown[];
+      budgetEpochs ? JSON.stringify(budgetEpochs) : '', limitRate ? '1' : '')) as unknown[];
   }
 
   /**
@@ -426,7 +452,7 @@ export class PgRedisStore implements Store {
    * rebuild (then null is returned after rebuilding, and the caller retries).
    */
   private async handleNotOk(r: unknown[], keyId: string, day: string): Promise<ReserveResult | null> {
-    const refused = this.refusal(r);
+    const refused = this.refusal(r, keyId);
     if (refused) return refused;
     switch (r[0]) {
       case 'nostate':
@@ -448,10 +474,19 @@ export class PgRedisStore implements Store {
   }
 
   /** The budgets an accepted RESERVE/EXTEND answer counted in: id, epoch, window. */
-  private budgetsOf(r: unknown[]): Array<{ id: string; epoch: number; window: string }> {
+  private budgetsOf(r: unknown[]): Array<{ id: string; epoch: number; window: string; before: number; limit: number }> {
     const out = [];
-    for (let i = 3; i + 2 < r.length; i += 3) out.push({ id: r[i] as string, epoch: r[i + 1] as number, window: r[i + 2] as string });
+    for (let i = 4; i + 4 < r.length; i += 5) {
+      out.push({ id: r[i] as string, epoch: r[i + 1] as number, window: r[i + 2] as string, before: r[i + 3] as number, limit: r[i + 4] as number });
+    }
     return out;
+  }
+
+  /** The ok answer of an accepted reservation of `amount`, with the budget thresholds it crossed. */
+  private accepted(r: unknown[], amount: number): ReserveResult {
+    const budgets = this.budgetsOf(r);
+    const thresholds = budgets.length ? crossedThresholds(budgets.map((b) => ({ ...b, after: b.before + amount }))) : undefined;
+    return thresholds ? { ok: true, spentMicros: r[1] as number, thresholds } : { ok: true, spentMicros: r[1] as number };
   }
 
   /** Undoes an accepted RESERVE/EXTEND answer of `amount` (best effort: a rebuild heals it). */
@@ -460,7 +495,7 @@ export class PgRedisStore implements Store {
     if (!budgets.length) return this.undo(this.hashKey(keyId), day, amount, r[2] as number);
     const adj: Adjustment[] = [{ hash: this.hashKey(keyId), field: `d:${day}`, delta: -amount, epoch: r[2] as number }];
     for (const b of budgets) {
-      adj.push({ hash: this.budgetHash(DEFAULT_TENANT, b.id), field: `w:${b.window}`, delta: -amount, epoch: b.epoch });
+      adj.push({ hash: this.budgetHash(r[3] as string, b.id), field: `w:${b.window}`, delta: -amount, epoch: b.epoch });
     }
     await this.adjustMany(adj).catch((err: unknown) =>
       this.o.log?.error({ err }, 'could not undo a redis reservation; the key may be over-counted until rebuilt'),
@@ -469,8 +504,8 @@ export class PgRedisStore implements Store {
 
   async reserve(req: ReserveRequest): Promise<ReserveResult> {
     if (req.idempotency) return this.reserveIdempotent(req, req.idempotency);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null, true);
       if (r[0] !== 'ok') {
         const out = await this.handleNotOk(r, req.keyId, req.day);
         if (out) return out;
@@ -488,13 +523,13 @@ export class PgRedisStore implements Store {
         // budget's) is still current.
         inserted = budgetIds.length
           ? await this.query(
-              `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10
+              `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10::text
                  AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE)
                INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
                SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
                FROM keys WHERE id = $2 AND epoch = $9 AND (SELECT count(*) FROM b) = $13 FOR KEY SHARE`,
               [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch,
-                DEFAULT_TENANT, budgetIds, budgetEpochs, budgetIds.length],
+                r[3] as string, budgetIds, budgetEpochs, budgetIds.length],
             )
           : await this.query(
               `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
@@ -506,7 +541,7 @@ export class PgRedisStore implements Store {
         await undo();
         throw e;
       }
-      if (inserted.rowCount === 1) return { ok: true, spentMicros: spent };
+      if (inserted.rowCount === 1) return this.accepted(r, req.amountMicros);
       // A state was rebuilt between our count and our insert: count again in the new one.
       await undo();
       await this.rebuild(req.keyId);
@@ -523,7 +558,7 @@ export class PgRedisStore implements Store {
     class Done {
       constructor(readonly result: ReserveResult | null, readonly after?: () => Promise<unknown>) {}
     }
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       try {
         return await this.tx(async (c, onAbort): Promise<ReserveResult> => {
           await this.query(
@@ -551,7 +586,7 @@ export class PgRedisStore implements Store {
             } else if (rec.state !== null && rec.state !== 'released') {
               // A replay: the same checks as a free call, nothing charged or recorded.
               const r = await this.check('RESERVE', req.keyId, req.day, 0, req.now, null, null);
-              if (r[0] !== 'ok') throw new Done(this.refusal(r), () => this.handleNotOk(r, req.keyId, req.day));
+              if (r[0] !== 'ok') throw new Done(this.refusal(r, req.keyId), () => this.handleNotOk(r, req.keyId, req.day));
               return { ok: true, spentMicros: r[1] as number, replayOf: rec.reservation_id };
             } else {
               // The original never ran (or never got recorded): this one is charged.
@@ -559,23 +594,23 @@ export class PgRedisStore implements Store {
                 [req.keyId, idem.key, req.reservationId], c);
             }
           }
-          const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null);
-          if (r[0] !== 'ok') throw new Done(this.refusal(r), () => this.handleNotOk(r, req.keyId, req.day));
+          const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null, true);
+          if (r[0] !== 'ok') throw new Done(this.refusal(r, req.keyId), () => this.handleNotOk(r, req.keyId, req.day));
           onAbort(() => this.undoCheck(r, req.keyId, req.day, req.amountMicros));
           const budgets = this.budgetsOf(r);
           const inserted = await this.query(
-            `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10
+            `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10::text
                AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE)
              INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
              SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
              FROM keys WHERE id = $2 AND epoch = $9 AND (SELECT count(*) FROM b) = $13 FOR KEY SHARE`,
             [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, r[2],
-              DEFAULT_TENANT, budgets.map((b) => b.id), budgets.map((b) => b.epoch), budgets.length],
+              r[3] as string, budgets.map((b) => b.id), budgets.map((b) => b.epoch), budgets.length],
             c,
           );
           // A state was rebuilt between our count and our insert: roll back, count again.
           if (inserted.rowCount !== 1) throw new Done(null, () => this.rebuild(req.keyId));
-          return { ok: true, spentMicros: r[1] as number };
+          return this.accepted(r, req.amountMicros);
         });
       } catch (e) {
         if (!(e instanceof Done)) throw e;
@@ -604,7 +639,11 @@ export class PgRedisStore implements Store {
     }
   }
 
-  private refusal(r: unknown[]): ReserveResult | null {
+  private refusal(r: unknown[], keyId: string): ReserveResult | null {
+    if (r[0] === 'rate_limited') {
+      const kind = r[1] as 'key' | 'budget';
+      return { ok: false, code: 'rate_limited', retryAfterMs: r[3] as number, limit: { kind, id: kind === 'key' ? keyId : (r[2] as string) } };
+    }
     if (r[0] === 'key_revoked' || r[0] === 'key_expired') return { ok: false, code: r[0] };
     if (r[0] === 'cap_exhausted') return { ok: false, code: 'cap_exhausted', spentMicros: r[1] as number, capMicros: r[2] as number };
     if (r[0] === 'budget_frozen') return { ok: false, code: 'budget_frozen', budgetId: r[1] as string };
@@ -636,8 +675,9 @@ export class PgRedisStore implements Store {
     if (!p) {
       p = this.tx(async (c) => {
         const { rows } = await this.query<{ revoked_at: number | null; expires_at: number; created_at: number;
-          daily_cap_micros: number | null; epoch: number; budgets: string[] }>(
-          `SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch,
+          daily_cap_micros: number | null; epoch: number; budgets: string[]; rate_requests: number | null; rate_per_ms: number | null;
+          tenant_id: string }>(
+          `SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch, rate_requests, rate_per_ms, tenant_id,
              (SELECT COALESCE(json_agg(budget_id ORDER BY position), '[]') FROM key_budgets WHERE key_id = keys.id) AS budgets
            FROM keys WHERE id = $1 FOR UPDATE`,
           [keyId],
@@ -655,7 +695,7 @@ export class PgRedisStore implements Store {
         // Day counters start empty and are summed from the ledger on first use (initDay).
         const ttl = this.ttlMs({ expiresAt: k.expires_at, createdAt: k.created_at });
         await this.script('INIT', hk, epoch, k.revoked_at === null ? 0 : 1, k.expires_at, k.daily_cap_micros ?? -1, 0, ttl, 0,
-          DEFAULT_TENANT, JSON.stringify(k.budgets));
+          k.tenant_id, JSON.stringify(k.budgets), k.rate_requests ?? '', k.rate_per_ms ?? '');
         this.o.log?.warn({ keyId, epoch }, 'rebuilt key state in redis from postgres');
         return true;
       }).finally(() => this.rebuilding.delete(keyId));
@@ -680,7 +720,7 @@ export class PgRedisStore implements Store {
   }
 
   async extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult> {
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       let retry: (() => Promise<unknown>) | null = null;
       const out = await this.tx(async (c, onAbort): Promise<ReserveResult | null> => {
         const { rows } = await this.query<{ key_id: string; day: string; state: ReservationState; epoch: number; budget_ids: string[] }>(
@@ -695,7 +735,7 @@ export class PgRedisStore implements Store {
         const epochs = budgets.length ? Object.fromEntries(budgets.map((b) => [b.id, b.epoch])) : null;
         const res = await this.check('EXTEND', r.key_id, r.day, addMicros, now, r.epoch, epochs);
         if (res[0] !== 'ok') {
-          const refused = this.refusal(res);
+          const refused = this.refusal(res, r.key_id);
           if (refused) return refused;
           // Rebuild outside the transaction: it needs the row lock this one holds.
           retry = () => this.handleNotOk(res, r.key_id, r.day);
@@ -726,12 +766,13 @@ export class PgRedisStore implements Store {
     const micros = outcome.state === 'settled' ? outcome.micros : 0;
     await this.tx(async (c, onAbort) => {
       const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number;
-        budget_ids: string[] }>(
-        `WITH k AS (SELECT k.epoch, k.budget_ids FROM keys k JOIN reservations r ON r.key_id = k.id WHERE r.id = $1 FOR KEY SHARE OF k)
+        budget_ids: string[]; tenant_id: string }>(
+        `WITH k AS (SELECT k.epoch, k.budget_ids, k.tenant_id FROM keys k JOIN reservations r ON r.key_id = k.id WHERE r.id = $1 FOR KEY SHARE OF k)
          UPDATE reservations SET state = $2, settled_at = $4, final_micros = CASE $2
            WHEN 'settled' THEN $3::bigint WHEN 'released' THEN 0 ELSE estimate_micros END
          FROM k WHERE reservations.id = $1 AND reservations.state = 'reserved'
-         RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch, k.budget_ids`,
+         RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch, k.budget_ids,
+           k.tenant_id`,
         [reservationId, outcome.state, micros, now],
         c,
       );
@@ -749,7 +790,7 @@ export class PgRedisStore implements Store {
       }
       const adj: Adjustment[] = [{ hash: hk, field: `d:${r.day}`, delta, epoch: r.epoch }];
       for (const b of await this.lockBudgetsOf(r.key_id, c)) {
-        adj.push({ hash: this.budgetHash(DEFAULT_TENANT, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
+        adj.push({ hash: this.budgetHash(r.tenant_id, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
       }
       await this.adjustMany(adj);
       onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
@@ -793,15 +834,17 @@ export class PgRedisStore implements Store {
   async createBudget(b: BudgetRecord): Promise<boolean> {
     return this.tx(async (c) => {
       const r = await this.query(
-        `INSERT INTO budgets (tenant_id, id, limit_micros, period, frozen, metadata, created_at, updated_at, epoch)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) ON CONFLICT DO NOTHING`,
-        [b.tenantId, b.id, b.limitMicros, b.period, b.frozen, JSON.stringify(b.metadata), b.createdAt, b.updatedAt],
+        `INSERT INTO budgets (tenant_id, id, limit_micros, period, frozen, metadata, created_at, updated_at, epoch, rate_requests, rate_per_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) ON CONFLICT DO NOTHING`,
+        [b.tenantId, b.id, b.limitMicros, b.period, b.frozen, JSON.stringify(b.metadata), b.createdAt, b.updatedAt,
+          b.rateLimit?.requests ?? null, b.rateLimit?.perMs ?? null],
         c,
       );
       if (r.rowCount !== 1) return false;
       // Before the row is visible: a fresh hash, so a missing window means nothing spent. It
       // also replaces whatever a deleted budget of the same name left behind.
-      await this.script('BINIT', this.budgetHash(b.tenantId, b.id), 0, b.limitMicros, b.period, b.frozen ? 1 : 0, 1);
+      await this.script('BINIT', this.budgetHash(b.tenantId, b.id), 0, b.limitMicros, b.period, b.frozen ? 1 : 0, 1,
+        b.rateLimit?.requests ?? '', b.rateLimit?.perMs ?? '');
       return true;
     });
   }
@@ -827,16 +870,19 @@ export class PgRedisStore implements Store {
     return this.tx(async (c) => {
       const { rows } = await this.query<BudgetRow>(
         `UPDATE budgets SET limit_micros = COALESCE($3, limit_micros), frozen = COALESCE($4, frozen),
-           metadata = COALESCE($5::jsonb, metadata), updated_at = $6
+           metadata = COALESCE($5::jsonb, metadata), updated_at = $6,
+           rate_requests = CASE WHEN $7 THEN $8::integer ELSE rate_requests END,
+           rate_per_ms = CASE WHEN $7 THEN $9::bigint ELSE rate_per_ms END
          WHERE tenant_id = $1 AND id = $2 RETURNING *`,
-        [tenantId, id, patch.limitMicros ?? null, patch.frozen ?? null, patch.metadata ? JSON.stringify(patch.metadata) : null, now],
+        [tenantId, id, patch.limitMicros ?? null, patch.frozen ?? null, patch.metadata ? JSON.stringify(patch.metadata) : null, now,
+          patch.rateLimit !== undefined, patch.rateLimit?.requests ?? null, patch.rateLimit?.perMs ?? null],
         c,
       );
       const b = rows[0];
       if (!b) return null;
       // In the transaction: a rebuild (FOR UPDATE) waits for it, and if Redis cannot take the
       // change nothing changes. A hash at another epoch is rebuilt from this row anyway.
-      await this.script('BSET', this.budgetHash(tenantId, id), b.epoch, b.limit_micros, b.frozen ? 1 : 0);
+      await this.script('BSET', this.budgetHash(tenantId, id), b.epoch, b.limit_micros, b.frozen ? 1 : 0, b.rate_requests ?? '', b.rate_per_ms ?? '');
       return budgetFromRow(b);
     });
   }
@@ -892,7 +938,7 @@ export class PgRedisStore implements Store {
         const epoch = b.epoch + 1;
         await this.query('UPDATE budgets SET epoch = $3 WHERE tenant_id = $1 AND id = $2', [tenantId, id, epoch], c);
         // Windows start empty and are summed from the ledger on first use (initBudgetWindow).
-        await this.script('BINIT', hb, epoch, b.limit_micros, b.period, b.frozen ? 1 : 0, 0);
+        await this.script('BINIT', hb, epoch, b.limit_micros, b.period, b.frozen ? 1 : 0, 0, b.rate_requests ?? '', b.rate_per_ms ?? '');
         this.o.log?.warn({ budget: id, epoch }, 'rebuilt budget state in redis from postgres');
         return true;
       }).finally(() => this.rebuilding.delete(name));
@@ -930,13 +976,13 @@ export class PgRedisStore implements Store {
       const values = batch.map((r) => {
         const start = args.length;
         args.push(r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status,
-          r.decision, r.code, r.costMicros, r.upstreamLatencyMs);
-        return `(${Array.from({ length: 14 }, (_, j) => `$${start + j + 1}`).join(', ')})`;
+          r.decision, r.code, r.costMicros, r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT);
+        return `(${Array.from({ length: 15 }, (_, j) => `$${start + j + 1}`).join(', ')})`;
       });
       // ON CONFLICT: a batch retried after a lost commit acknowledgement is not written twice.
       await this.query(
         `INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code,
-           cost_micros, upstream_latency_ms) VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
+           cost_micros, upstream_latency_ms, tenant_id) VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
         args,
       );
     }
@@ -946,6 +992,7 @@ export class PgRedisStore implements Store {
     const where: string[] = [];
     const args: unknown[] = [];
     const p = (v: unknown) => `$${args.push(v)}`;
+    if (filter.tenantId !== undefined) where.push(`tenant_id = ${p(filter.tenantId)}`);
     if (filter.keyId !== undefined) where.push(`key_id = ${p(filter.keyId)}`);
     if (filter.decision !== undefined) where.push(`decision = ${p(filter.decision)}`);
     if (filter.vendor !== undefined) where.push(`vendor = ${p(filter.vendor)}`);
@@ -963,6 +1010,7 @@ export class PgRedisStore implements Store {
     return {
       items: page.map((r) => ({
         id: r.id as string,
+        tenantId: r.tenant_id as string,
         time: r.time as number,
         requestId: r.request_id as string,
         keyId: r.key_id as string | null,

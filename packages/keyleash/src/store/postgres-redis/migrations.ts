@@ -97,6 +97,18 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX idempotency_by_created ON idempotency (created_at);
   `,
+  `
+  ALTER TABLE keys ADD COLUMN rate_requests INTEGER;
+  ALTER TABLE keys ADD COLUMN rate_per_ms BIGINT;
+  ALTER TABLE budgets ADD COLUMN rate_requests INTEGER;
+  ALTER TABLE budgets ADD COLUMN rate_per_ms BIGINT;
+  `,
+  `
+  ALTER TABLE keys ADD COLUMN tenant_id TEXT COLLATE "C" NOT NULL DEFAULT 'default';
+  ALTER TABLE audit ADD COLUMN tenant_id TEXT COLLATE "C" NOT NULL DEFAULT 'default';
+  CREATE INDEX keys_by_tenant ON keys (tenant_id, created_at DESC, id DESC);
+  CREATE INDEX audit_by_tenant ON audit (tenant_id, seq DESC);
+  `,
 ];
 
 /**

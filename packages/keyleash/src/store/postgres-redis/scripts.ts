@@ -11,19 +11,22 @@
 /**
  * Check and reserve, against the key and every budget it is attached to, all or nothing.
  * ARGV: 1 day, 2 amount, 3 now, 4 expected key epoch ('' = any), 5 budget hash prefix
- * (`<prefix>b:`), 6 JSON {budget id: expected epoch} ('' = any).
- * Returns {'ok', key spent, key epoch, budget id, budget epoch, budget window, ...} or a refusal, or
+ * (`<prefix>b:`), 6 JSON {budget id: expected epoch} ('' = any), 7 '1' to apply rate limits.
+ * Returns {'ok', key spent, key epoch, tenant, then per budget: id, epoch, window, spent before, limit} or a refusal, or
  * 'nostate'/'nospend' (key) / 'nostate_budget'/'nospend_budget' (tenant, id[, window]) to rebuild.
  *
  * A budget hash (<prefix>b:<tenant>:<id>) has: e epoch (= budgets.epoch), l limit in micros,
  * p period (day/month/total), z 1 when frozen, f 1 when made with the budget, w:<window> spend.
  * The key hash adds: t tenant, b JSON array of its budget ids (absent: none).
+ * Both may hold a token bucket: rl requests, rp period ms, rt tokens left, ru last update (ms).
+ * Buckets are not durable: a rebuilt hash starts with a full bucket.
  */
 export const RESERVE = `
 local h = KEYS[1]
 local day = ARGV[1]
 local amount = tonumber(ARGV[2])
-local st = redis.call('HMGET', h, 'e', 'r', 'x', 'c', 'f', 'd:' .. day, 't', 'b')
+local now = tonumber(ARGV[3])
+local st = redis.call('HMGET', h, 'e', 'r', 'x', 'c', 'f', 'd:' .. day, 't', 'b', 'rl', 'rp', 'rt', 'ru')
 if not st[1] then return {'nostate'} end
 if ARGV[4] ~= '' and st[1] ~= ARGV[4] then return {'nostate'} end
 if st[2] == '1' then return {'key_revoked'} end
@@ -38,13 +41,38 @@ local tenant = st[7] or 'default'
 local bs = {}
 for i, id in ipairs(ids) do
   local k = ARGV[5] .. tenant .. ':' .. id
-  local b = redis.call('HMGET', k, 'e', 'l', 'p', 'z', 'f')
+  local b = redis.call('HMGET', k, 'e', 'l', 'p', 'z', 'f', 'rl', 'rp', 'rt', 'ru')
   if not b[1] then return {'nostate_budget', tenant, id} end
   if expect and expect[id] ~= nil and b[1] ~= tostring(expect[id]) then return {'nostate_budget', tenant, id} end
   if b[4] == '1' then return {'budget_frozen', id} end
   local w = day
   if b[3] == 'month' then w = string.sub(day, 1, 7) elseif b[3] == 'total' then w = 'total' end
-  bs[i] = {k = k, id = id, e = tonumber(b[1]), l = tonumber(b[2]), p = b[3], f = b[5], w = w}
+  bs[i] = {k = k, id = id, e = tonumber(b[1]), l = tonumber(b[2]), p = b[3], f = b[5], w = w, rl = b[6], rp = b[7], rt = b[8], ru = b[9]}
+end
+local takes = {}
+if ARGV[7] == '1' then
+  local function level(rl, rp, rt, ru)
+    rl = tonumber(rl)
+    if not rt then return rl end
+    local el = now - tonumber(ru)
+    if el < 0 then el = 0 end
+    local t = tonumber(rt) + el * rl / tonumber(rp)
+    if t > rl then t = rl end
+    return t
+  end
+  local function bucket(hk, kind, id, rl, rp, rt, ru)
+    if not rl or rl == '' then return nil end
+    local t = level(rl, rp, rt, ru)
+    if t < 1 then return {'rate_limited', kind, id, math.ceil((1 - t) * tonumber(rp) / tonumber(rl))} end
+    takes[#takes + 1] = {hk, t - 1}
+    return nil
+  end
+  local refused = bucket(h, 'key', '', st[9], st[10], st[11], st[12])
+  if refused then return refused end
+  for i, b in ipairs(bs) do
+    refused = bucket(b.k, 'budget', b.id, b.rl, b.rp, b.rt, b.ru)
+    if refused then return refused end
+  end
 end
 local cap = tonumber(st[4])
 if cap >= 0 and spent + amount > cap then return {'cap_exhausted', spent, cap} end
@@ -52,13 +80,19 @@ for i, b in ipairs(bs) do
   local s = redis.call('HGET', b.k, 'w:' .. b.w)
   if s then s = tonumber(s) elseif b.f == '1' then s = 0 else return {'nospend_budget', tenant, b.id, b.w} end
   if s + amount > b.l then return {'budget_exhausted', b.id, s, b.l, b.p, b.w} end
+  b.s = s
 end
-local out = {'ok', redis.call('HINCRBY', h, 'd:' .. day, amount), tonumber(st[1])}
+for i, tk in ipairs(takes) do
+  redis.call('HSET', tk[1], 'rt', tostring(tk[2]), 'ru', ARGV[3])
+end
+local out = {'ok', redis.call('HINCRBY', h, 'd:' .. day, amount), tonumber(st[1]), tenant}
 for i, b in ipairs(bs) do
   redis.call('HINCRBY', b.k, 'w:' .. b.w, amount)
   out[#out + 1] = b.id
   out[#out + 1] = b.e
   out[#out + 1] = b.w
+  out[#out + 1] = b.s
+  out[#out + 1] = b.l
 end
 return out
 `;
@@ -78,17 +112,23 @@ end
 return 1
 `;
 
-/** Writes a budget's state. ARGV: epoch, limit, period, frozen, fresh. */
+/** Writes a budget's state. ARGV: epoch, limit, period, frozen, fresh, rate requests, rate period ms ('' = none). */
 export const BINIT = `
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'e', ARGV[1], 'l', ARGV[2], 'p', ARGV[3], 'z', ARGV[4], 'f', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'rl', ARGV[6], 'rp', ARGV[7]) end
 return 1
 `;
 
-/** Updates a budget's limit and frozen flag if the hash is at epoch ARGV[1]. */
+/** Updates a budget's limit, frozen flag and rate (ARGV[4], ARGV[5]; '' = none) if the hash is at epoch ARGV[1]. */
 export const BSET = `
 if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'l', ARGV[2], 'z', ARGV[3])
+if ARGV[4] == '' then redis.call('HDEL', KEYS[1], 'rl', 'rp', 'rt', 'ru')
+elseif redis.call('HGET', KEYS[1], 'rl') ~= ARGV[4] or redis.call('HGET', KEYS[1], 'rp') ~= ARGV[5] then
+  redis.call('HSET', KEYS[1], 'rl', ARGV[4], 'rp', ARGV[5])
+  redis.call('HDEL', KEYS[1], 'rt', 'ru')
+end
 return 1
 `;
 
@@ -109,12 +149,13 @@ return 1
 
 /**
  * Writes a key's state. ARGV: epoch, revoked, expires_at, cap, fresh, ttl ms, only-if-absent,
- * tenant, budget ids (JSON array).
+ * tenant, budget ids (JSON array), rate requests and period ms ('' for none).
  */
 export const INIT = `
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'e', ARGV[1], 'r', ARGV[2], 'x', ARGV[3], 'c', ARGV[4], 'f', ARGV[5], 't', ARGV[8], 'b', ARGV[9])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'rl', ARGV[10], 'rp', ARGV[11]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 `;

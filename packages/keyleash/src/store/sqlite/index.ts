@@ -5,6 +5,7 @@ import type { Mode } from '../../keys/token.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import {
   budgetWindow,
+  crossedThresholds,
   DEFAULT_TENANT,
   type BudgetPatch,
   type BudgetPeriod,
@@ -41,6 +42,7 @@ export interface SqliteStoreOptions {
 
 interface KeyRow {
   id: string;
+  tenant_id: string;
   token_hash: string;
   label: string;
   vendor: string;
@@ -77,6 +79,7 @@ interface KeyState {
   budget_ids: string;
   rate_requests: number | null;
   rate_per_ms: number | null;
+  tenant_id: string;
 }
 
 function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null }): RateLimit | null {
@@ -100,6 +103,7 @@ function budgetFromRow(r: BudgetRow): BudgetRecord {
 interface AuditRow {
   seq: number;
   id: string;
+  tenant_id: string;
   time: number;
   request_id: string;
   key_id: string | null;
@@ -130,6 +134,7 @@ interface ReservationRow {
 function keyFromRow(r: KeyRow): KeyRecord {
   return {
     id: r.id,
+    tenantId: r.tenant_id,
     tokenHash: r.token_hash,
     label: r.label,
     vendor: r.vendor,
@@ -148,6 +153,7 @@ function keyFromRow(r: KeyRow): KeyRecord {
 function auditFromRow(r: AuditRow): AuditRecord {
   return {
     id: r.id,
+    tenantId: r.tenant_id,
     time: r.time,
     requestId: r.request_id,
     keyId: r.key_id,
@@ -199,9 +205,9 @@ export class SqliteStore implements Store {
     // Prepared once; the proxy's hot path runs reserve and settle on every call.
     this.stmts = {
       insertKey: db.prepare(`INSERT INTO keys (id, token_hash, label, vendor, mode, allowed_endpoints,
-        daily_cap_micros, metadata, created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms)
+        daily_cap_micros, metadata, created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms, tenant_id)
         VALUES (@id, @token_hash, @label, @vendor, @mode, @allowed_endpoints, @daily_cap_micros,
-        @metadata, @created_at, @expires_at, NULL, @budget_ids, @rate_requests, @rate_per_ms)`),
+        @metadata, @created_at, @expires_at, NULL, @budget_ids, @rate_requests, @rate_per_ms, @tenant_id)`),
       attachBudget: db.prepare('INSERT INTO key_budgets (tenant_id, budget_id, key_id, position) VALUES (?, ?, ?, ?)'),
       keyBudgets: db.prepare(`SELECT b.id, b.limit_micros, b.period, b.frozen, b.rate_requests, b.rate_per_ms FROM key_budgets kb
         JOIN budgets b ON b.tenant_id = kb.tenant_id AND b.id = kb.budget_id WHERE kb.key_id = ? ORDER BY kb.position`),
@@ -226,8 +232,10 @@ export class SqliteStore implements Store {
       pointIdem: db.prepare('UPDATE idempotency SET reservation_id = ? WHERE key_id = ? AND idem_key = ?'),
       purgeIdem: db.prepare('DELETE FROM idempotency WHERE created_at < ?'),
       keyById: db.prepare('SELECT * FROM keys WHERE id = ?'),
+      keyByIdIn: db.prepare('SELECT * FROM keys WHERE id = ? AND tenant_id = ?'),
+      revokeIn: db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL'),
       keyByHash: db.prepare('SELECT * FROM keys WHERE token_hash = ?'),
-      keyState: db.prepare('SELECT revoked_at, expires_at, daily_cap_micros, budget_ids, rate_requests, rate_per_ms FROM keys WHERE id = ?'),
+      keyState: db.prepare('SELECT revoked_at, expires_at, daily_cap_micros, budget_ids, rate_requests, rate_per_ms, tenant_id FROM keys WHERE id = ?'),
       revoke: db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       keyUse: db.prepare('UPDATE keys SET request_count = request_count + 1, last_used_at = ? WHERE id = ?'),
       usage: db.prepare('SELECT request_count, last_used_at FROM keys WHERE id = ?'),
@@ -248,9 +256,9 @@ export class SqliteStore implements Store {
          WHERE state = 'reserved' AND created_at < ?`,
       ),
       insertAudit: db.prepare(`INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method,
-        path, status, decision, code, cost_micros, upstream_latency_ms) VALUES (@id, @time, @requestId,
+        path, status, decision, code, cost_micros, upstream_latency_ms, tenant_id) VALUES (@id, @time, @requestId,
         @keyId, @label, @vendor, @mode, @method, @path, @status, @decision, @code, @costMicros,
-        @upstreamLatencyMs)`),
+        @upstreamLatencyMs, @tenantId)`),
     };
 
     const s = this.stmts;
@@ -260,7 +268,7 @@ export class SqliteStore implements Store {
       budgetIds === '[]' ? [] : (s.keyBudgets.all(keyId) as Attached[]);
 
     /** Every check reserve and extend share; null when `add` fits everywhere. */
-    const check = (key: KeyState | undefined, keyId: string, day: string, add: number, now: number) => {
+    const check = (key: KeyState | undefined, keyId: string, day: string, add: number, now: number, limitRate = true) => {
       if (!key) return { refused: { ok: false, code: 'invalid_key' } as ReserveResult };
       if (key.revoked_at !== null) return { refused: { ok: false, code: 'key_revoked' } as ReserveResult };
       if (key.expires_at <= now) return { refused: { ok: false, code: 'key_expired' } as ReserveResult };
@@ -269,19 +277,19 @@ export class SqliteStore implements Store {
         if (b.frozen) return { refused: { ok: false, code: 'budget_frozen', budgetId: b.id } as ReserveResult };
       }
       // Token buckets: all are checked before any is taken from (take() after every check passed).
-      const buckets: Array<{ name: string; tokens: number }> = [];
+      const buckets: Array<{ name: string; tokens: number; rate: RateLimit }> = [];
       const rates: Array<[string, 'key' | 'budget', string, RateLimit | null]> = [
         [`k:${keyId}`, 'key', keyId, rateOf(key)],
-        ...budgets.map((b): [string, 'budget', string, RateLimit | null] => [`b:${DEFAULT_TENANT}:${b.id}`, 'budget', b.id, rateOf(b)]),
+        ...budgets.map((b): [string, 'budget', string, RateLimit | null] => [`b:${key.tenant_id}:${b.id}`, 'budget', b.id, rateOf(b)]),
       ];
       for (const [name, kind, id, rate] of rates) {
-        if (!rate) continue;
+        if (!rate || !limitRate) continue;
         const tokens = this.bucketLevel(name, rate, now);
         if (tokens < 1) {
           const retryAfterMs = Math.ceil(((1 - tokens) * rate.perMs) / rate.requests);
           return { refused: { ok: false, code: 'rate_limited', retryAfterMs, limit: { kind, id } } as ReserveResult };
         }
-        buckets.push({ name, tokens });
+        buckets.push({ name, tokens, rate });
       }
       const spent = (s.spend.get(keyId, day) as number | undefined) ?? 0;
       const cap = key.daily_cap_micros;
@@ -289,9 +297,10 @@ export class SqliteStore implements Store {
         return { refused: { ok: false, code: 'cap_exhausted', spentMicros: spent, capMicros: cap } as ReserveResult };
       }
       const windows: string[] = [];
+      const spends: number[] = [];
       for (const b of budgets) {
         const win = budgetWindow(b.period, day);
-        const bSpent = (s.budgetSpend.get(DEFAULT_TENANT, b.id, win) as number | undefined) ?? 0;
+        const bSpent = (s.budgetSpend.get(key.tenant_id, b.id, win) as number | undefined) ?? 0;
         if (bSpent + add > b.limit_micros) {
           return {
             refused: {
@@ -304,11 +313,12 @@ export class SqliteStore implements Store {
           };
         }
         windows.push(win);
+        spends.push(bSpent);
       }
-      return { refused: null, spent, budgets, windows, buckets };
+      return { refused: null, spent, budgets, windows, spends, buckets };
     };
-    const addBudgets = (budgets: Attached[], day: string, delta: number) => {
-      for (const b of budgets) s.addBudgetSpend.run(DEFAULT_TENANT, b.id, budgetWindow(b.period, day), delta);
+    const addBudgets = (tenantId: string, budgets: Attached[], day: string, delta: number) => {
+      for (const b of budgets) s.addBudgetSpend.run(tenantId, b.id, budgetWindow(b.period, day), delta);
     };
 
     this.reserveTx = db.transaction((req: ReserveRequest): ReserveResult => {
@@ -322,7 +332,7 @@ export class SqliteStore implements Store {
           const orig = s.reservation.get(rec.reservation_id) as ReservationRow | undefined;
           if (orig && orig.state !== 'released') {
             // A replay: the same checks as a free call, nothing charged or recorded.
-            const c = check(state, req.keyId, req.day, 0, req.now);
+            const c = check(state, req.keyId, req.day, 0, req.now, false);
             if (c.refused) return c.refused;
             return { ok: true, spentMicros: c.spent, replayOf: rec.reservation_id };
           }
@@ -337,22 +347,26 @@ export class SqliteStore implements Store {
       }
       this.take(c.buckets, req.now);
       s.addSpend.run(req.keyId, req.day, req.amountMicros);
-      addBudgets(c.budgets, req.day, req.amountMicros);
+      addBudgets(state!.tenant_id, c.budgets, req.day, req.amountMicros);
       s.insertReservation.run(
         req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now,
       );
       s.keyUse.run(req.now, req.keyId);
-      return { ok: true, spentMicros: c.spent + req.amountMicros };
+      const thresholds = c.budgets.length
+        ? crossedThresholds(c.budgets.map((b, i) => ({ id: b.id, window: c.windows[i]!, before: c.spends[i]!, after: c.spends[i]! + req.amountMicros, limit: b.limit_micros })))
+        : undefined;
+      return thresholds ? { ok: true, spentMicros: c.spent + req.amountMicros, thresholds } : { ok: true, spentMicros: c.spent + req.amountMicros };
     });
 
     this.extendTx = db.transaction((id: string, add: number, now: number): ReserveResult => {
       const r = s.reservation.get(id) as ReservationRow | undefined;
       if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
-      const c = check(s.keyState.get(r.key_id) as KeyState | undefined, r.key_id, r.day, add, now);
+      const state = s.keyState.get(r.key_id) as KeyState | undefined;
+      const c = check(state, r.key_id, r.day, add, now, false);
       if (c.refused) return c.refused;
       s.growReservation.run(add, id);
       s.addSpend.run(r.key_id, r.day, add);
-      addBudgets(c.budgets, r.day, add);
+      addBudgets(state!.tenant_id, c.budgets, r.day, add);
       return { ok: true, spentMicros: c.spent + add };
     });
 
@@ -368,14 +382,14 @@ export class SqliteStore implements Store {
       if (delta !== 0) {
         s.addSpend.run(r.key_id, r.day, delta);
         const key = s.keyState.get(r.key_id) as KeyState | undefined;
-        if (key) addBudgets(budgetsOf(r.key_id, key.budget_ids), r.day, delta);
+        if (key) addBudgets(key.tenant_id, budgetsOf(r.key_id, key.budget_ids), r.day, delta);
       }
     });
 
     this.createKeyTx = db.transaction((k: KeyRecord) => this.insertKey(k));
 
     this.auditTx = db.transaction((records: readonly AuditRecord[]) => {
-      for (const r of records) s.insertAudit.run(r);
+      for (const r of records) s.insertAudit.run({ ...r, tenantId: r.tenantId ?? DEFAULT_TENANT });
     });
   }
 
@@ -398,12 +412,13 @@ export class SqliteStore implements Store {
       budget_ids: JSON.stringify(k.budgetIds),
       rate_requests: k.rateLimit?.requests ?? null,
       rate_per_ms: k.rateLimit?.perMs ?? null,
+      tenant_id: k.tenantId,
     });
-    k.budgetIds.forEach((b, i) => this.stmts.attachBudget.run(DEFAULT_TENANT, b, k.id, i));
+    k.budgetIds.forEach((b, i) => this.stmts.attachBudget.run(k.tenantId, b, k.id, i));
   }
 
-  async getKeyById(id: string): Promise<KeyRecord | null> {
-    const row = this.stmts.keyById.get(id) as KeyRow | undefined;
+  async getKeyById(id: string, tenantId?: string): Promise<KeyRecord | null> {
+    const row = (tenantId === undefined ? this.stmts.keyById.get(id) : this.stmts.keyByIdIn.get(id, tenantId)) as KeyRow | undefined;
     return row ? keyFromRow(row) : null;
   }
 
@@ -430,9 +445,10 @@ export class SqliteStore implements Store {
       where.push('json_extract(metadata, ?) = ?');
       args.push(`$."${k}"`, v);
     }
+    if (filter.tenantId !== undefined) where.push('tenant_id = ?'), args.push(filter.tenantId);
     if (filter.budgetId !== undefined) {
       where.push('id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ? AND budget_id = ?)');
-      args.push(DEFAULT_TENANT, filter.budgetId);
+      args.push(filter.tenantId ?? DEFAULT_TENANT, filter.budgetId);
     }
     const after = decodeCursor(cursor);
     if (after) {
@@ -448,10 +464,10 @@ export class SqliteStore implements Store {
     return { items, nextCursor: more && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null };
   }
 
-  async revokeKey(id: string, now: number): Promise<RevokeResult> {
-    const changed = this.stmts.revoke.run(now, id).changes;
+  async revokeKey(id: string, now: number, tenantId?: string): Promise<RevokeResult> {
+    const changed = (tenantId === undefined ? this.stmts.revoke.run(now, id) : this.stmts.revokeIn.run(now, id, tenantId)).changes;
     if (changed === 1) return 'revoked';
-    return this.stmts.keyById.get(id) ? 'already_revoked' : 'not_found';
+    return (await this.getKeyById(id, tenantId)) ? 'already_revoked' : 'not_found';
   }
 
   async keyUsage(id: string, day: string): Promise<KeyUsage> {
@@ -508,11 +524,10 @@ export class SqliteStore implements Store {
     return Math.min(rate.requests, b.tokens + refill);
   }
 
-  private take(buckets: Array<{ name: string; tokens: number }>, now: number): void {
-    for (const { name, tokens } of buckets) {
+  private take(buckets: Array<{ name: string; tokens: number; rate: RateLimit }>, now: number): void {
+    for (const { name, tokens, rate } of buckets) {
       const prev = this.buckets.get(name);
-      const rate = prev?.rate;
-      this.buckets.set(name, { tokens: tokens - 1, at: Math.max(now, prev?.at ?? now), rate: rate ?? { requests: 0, perMs: 1 } });
+      this.buckets.set(name, { tokens: tokens - 1, at: Math.max(now, prev?.at ?? now), rate });
     }
   }
 
@@ -592,6 +607,7 @@ export class SqliteStore implements Store {
   async listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
     const where: string[] = [];
     const args: unknown[] = [];
+    if (filter.tenantId !== undefined) where.push('tenant_id = ?'), args.push(filter.tenantId);
     if (filter.keyId !== undefined) where.push('key_id = ?'), args.push(filter.keyId);
     if (filter.decision !== undefined) where.push('decision = ?'), args.push(filter.decision);
     if (filter.vendor !== undefined) where.push('vendor = ?'), args.push(filter.vendor);

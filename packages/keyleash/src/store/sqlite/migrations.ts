@@ -112,4 +112,10 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE budgets ADD COLUMN rate_requests INTEGER;
   ALTER TABLE budgets ADD COLUMN rate_per_ms INTEGER;
   `,
+  `
+  ALTER TABLE keys ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+  ALTER TABLE audit ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default';
+  CREATE INDEX keys_by_tenant ON keys (tenant_id, created_at DESC, id DESC);
+  CREATE INDEX audit_by_tenant ON audit (tenant_id, seq DESC);
+  `,
 ];
