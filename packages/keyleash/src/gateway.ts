@@ -150,7 +150,10 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       };
       if (req.url === '/healthz') return send(200, { status: 'ok' });
       store.ping().then(
-        () => send(200, { status: 'ready', store: store.kind }),
+        () =>
+          audit.accepting
+            ? send(200, { status: 'ready', store: store.kind })
+            : send(503, { status: 'unavailable', store: store.kind, code: 'store_unavailable', component: 'audit log' }),
         (err: unknown) =>
           send(503, {
             status: 'unavailable',

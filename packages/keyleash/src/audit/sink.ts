@@ -11,6 +11,7 @@ export class AuditSink {
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private failures = 0;
+  private lastAttempt = 0;
   private readonly listeners = new Set<(r: AuditRecord) => void>();
 
   constructor(
@@ -28,7 +29,11 @@ export class AuditSink {
    * is full: the proxy then refuses calls rather than forward ones it cannot audit.
    */
   get accepting(): boolean {
-    return this.queue.length < this.opts.maxQueue && this.failures < 3;
+    const ok = this.queue.length < this.opts.maxQueue && this.failures < 3;
+    // Each refused call (and each readiness probe) nudges a retry, so service resumes as soon as
+    // the store takes writes again rather than when the backoff timer fires.
+    if (!ok && !this.flushing && !this.timer && Date.now() - this.lastAttempt > 200) this.schedule(0);
+    return ok;
   }
 
   /** Live subscribers (e.g. an audit tail) see each record as it is queued. */
@@ -60,6 +65,7 @@ export class AuditSink {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    this.lastAttempt = Date.now();
     this.flushing = (async () => {
       while (this.queue.length) {
         const batch = this.queue.slice(0, this.opts.batchSize);

@@ -167,7 +167,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     reply.status(404).send(errorBody('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`, { requestId: req.id }));
   });
 
-  app.register(healthRoutes, { store: o.store });
+  app.register(healthRoutes, { store: o.store, audit: o.audit });
   app.register(openapiRoutes);
   app.register(keyRoutes, { keys: o.keys });
   app.register(auditRoutes, { store: o.store });

@@ -1,12 +1,15 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorBody } from '../../errors.js';
+import type { AuditSink } from '../../audit/sink.js';
 import { StoreUnavailableError, type Store } from '../../store/store.js';
 
-export const healthRoutes: FastifyPluginAsync<{ store: Store }> = async (app, { store }) => {
+export const healthRoutes: FastifyPluginAsync<{ store: Store; audit: AuditSink }> = async (app, { store, audit }) => {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (req, reply) => {
     try {
       await store.ping();
+      // The proxy refuses calls it cannot audit, so a stuck audit log means not ready.
+      if (!audit.accepting) throw new StoreUnavailableError('audit log');
       return { status: 'ready', store: store.kind };
     } catch (err) {
       // `component` tells an operator what is down, e.g. "redis" or "postgres".
