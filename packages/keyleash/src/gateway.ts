@@ -4,6 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { AuditChain, auditKeyFrom } from './audit/chain.js';
 import { AuditSink } from './audit/sink.js';
 import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
@@ -98,7 +99,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const cache = new KeyCache(config.proxy.key_cache_size);
   // Another replica revoked a key: drop it from this replica's cache too.
   store.onRevoked?.((hash, at) => cache.markRevoked(hash, at));
-  const audit = new AuditSink(store, log);
+  const audit = new AuditSink(store, log, undefined, new AuditChain(auditKeyFrom(config.audit_key ?? config.admin_token)));
   const now = opts.now ?? Date.now;
   const budgets = new BudgetService({ store, now });
   const alertConfigs = new Map([[DEFAULT_TENANT, config.alerts], ...Object.entries(config.tenants).map(([id, t]) => [id, t.alerts] as const)]);

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AuditRecord, Store } from '../store/store.js';
+import type { AuditChain } from './chain.js';
 
 /**
  * Audit records are written in batches off the response path. A batch that fails to write stays
@@ -18,6 +19,8 @@ export class AuditSink {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly opts = { batchSize: 500, delayMs: 10, maxQueue: 100_000 },
+    /** Links each record into this process's hash chain, in the order it will be written. */
+    private readonly chain?: AuditChain,
   ) {}
 
   get depth(): number {
@@ -43,7 +46,7 @@ export class AuditSink {
   }
 
   push(record: AuditRecord): void {
-    this.queue.push(record);
+    this.queue.push(this.chain ? this.chain.link(record) : record);
     for (const fn of this.listeners) fn(record);
     if (this.queue.length >= this.opts.batchSize) this.schedule(0);
     else this.schedule(this.opts.delayMs);

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, parseConfig, applyEnvOverrides, type Config } from '../config/config.js';
 import { createGateway, openStore, type Gateway } from '../gateway.js';
+import { runAuditVerify } from './audit-verify.js';
 import { runSecretsCommand } from './secrets.js';
 import { createLogger } from '../log.js';
 import { createStripeSandbox } from '../sandbox/stripe.js';
@@ -27,6 +28,7 @@ Operating a running gateway (over its control API; see \`keyleash <command> --he
   keyleash kill --label-prefix P | --meta k=v [--dry-run] [--yes]
                                The kill switch: revoke every active key matching a filter
   keyleash audit tail [--decision deny]  Follow the audit log live
+  keyleash audit verify [--config F]    Check the audit log's hash chains for tampering
   keyleash vendors list        The configured vendors
   These take --api-url (KEYLEASH_API_URL, default http://127.0.0.1:8080), --admin-token
   (KEYLEASH_ADMIN_TOKEN) and --json. Colour only on a terminal, and never with NO_COLOR set.
@@ -195,6 +197,10 @@ function storeName(config: Config): string {
 
 async function main(argv: string[]): Promise<void> {
   // Operator commands parse their own options (see ./admin.ts and ./doctor.ts).
+  if (argv[0] === 'audit' && argv[1] === 'verify') {
+    process.exitCode = await runAuditVerify(argv.slice(2));
+    return;
+  }
   if (argv[0] !== undefined && ADMIN_COMMANDS.has(argv[0])) {
     process.exitCode = await runAdminCommand(argv);
     return;

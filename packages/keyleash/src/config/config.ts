@@ -98,6 +98,11 @@ const adminTokenSchema = z.union([
 
 export const configSchema = z.strictObject({
   admin_token: z.string().min(16, 'must be at least 16 characters'),
+  /**
+   * Secret for the audit log's HMAC chain. Defaults to one derived from admin_token; set it (or
+   * KEYLEASH_AUDIT_KEY) to keep the chain verifiable across admin-token rotations.
+   */
+  audit_key: z.string().min(16).optional(),
   listen: z
     .strictObject({
       api: listen.default({ host: '127.0.0.1', port: 8080 }),
@@ -224,6 +229,7 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   const out = structuredClone(raw);
   const str: Array<[string, string[]]> = [
     ['KEYLEASH_ADMIN_TOKEN', ['admin_token']],
+    ['KEYLEASH_AUDIT_KEY', ['audit_key']],
     ['KEYLEASH_DATA', ['store', 'path']],
     ['KEYLEASH_DATABASE_URL', ['store', 'url']],
     ['KEYLEASH_REDIS_URL', ['store', 'redis_url']],

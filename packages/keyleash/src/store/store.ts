@@ -213,6 +213,8 @@ export interface AuditRecord {
   code: string | null;
   costMicros: number;
   upstreamLatencyMs: number | null;
+  /** Its place in the writing process's hash chain (see audit/chain.ts); null on unchained records. */
+  chain?: { chainId: string; seq: number; prevHash: string; hash: string } | null;
 }
 
 export interface AuditFilter {

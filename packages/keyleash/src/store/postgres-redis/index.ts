@@ -976,13 +976,15 @@ export class PgRedisStore implements Store {
       const values = batch.map((r) => {
         const start = args.length;
         args.push(r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status,
-          r.decision, r.code, r.costMicros, r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT);
-        return `(${Array.from({ length: 15 }, (_, j) => `$${start + j + 1}`).join(', ')})`;
+          r.decision, r.code, r.costMicros, r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT,
+          r.chain?.chainId ?? null, r.chain?.seq ?? null, r.chain?.prevHash ?? null, r.chain?.hash ?? null);
+        return `(${Array.from({ length: 19 }, (_, j) => `$${start + j + 1}`).join(', ')})`;
       });
       // ON CONFLICT: a batch retried after a lost commit acknowledgement is not written twice.
       await this.query(
         `INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code,
-           cost_micros, upstream_latency_ms, tenant_id) VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
+           cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash)
+         VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
         args,
       );
     }
@@ -1024,6 +1026,9 @@ export class PgRedisStore implements Store {
         code: r.code as string | null,
         costMicros: r.cost_micros as number,
         upstreamLatencyMs: r.upstream_latency_ms as number | null,
+        ...(r.chain_id === null
+          ? {}
+          : { chain: { chainId: r.chain_id as string, seq: Number(r.chain_seq), prevHash: r.prev_hash as string, hash: r.hash as string } }),
       })),
       nextCursor: more && last ? encodeCursor({ t: last.seq as number, id: '' }) : null,
     };

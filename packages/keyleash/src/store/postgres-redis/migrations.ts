@@ -109,6 +109,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX keys_by_tenant ON keys (tenant_id, created_at DESC, id DESC);
   CREATE INDEX audit_by_tenant ON audit (tenant_id, seq DESC);
   `,
+  `
+  ALTER TABLE audit ADD COLUMN chain_id TEXT COLLATE "C";
+  ALTER TABLE audit ADD COLUMN chain_seq BIGINT;
+  ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+  ALTER TABLE audit ADD COLUMN hash TEXT;
+  `,
 ];
 
 /**

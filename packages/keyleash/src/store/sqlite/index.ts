@@ -117,6 +117,10 @@ interface AuditRow {
   code: string | null;
   cost_micros: number;
   upstream_latency_ms: number | null;
+  chain_id: string | null;
+  chain_seq: number | null;
+  prev_hash: string | null;
+  hash: string | null;
 }
 
 interface ReservationRow {
@@ -167,6 +171,7 @@ function auditFromRow(r: AuditRow): AuditRecord {
     code: r.code,
     costMicros: r.cost_micros,
     upstreamLatencyMs: r.upstream_latency_ms,
+    ...(r.chain_id === null ? {} : { chain: { chainId: r.chain_id, seq: r.chain_seq!, prevHash: r.prev_hash!, hash: r.hash! } }),
   };
 }
 
@@ -256,9 +261,9 @@ export class SqliteStore implements Store {
          WHERE state = 'reserved' AND created_at < ?`,
       ),
       insertAudit: db.prepare(`INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method,
-        path, status, decision, code, cost_micros, upstream_latency_ms, tenant_id) VALUES (@id, @time, @requestId,
-        @keyId, @label, @vendor, @mode, @method, @path, @status, @decision, @code, @costMicros,
-        @upstreamLatencyMs, @tenantId)`),
+        path, status, decision, code, cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash,
+        hash) VALUES (@id, @time, @requestId, @keyId, @label, @vendor, @mode, @method, @path, @status, @decision,
+        @code, @costMicros, @upstreamLatencyMs, @tenantId, @chainId, @chainSeq, @prevHash, @hash)`),
     };
 
     const s = this.stmts;
@@ -389,7 +394,16 @@ export class SqliteStore implements Store {
     this.createKeyTx = db.transaction((k: KeyRecord) => this.insertKey(k));
 
     this.auditTx = db.transaction((records: readonly AuditRecord[]) => {
-      for (const r of records) s.insertAudit.run({ ...r, tenantId: r.tenantId ?? DEFAULT_TENANT });
+      for (const { chain, ...r } of records) {
+        s.insertAudit.run({
+          ...r,
+          tenantId: r.tenantId ?? DEFAULT_TENANT,
+          chainId: chain?.chainId ?? null,
+          chainSeq: chain?.seq ?? null,
+          prevHash: chain?.prevHash ?? null,
+          hash: chain?.hash ?? null,
+        });
+      }
     });
   }
 

@@ -118,4 +118,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX keys_by_tenant ON keys (tenant_id, created_at DESC, id DESC);
   CREATE INDEX audit_by_tenant ON audit (tenant_id, seq DESC);
   `,
+  `
+  ALTER TABLE audit ADD COLUMN chain_id TEXT;
+  ALTER TABLE audit ADD COLUMN chain_seq INTEGER;
+  ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+  ALTER TABLE audit ADD COLUMN hash TEXT;
+  `,
 ];
