@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -189,10 +190,34 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       store.reconcileStale(now() - staleMs, now()),
       // Idempotency records older than their 24 hours are ignored already; this frees the rows.
       store.purgeIdempotency(now() - IDEMPOTENCY_TTL_MS),
-    ]).then(([n]) => n).then(
-      (n) => n && log.warn({ reservations: n }, 'settled stale reservations at their estimate'),
-      (err: unknown) => log.error({ err }, 'reconciling stale reservations failed'),
-    );
+    ])
+      .then(async ([stale]) => {
+        if (!stale.length) return;
+        log.warn({ reservations: stale.length }, 'settled stale reservations at their estimate');
+        // A call whose process died mid-way left no audit record; the reconciler writes one, so
+        // every call the vendor may have seen is in the log, charged.
+        for (const r of stale) {
+          const key = await store.getKeyById(r.keyId);
+          audit.push({
+            id: `aud_${randomUUID().replace(/-/g, '')}`,
+            tenantId: key?.tenantId,
+            time: r.createdAt,
+            requestId: r.requestId,
+            keyId: r.keyId,
+            label: key?.label ?? null,
+            vendor: key?.vendor ?? null,
+            mode: key?.mode ?? null,
+            method: r.method,
+            path: r.path,
+            status: 0,
+            decision: 'allow',
+            code: 'outcome_unknown',
+            costMicros: r.estimateMicros,
+            upstreamLatencyMs: null,
+          });
+        }
+      })
+      .catch((err: unknown) => log.error({ err }, 'reconciling stale reservations failed'));
   let reconcileTimer: NodeJS.Timeout | null = null;
 
   return {

@@ -162,6 +162,21 @@ describe('SIGKILL at each step of a call', () => {
         expect(r!.state).not.toBe('released');
         expect(r!.final_micros).toBeGreaterThan(0);
       }
+      // A call whose outcome the crash hid gets its audit record from the reconciler, charged.
+      // (A call already settled keeps its charge in the ledger; its own audit record may have been
+      // in the batch the kill lost — see SECURITY.md.)
+      const unknown = rows.filter((r) => r.state === 'unknown').map((r) => r.request_id);
+      let audited = new Map<string, { code: string | null; cost_micros: number }>();
+      for (let i = 0; i < 40; i++) {
+        const page = await admin('GET', '/v1/audit?limit=1000');
+        audited = new Map(page.data.map((a: { request_id: string; code: string | null; cost_micros: number }) => [a.request_id, a]));
+        if (unknown.every((id) => audited.has(id))) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const id of unknown) {
+        expect(audited.get(id), `request ${id} has no audit record`).toMatchObject({ code: 'outcome_unknown' });
+        expect(audited.get(id)!.cost_micros).toBeGreaterThan(0);
+      }
       const view = await admin('GET', `/v1/keys/${key.id}`);
       expect(view.spend_today_micros).toBeGreaterThan(0);
       expect(view.spend_today_micros).toBeLessThanOrEqual(30_000_000);

@@ -1,6 +1,6 @@
 import { errorFromBody, KeyleashConnectionError, KeyNotFoundError, type KeyleashErrorBody } from './errors.js';
 
-// The control API client: issue, read, list and revoke vault keys, the kill switch, the audit log.
+// The control API client: issue, read, list and revoke vault keys, the kill switch, budgets, the audit log.
 // Parameters are camelCase; objects come back exactly as the API sends them (snake_case).
 
 export type Mode = 'test' | 'live';
@@ -18,6 +18,73 @@ export interface IssueKeyParams {
   label?: string;
   mode?: Mode;
   metadata?: Record<string, string>;
+  /** Budget ids every call of the key also reserves against (up to 20; each must exist and not be frozen). */
+  budgets?: string[];
+  /** Requests per period for this key alone (429 `rate_limited` past it). */
+  rateLimit?: RateLimit;
+}
+
+/** A token bucket of `requests`, refilled at `requests` per `per`. */
+export interface RateLimit {
+  requests: number;
+  per: 'second' | 'minute' | 'hour';
+}
+
+export type BudgetPeriod = 'day' | 'month' | 'total';
+
+export interface CreateBudgetParams {
+  /** The budget name, e.g. `user:u42` (1–100 of `A-Z a-z 0-9 _ . : @ -`). */
+  id: string;
+  /** USD the budget allows per period (decimal, ≥ 0). */
+  limitUsd: number | string;
+  /** `day` = UTC day, `month` = UTC calendar month, `total` = forever. */
+  period: BudgetPeriod;
+  /** A frozen budget refuses every call of its keys and every new key. */
+  frozen?: boolean;
+  metadata?: Record<string, string>;
+  /** Requests per period over all the budget's keys together; null for none. */
+  rateLimit?: RateLimit | null;
+}
+
+export interface UpdateBudgetParams {
+  limitUsd?: number | string;
+  frozen?: boolean;
+  /** Replaces the metadata. */
+  metadata?: Record<string, string>;
+  /** Replaces the rate limit; null removes it. */
+  rateLimit?: RateLimit | null;
+}
+
+export interface ListBudgetsParams {
+  /** 1–100 (server default 20). */
+  limit?: number;
+  cursor?: string;
+}
+
+export interface Budget {
+  object: 'budget';
+  id: string;
+  limit_usd: number;
+  limit_micros: number;
+  period: BudgetPeriod;
+  frozen: boolean;
+  metadata: Record<string, string>;
+  rate_limit: RateLimit | null;
+  /** The window the spend is for: YYYY-MM-DD, YYYY-MM or `total`. */
+  window: string;
+  spend_usd: number;
+  spend_micros: number;
+  remaining_usd: number;
+  remaining_micros: number;
+  created_at: string;
+  updated_at: string;
+  [k: string]: unknown;
+}
+
+export interface BudgetDeleted {
+  object: 'budget';
+  id: string;
+  deleted: true;
 }
 
 export interface VaultKey {
@@ -37,6 +104,8 @@ export interface VaultKey {
   remaining_today_usd?: number | null;
   request_count?: number;
   last_used_at?: string | null;
+  budgets?: string[];
+  rate_limit?: RateLimit | null;
   [k: string]: unknown;
 }
 
@@ -68,6 +137,8 @@ export interface RevokeKeysParams {
   metadata?: Record<string, string>;
   vendor?: string;
   mode?: Mode;
+  /** Only keys attached to this budget. */
+  budget?: string;
   /** Count what would be revoked without revoking. */
   dryRun?: boolean;
   /** Required (and only) when no filter is given: revoke every active key. */
@@ -125,6 +196,7 @@ export interface CallOptions {
 }
 
 const trimSlash = (u: string) => u.replace(/\/+$/, '');
+const budgetPath = (id: string) => `/v1/budgets/${encodeURIComponent(id)}`;
 
 export class Keyleash {
   readonly apiUrl: string;
@@ -155,6 +227,8 @@ export class Keyleash {
     if (params.label !== undefined) body.label = params.label;
     if (params.mode !== undefined) body.mode = params.mode;
     if (params.metadata !== undefined) body.metadata = params.metadata;
+    if (params.budgets !== undefined) body.budgets = params.budgets;
+    if (params.rateLimit !== undefined) body.rate_limit = params.rateLimit;
     return this.#call<IssuedKey>('POST', '/v1/keys', body, opts);
   }
 
@@ -210,9 +284,77 @@ export class Keyleash {
     if (params.metadata !== undefined) body.metadata = params.metadata;
     if (params.vendor !== undefined) body.vendor = params.vendor;
     if (params.mode !== undefined) body.mode = params.mode;
+    if (params.budget !== undefined) body.budget = params.budget;
     if (params.dryRun !== undefined) body.dry_run = params.dryRun;
     if (params.all !== undefined) body.all = params.all;
     return this.#call<RevokeKeysResult>('POST', '/v1/keys/revoke', body, opts);
+  }
+
+  /** Creates a budget (the API answers 201). A taken id throws `BudgetExistsError`. */
+  createBudget(params: CreateBudgetParams, opts?: CallOptions): Promise<Budget> {
+    const body: Record<string, unknown> = { id: params.id, limit_usd: params.limitUsd, period: params.period };
+    if (params.frozen !== undefined) body.frozen = params.frozen;
+    if (params.metadata !== undefined) body.metadata = params.metadata;
+    if (params.rateLimit !== undefined) body.rate_limit = params.rateLimit;
+    return this.#call<Budget>('POST', '/v1/budgets', body, opts);
+  }
+
+  /** Reads a budget with its spend and remaining limit in the current window (`BudgetNotFoundError` if none). */
+  getBudget(id: string, opts?: CallOptions): Promise<Budget> {
+    return this.#call<Budget>('GET', budgetPath(id), undefined, opts);
+  }
+
+  /** One page of budgets by id, each with its spend in the current window. */
+  listBudgets(params: ListBudgetsParams = {}, opts?: CallOptions): Promise<List<Budget>> {
+    const q = new URLSearchParams();
+    if (params.limit !== undefined) q.set('limit', String(params.limit));
+    if (params.cursor) q.set('cursor', params.cursor);
+    const qs = q.toString();
+    return this.#call<List<Budget>>('GET', `/v1/budgets${qs ? `?${qs}` : ''}`, undefined, opts);
+  }
+
+  /** Every budget, following `next_cursor` page by page. */
+  async *listAllBudgets(params: Omit<ListBudgetsParams, 'cursor'> = {}, opts?: CallOptions): AsyncGenerator<Budget> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.listBudgets({ ...params, cursor }, opts);
+      yield* page.data;
+      cursor = page.has_more && page.next_cursor ? page.next_cursor : undefined;
+    } while (cursor);
+  }
+
+  /** Changes a budget's limit, frozen state, metadata (replaced) or rate limit (null removes it); effective for the next call. */
+  updateBudget(id: string, params: UpdateBudgetParams, opts?: CallOptions): Promise<Budget> {
+    const body: Record<string, unknown> = {};
+    if (params.limitUsd !== undefined) body.limit_usd = params.limitUsd;
+    if (params.frozen !== undefined) body.frozen = params.frozen;
+    if (params.metadata !== undefined) body.metadata = params.metadata;
+    if (params.rateLimit !== undefined) body.rate_limit = params.rateLimit;
+    return this.#call<Budget>('PATCH', budgetPath(id), body, opts);
+  }
+
+  /** Deletes a budget. While an active key is attached it throws `BudgetInUseError` (409). */
+  deleteBudget(id: string, opts?: CallOptions): Promise<BudgetDeleted> {
+    return this.#call<BudgetDeleted>('DELETE', budgetPath(id), undefined, opts);
+  }
+
+  /**
+   * A budget's spend in one window: `YYYY-MM-DD` (day budgets), `YYYY-MM` (month) or `total`.
+   * Without `window`, the current one.
+   */
+  budgetSpend(id: string, params: { window?: string } = {}, opts?: CallOptions): Promise<Budget> {
+    const qs = params.window !== undefined ? `?${new URLSearchParams({ window: params.window })}` : '';
+    return this.#call<Budget>('GET', `${budgetPath(id)}/spend${qs}`, undefined, opts);
+  }
+
+  /** Freezes a budget: every call of every attached key is refused (403 `budget_frozen`) and no key can be issued against it. */
+  freezeBudget(id: string, opts?: CallOptions): Promise<Budget> {
+    return this.#call<Budget>('POST', `${budgetPath(id)}/freeze`, undefined, opts);
+  }
+
+  /** Unfreezes a budget. */
+  unfreezeBudget(id: string, opts?: CallOptions): Promise<Budget> {
+    return this.#call<Budget>('POST', `${budgetPath(id)}/unfreeze`, undefined, opts);
   }
 
   /** One page of the audit log, newest first. */

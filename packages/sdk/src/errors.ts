@@ -43,6 +43,37 @@ export class InvalidRequestError extends KeyleashError {
 export class KeyNotFoundError extends KeyleashError {
   override name = 'KeyNotFoundError';
 }
+/** Control API: no budget with that id (404 `budget_not_found`). */
+export class BudgetNotFoundError extends KeyleashError {
+  override name = 'BudgetNotFoundError';
+}
+/** Control API: a budget with that id already exists (409 `budget_exists`). */
+export class BudgetExistsError extends KeyleashError {
+  override name = 'BudgetExistsError';
+}
+/** Control API: an active key is attached to the budget, so it cannot be deleted (409 `budget_in_use`). */
+export class BudgetInUseError extends KeyleashError {
+  override name = 'BudgetInUseError';
+}
+/**
+ * 403 `budget_frozen`: from the proxy, one of the key's budgets is frozen (every call is refused);
+ * from the control API, a key cannot be issued against a frozen budget.
+ */
+export class BudgetFrozenError extends KeyleashError {
+  override name = 'BudgetFrozenError';
+  /** The frozen budget's id. */
+  get budgetId(): string | undefined {
+    return typeof this.body?.budget === 'string' ? this.body.budget : undefined;
+  }
+}
+/** Control API: the admin token's policy does not allow this (403 `policy_violation`; `param` names the field). */
+export class PolicyViolationError extends KeyleashError {
+  override name = 'PolicyViolationError';
+}
+/** Proxy: 400 `idempotency_key_reused` — this key already used that `Idempotency-Key` for a different request. */
+export class IdempotencyKeyReusedError extends KeyleashError {
+  override name = 'IdempotencyKeyReusedError';
+}
 /** Proxy: 401 `invalid_key`. */
 export class InvalidKeyError extends KeyleashError {
   override name = 'InvalidKeyError';
@@ -63,9 +94,32 @@ export class EndpointNotAllowedError extends KeyleashError {
 export class CostUnknownError extends KeyleashError {
   override name = 'CostUnknownError';
 }
-/** Proxy: 429 `cap_exhausted` — the key's daily spend cap would be passed. Not retryable today. */
+/** What refused a call: the key's own daily cap (`'key'`), or one of its budgets. */
+export type CapLimit = 'key' | { kind: 'budget'; id: string; period?: 'day' | 'month' | 'total'; window?: string };
+/** What a rate limit applies to: the key's own, or one of its budgets' (all its keys together). */
+export interface RateLimitScope {
+  kind: 'key' | 'budget';
+  id: string;
+}
+
+/**
+ * Proxy: 429 `cap_exhausted` — the call would take the key's daily spend cap, or one of its
+ * budgets, past its limit (`limit` / `budgetId` say which). Not retryable today.
+ */
 export class CapExhaustedError extends KeyleashError {
   override name = 'CapExhaustedError';
+  /** `'key'` for the key's daily cap, `{ kind: 'budget', id, period, window }` for a budget. */
+  get limit(): CapLimit | undefined {
+    const l = this.body?.limit;
+    if (l === 'key') return 'key';
+    if (l && typeof l === 'object' && (l as { kind?: unknown }).kind === 'budget') return l as CapLimit;
+    return undefined;
+  }
+  /** The id of the budget that refused the call; undefined when it was the key's own cap. */
+  get budgetId(): string | undefined {
+    const l = this.limit;
+    return l && l !== 'key' ? l.id : undefined;
+  }
   get costUsd(): number | undefined {
     return typeof this.body?.cost_usd === 'number' ? this.body.cost_usd : undefined;
   }
@@ -77,6 +131,11 @@ export class CapExhaustedError extends KeyleashError {
 export class RateLimitedError extends KeyleashError {
   override name = 'RateLimitedError';
   retryAfterSeconds: number | undefined;
+  /** Whose rate limit: `{ kind: 'key' | 'budget', id }`. */
+  get limit(): RateLimitScope | undefined {
+    const l = this.body?.limit;
+    return l && typeof l === 'object' && typeof (l as { kind?: unknown }).kind === 'string' ? (l as RateLimitScope) : undefined;
+  }
 }
 /** Proxy: 502 `upstream_error` / 504 `upstream_timeout`. */
 export class UpstreamError extends KeyleashError {
@@ -97,6 +156,12 @@ const BY_CODE: Record<string, new (status: number, body: KeyleashErrorBody) => K
   invalid_json: InvalidRequestError,
   mode_unavailable: InvalidRequestError,
   key_not_found: KeyNotFoundError,
+  budget_not_found: BudgetNotFoundError,
+  budget_exists: BudgetExistsError,
+  budget_in_use: BudgetInUseError,
+  budget_frozen: BudgetFrozenError,
+  policy_violation: PolicyViolationError,
+  idempotency_key_reused: IdempotencyKeyReusedError,
   invalid_key: InvalidKeyError,
   key_expired: KeyExpiredError,
   key_revoked: KeyRevokedError,
@@ -116,6 +181,8 @@ const PROXY_CODES = new Set([
   'endpoint_not_allowed',
   'cost_unknown',
   'cap_exhausted',
+  'budget_frozen',
+  'idempotency_key_reused',
   'invalid_amount',
   'invalid_body',
   'body_too_large',

@@ -19,10 +19,12 @@ export const DEFAULT_SKIP_PATHS: readonly string[] = ['/health', '/healthz', '/r
 
 type PerRequest<Req, T> = T | ((req: Req) => T);
 
-export type MiddlewareOptions<Req> = (Omit<SingleKeyOptions, 'label' | 'metadata'> | Omit<MultiKeyOptions, 'label' | 'metadata'>) & {
+export type MiddlewareOptions<Req> = (Omit<SingleKeyOptions, 'label' | 'metadata' | 'budgets'> | Omit<MultiKeyOptions, 'label' | 'metadata' | 'budgets'>) & {
   /** The key's label; default `"<METHOD> <path>"`. */
   label?: PerRequest<Req, string>;
   metadata?: PerRequest<Req, Record<string, string>>;
+  /** Budget ids the request's keys are attached to, e.g. `(req) => [\`user:${req.user.id}\`]`. */
+  budgets?: PerRequest<Req, string[]>;
   /**
    * When issuing fails or times out: false (default) answers 503 `vault_key_unavailable` and the
    * handler does not run; true runs the handler without a key (`currentVaultKey()` is undefined)
@@ -61,8 +63,9 @@ export async function begin<Req>(options: MiddlewareOptions<Req>, req: Req, meth
   const logger: Logger = defaultLogger(options.logger);
   const label = typeof options.label === 'function' ? options.label(req) : (options.label ?? `${method} ${path}`);
   const metadata = typeof options.metadata === 'function' ? options.metadata(req) : options.metadata;
+  const budgets = typeof options.budgets === 'function' ? options.budgets(req) : options.budgets;
   try {
-    const specs = keySpecs(options as SingleKeyOptions, { label, metadata });
+    const specs = keySpecs(options as SingleKeyOptions, { label, metadata, budgets });
     const keys: Map<string, IssuedKey> = await issueKeys(options.client, specs, options.issueTimeoutMs ?? DEFAULT_ISSUE_TIMEOUT_MS, logger);
     const scope: VaultKeyScope = { proxyUrl: options.client.proxyUrl, client: options.client, keys };
     let ended: Promise<void> | undefined;

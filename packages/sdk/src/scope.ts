@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { IssuedKey, IssueKeyParams, Keyleash, Mode } from './client.js';
+import type { IssuedKey, IssueKeyParams, Keyleash, Mode, RateLimit } from './client.js';
 import { KeyleashConnectionError, NoVaultKeyError } from './errors.js';
 
 // Request-scoped vault keys: issue → run with the key(s) in AsyncLocalStorage → revoke in finally.
@@ -22,12 +22,20 @@ export interface KeySpec {
   mode?: Mode;
   label?: string;
   metadata?: Record<string, string>;
+  /** Budget ids the key reserves against; replaces the common `budgets` for this key. */
+  budgets?: string[];
+  rateLimit?: RateLimit;
 }
 
 interface CommonOptions {
   client: Keyleash;
   label?: string;
   metadata?: Record<string, string>;
+  /**
+   * Budget ids every key is attached to (e.g. `["user:u42"]`): each call also reserves against
+   * them, so many runs share one limit. A key spec's own `budgets` replaces these.
+   */
+  budgets?: string[];
   /** Applies to every key unless its spec says otherwise. Default: the server's default TTL. */
   expiresIn?: string | number;
   mode?: Mode;
@@ -68,9 +76,13 @@ export const DEFAULT_ISSUE_TIMEOUT_MS = 2000;
 const storage = new AsyncLocalStorage<VaultKeyScope>();
 
 /** @internal */
-export function keySpecs(options: VaultKeyOptions, overrides: { label?: string; metadata?: Record<string, string> } = {}): Array<[string, IssueKeyParams]> {
+export function keySpecs(
+  options: VaultKeyOptions,
+  overrides: { label?: string; metadata?: Record<string, string>; budgets?: string[] } = {},
+): Array<[string, IssueKeyParams]> {
   const label = overrides.label ?? options.label;
   const metadata = overrides.metadata ?? options.metadata;
+  const budgets = 'budgets' in overrides ? overrides.budgets : options.budgets;
   const common = { expiresIn: options.expiresIn, mode: options.mode };
   const build = (name: string, s: Partial<KeySpec> & { allowedEndpoints: string[] }): IssueKeyParams => {
     const p: IssueKeyParams = { vendor: s.vendor ?? name, allowedEndpoints: s.allowedEndpoints };
@@ -83,6 +95,9 @@ export function keySpecs(options: VaultKeyOptions, overrides: { label?: string; 
     if (l !== undefined) p.label = l.slice(0, 200);
     const m = s.metadata || metadata ? { ...metadata, ...s.metadata } : undefined;
     if (m !== undefined) p.metadata = m;
+    const b = s.budgets ?? budgets;
+    if (b !== undefined) p.budgets = [...b];
+    if (s.rateLimit !== undefined) p.rateLimit = s.rateLimit;
     return p;
   };
   if (options.vendors) {

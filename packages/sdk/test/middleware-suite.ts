@@ -85,6 +85,21 @@ export function middlewareSuite(name: string, gateway: () => TestGateway, makeAp
       });
     });
 
+    it('attaches the request\'s keys to the budgets named per request', async () => {
+      const t = gateway();
+      const budget = `mw:${name.toLowerCase().replace(/[^a-z0-9]/g, '')}`;
+      await t.client.createBudget({ id: budget, limitUsd: 1, period: 'total' });
+      await withApp({ ...base(), budgets: () => [budget] }, async (url) => {
+        const r = await fetch(`${url}/charge?amount=5000`, { method: 'POST' });
+        expect(r.status).toBe(402); // the $1 budget refuses the $50 charge, the key's $100 cap would not
+        const body = (await r.json()) as { key_id: string };
+        const k = await t.key(body.key_id);
+        expect(k.budgets).toEqual([budget]);
+        await eventually(async () => expect((await t.key(body.key_id)).status).toBe('revoked'));
+      });
+      expect((await t.client.deleteBudget(budget)).deleted).toBe(true);
+    });
+
     it('skips health and metrics routes', async () => {
       const t = gateway();
       await withApp({ ...base(), label: `${name}-skip` }, async (url) => {

@@ -798,7 +798,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         const settledBefore = await store.getReservation(oldSettled.reservationId);
         const releasedBefore = await store.getReservation(oldReleased.reservationId);
 
-        expect(await store.reconcileStale(NOW - 5_000, NOW)).toBe(2);
+        expect((await store.reconcileStale(NOW - 5_000, NOW)).length).toBe(2);
 
         expect(await store.getReservation(old1.reservationId)).toMatchObject({
           state: 'unknown',
@@ -824,18 +824,18 @@ export function runStoreConformance(factory: StoreFactory): void {
 
       it('returns 0 when nothing is stale, and a second run finds nothing new', async () => {
         const key = await createKey();
-        expect(await store.reconcileStale(NOW, NOW)).toBe(0);
+        expect((await store.reconcileStale(NOW, NOW)).length).toBe(0);
         await store.reserve(reserveReq(key.id, USD, { now: NOW - 1000 }));
-        expect(await store.reconcileStale(NOW - 1000, NOW)).toBe(0);
-        expect(await store.reconcileStale(NOW, NOW)).toBe(1);
-        expect(await store.reconcileStale(NOW, NOW + 1)).toBe(0);
+        expect((await store.reconcileStale(NOW - 1000, NOW)).length).toBe(0);
+        expect((await store.reconcileStale(NOW, NOW)).length).toBe(1);
+        expect((await store.reconcileStale(NOW, NOW + 1)).length).toBe(0);
       });
 
       it('a settle arriving after reconciliation is a no-op', async () => {
         const key = await createKey({ dailyCapMicros: 10 * USD });
         const req = reserveReq(key.id, 4 * USD, { now: NOW - 10_000 });
         await store.reserve(req);
-        expect(await store.reconcileStale(NOW - 1000, NOW)).toBe(1);
+        expect((await store.reconcileStale(NOW - 1000, NOW)).length).toBe(1);
         await store.settle(req.reservationId, { state: 'released' }, NOW + 1);
         expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'unknown', finalMicros: 4 * USD });
         expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(4 * USD);
@@ -976,7 +976,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         await store.settle(b.reservationId, { state: 'released' }, NOW + 40 * 24 * HOUR);
         expect(await spend(monthly, '2026-01')).toBe(2 * USD);
         expect(await spend(monthly, '2026-02')).toBe(0);
-        expect(await store.reconcileStale(NOW - 5_000, NOW)).toBe(1);
+        expect((await store.reconcileStale(NOW - 5_000, NOW)).length).toBe(1);
         expect(await spend(monthly, '2026-01')).toBe(2 * USD);
         expect(await store.reserve(reserveReq(key.id, 8 * USD))).toMatchObject({ ok: true, spentMicros: 10 * USD });
         expect(await store.reserve(reserveReq(key.id, 1))).toMatchObject({ code: 'cap_exhausted' });

@@ -179,6 +179,17 @@ export type Settlement =
   | { state: 'released' }
   | { state: 'unknown' };
 
+/** A reservation the reconciler closed at its estimate: the call's outcome was never learned. */
+export interface StaleReservation {
+  id: string;
+  keyId: string;
+  requestId: string;
+  method: string;
+  path: string;
+  estimateMicros: number;
+  createdAt: number;
+}
+
 export type ReservationState = 'reserved' | 'settled' | 'released' | 'unknown';
 
 export interface Reservation {
@@ -252,8 +263,8 @@ export interface Store {
   /** Ends an open reservation; a no-op on one that has already ended. Durable on resolve. */
   settle(reservationId: string, outcome: Settlement, now: number): Promise<void>;
   getReservation(id: string): Promise<Reservation | null>;
-  /** Turns reservations still open after `olderThan` into `unknown` (kept charged). Returns how many. */
-  reconcileStale(olderThan: number, now: number): Promise<number>;
+  /** Turns reservations still open after `olderThan` into `unknown` (kept charged), and returns them. */
+  reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]>;
   /** Forgets idempotency records created before `olderThan`. Returns how many. */
   purgeIdempotency(olderThan: number): Promise<number>;
 
@@ -299,4 +310,17 @@ export class StoreUnavailableError extends Error {
   ) {
     super(`${component} is unavailable`, { cause });
   }
+}
+
+/** Maps a reservations row (either backend) to a StaleReservation. */
+export function staleFromRow(r: Record<string, unknown>): StaleReservation {
+  return {
+    id: r.id as string,
+    keyId: r.key_id as string,
+    requestId: r.request_id as string,
+    method: r.method as string,
+    path: r.path as string,
+    estimateMicros: Number(r.estimate_micros),
+    createdAt: Number(r.created_at),
+  };
 }

@@ -28,6 +28,8 @@ import {
   type RevokeResult,
   type Settlement,
   type Store,
+  staleFromRow,
+  type StaleReservation,
 } from '../store.js';
 import { migratePostgres } from './migrations.js';
 import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE } from './scripts.js';
@@ -819,14 +821,15 @@ export class PgRedisStore implements Store {
     };
   }
 
-  async reconcileStale(olderThan: number, now: number): Promise<number> {
+  async reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]> {
     // Charged at the estimate either way, so Redis counters need no change.
-    const r = await this.query(
+    const r = await this.query<Record<string, unknown>>(
       `UPDATE reservations SET state = 'unknown', final_micros = estimate_micros, settled_at = $1
-       WHERE state = 'reserved' AND created_at < $2`,
+       WHERE state = 'reserved' AND created_at < $2
+       RETURNING id, key_id, request_id, method, path, estimate_micros, created_at`,
       [now, olderThan],
     );
-    return r.rowCount ?? 0;
+    return r.rows.map(staleFromRow);
   }
 
   // ---- budgets ----

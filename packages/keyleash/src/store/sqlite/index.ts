@@ -12,6 +12,8 @@ import {
   type BudgetRecord,
   type DeleteBudgetResult,
   type RateLimit,
+  staleFromRow,
+  type StaleReservation,
 } from '../store.js';
 import type {
   AuditFilter,
@@ -258,7 +260,8 @@ export class SqliteStore implements Store {
       ),
       staleReservations: db.prepare(
         `UPDATE reservations SET state = 'unknown', final_micros = estimate_micros, settled_at = ?
-         WHERE state = 'reserved' AND created_at < ?`,
+         WHERE state = 'reserved' AND created_at < ?
+         RETURNING id, key_id, request_id, method, path, estimate_micros, created_at`,
       ),
       insertAudit: db.prepare(`INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method,
         path, status, decision, code, cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash,
@@ -519,8 +522,9 @@ export class SqliteStore implements Store {
     };
   }
 
-  async reconcileStale(olderThan: number, now: number): Promise<number> {
-    return this.stmts.staleReservations.run(now, olderThan).changes;
+  async reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]> {
+    const rows = this.stmts.staleReservations.all(now, olderThan) as Array<Record<string, unknown>>;
+    return rows.map(staleFromRow);
   }
 
   // ---- budgets ----
