@@ -1,19 +1,25 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { backends } from './backends.js';
 import { rawRequest, startGateway, STRIPE_TEST_SECRET, stripeKey, type TestGateway } from './harness.js';
 
 // Hostile inputs. Each test asserts the answer and what the vendor saw: nothing, or exactly the
 // sanitized request.
 
+for (const backend of await backends('attacks')) {
+describe.skipIf(backend.skip)(`attacks (${backend.name})`, () => {
 let t: TestGateway;
 let key: { id: string; token: string };
+let storeConfig: Record<string, unknown> | null = null;
 
 beforeAll(async () => {
-  t = await startGateway();
+  storeConfig = backend.store();
+  t = await startGateway(() => (storeConfig ? { store: storeConfig as never } : {}));
   key = await t.issue({ ...stripeKey, daily_usd_cap: 10_000 });
 });
 afterAll(async () => {
-  await t.close();
+  await t?.close();
+  await backend.cleanup(storeConfig);
 });
 beforeEach(() => {
   t.sandbox.requests.length = 0;
@@ -339,3 +345,5 @@ describe('exhaustion', () => {
     expect(t.sandbox.requests).toHaveLength(0);
   });
 });
+});
+}

@@ -2,7 +2,9 @@ import Database from 'better-sqlite3';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends } from './backends.js';
 import { startGateway, STRIPE_TEST_SECRET, stripeKey, type TestGateway } from './harness.js';
 
 // Fault injection: whatever the vendor or the caller does, every call's reservation ends in
@@ -11,8 +13,12 @@ import { startGateway, STRIPE_TEST_SECRET, stripeKey, type TestGateway } from '.
 
 type Behaviour = (req: IncomingMessage, res: ServerResponse) => void;
 
+for (const backend of await backends('faults')) {
+describe.skipIf(backend.skip)(`faults (${backend.name})`, () => {
 let upstream: Server;
 let t: TestGateway;
+let storeConfig: Record<string, unknown> | null = null;
+let pgClient: pg.Client | null = null;
 const behaviours = new Map<string, Behaviour>();
 const received: string[] = [];
 
@@ -29,22 +35,38 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  storeConfig = backend.store();
   t = await startGateway(() => ({
     vendors: { stripe: { base_url: url, test_secret: STRIPE_TEST_SECRET } },
     proxy: { headers_timeout_ms: 300, body_timeout_ms: 300 },
+    ...(storeConfig ? { store: storeConfig as never } : {}),
   }));
+  if (storeConfig) {
+    pgClient = new pg.Client({ connectionString: storeConfig.url as string, options: `-c search_path=${storeConfig.schema as string}` });
+    await pgClient.connect();
+  }
 });
 
 afterAll(async () => {
-  await t.close();
+  await pgClient?.end();
+  await t?.close();
   upstream.closeAllConnections();
   await new Promise((r) => upstream.close(r));
+  await backend.cleanup(storeConfig);
 });
 
-function reservationOf(requestId: string): { state: string; estimate_micros: number; final_micros: number | null } | undefined {
+type Row = { state: string; estimate_micros: number; final_micros: number | null };
+
+async function reservationOf(requestId: string): Promise<Row | undefined> {
+  const q = 'SELECT state, estimate_micros, final_micros FROM reservations WHERE request_id = ';
+  if (pgClient) {
+    const r = await pgClient.query(`${q}$1`, [requestId]);
+    const row = r.rows[0];
+    return row && { state: row.state, estimate_micros: Number(row.estimate_micros), final_micros: row.final_micros === null ? null : Number(row.final_micros) };
+  }
   const db = new Database(join(t.dir, 'keyleash.sqlite'), { readonly: true });
   try {
-    return db.prepare('SELECT state, estimate_micros, final_micros FROM reservations WHERE request_id = ?').get(requestId) as never;
+    return db.prepare(`${q}?`).get(requestId) as Row | undefined;
   } finally {
     db.close();
   }
@@ -68,7 +90,7 @@ async function charge(name: string, behaviour: Behaviour): Promise<{ status: num
   );
   // The reservation may end a moment after the caller hears back (e.g. a body cut mid-way).
   const requestId = received[before]!;
-  for (let i = 0; i < 50 && reservationOf(requestId)?.state === 'reserved'; i++) await new Promise((res) => setTimeout(res, 20));
+  for (let i = 0; i < 50 && (await reservationOf(requestId))?.state === 'reserved'; i++) await new Promise((res) => setTimeout(res, 20));
   return { status: r, requestId };
 }
 
@@ -76,7 +98,7 @@ describe('each fault ends in exactly one terminal state', () => {
   it('a 2xx answer settles at the real cost', async () => {
     const r = await charge('ok', (_req, res) => ok(res));
     expect(r.status).toBe(200);
-    expect(reservationOf(r.requestId)).toEqual({ state: 'settled', estimate_micros: 25_000_000, final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toEqual({ state: 'settled', estimate_micros: 25_000_000, final_micros: 25_000_000 });
   });
 
   it("a vendor refusal (402) releases: the vendor did not execute the call", async () => {
@@ -85,7 +107,7 @@ describe('each fault ends in exactly one terminal state', () => {
       res.end('{"error":{"code":"card_declined"}}');
     });
     expect(r.status).toBe(402);
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'released', final_micros: 0 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'released', final_micros: 0 });
   });
 
   it('a 5xx keeps the charge: the call may have executed', async () => {
@@ -94,25 +116,25 @@ describe('each fault ends in exactly one terminal state', () => {
       res.end();
     });
     expect(r.status).toBe(503);
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'unknown', final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'unknown', final_micros: 25_000_000 });
   });
 
   it('a connection reset before any answer keeps the charge', async () => {
     const r = await charge('reset', (req) => req.socket.destroy());
     expect(r.status).toBe(502);
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'unknown', final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'unknown', final_micros: 25_000_000 });
   });
 
   it('a vendor that never answers keeps the charge (504)', async () => {
     const r = await charge('silent', () => {});
     expect(r.status).toBe(504);
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'unknown', final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'unknown', final_micros: 25_000_000 });
   });
 
   it('a slow vendor inside the timeout settles normally', async () => {
     const r = await charge('slow', (_req, res) => setTimeout(() => ok(res), 150));
     expect(r.status).toBe(200);
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
   });
 
   it('a body cut after a 2xx head stays settled: the vendor executed the call', async () => {
@@ -121,7 +143,7 @@ describe('each fault ends in exactly one terminal state', () => {
       res.write('{"object":"payment_');
       setTimeout(() => res.socket?.destroy(), 20);
     });
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
   });
 
   it('a vendor body that stalls after a 2xx head stays settled', async () => {
@@ -129,7 +151,7 @@ describe('each fault ends in exactly one terminal state', () => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
       res.write('{');
     });
-    expect(reservationOf(r.requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
+    expect(await reservationOf(r.requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
   });
 });
 
@@ -159,8 +181,8 @@ describe('callers that disconnect', () => {
     });
     for (let i = 0; i < 50 && received.length === before; i++) await new Promise((r) => setTimeout(r, 10));
     const requestId = received[before]!;
-    for (let i = 0; i < 50 && reservationOf(requestId)?.state !== 'settled'; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(reservationOf(requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
+    for (let i = 0; i < 50 && (await reservationOf(requestId))?.state !== 'settled'; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await reservationOf(requestId)).toMatchObject({ state: 'settled', final_micros: 25_000_000 });
   });
 
   it('a caller gone mid-upload reserves and forwards nothing', async () => {
@@ -188,3 +210,5 @@ describe('callers that disconnect', () => {
     expect(view.body.spend_today_micros).toBe(0);
   });
 });
+});
+}
