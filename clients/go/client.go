@@ -1,5 +1,5 @@
 // Package keyleash is the Go client for the keyleash gateway: the control API (issue, read,
-// list, revoke vault keys, the kill switch), vault keys carried in context.Context, HTTP
+// list, revoke vault keys, the kill switch, budgets), vault keys carried in context.Context, HTTP
 // middleware that issues a key per request, and an http.RoundTripper that sends any client's
 // calls through the keyleash proxy with the context's key. Standard library only.
 package keyleash
@@ -59,6 +59,14 @@ type VaultKey struct {
 	SpendTodayUSD     float64           `json:"spend_today_usd"`
 	RemainingTodayUSD *float64          `json:"remaining_today_usd,omitempty"`
 	RequestCount      int64             `json:"request_count"`
+	Budgets           []string          `json:"budgets,omitempty"`
+	RateLimit         *RateLimit        `json:"rate_limit,omitempty"`
+}
+
+// RateLimit is a token bucket of Requests, refilled at Requests per Per ("second", "minute", "hour").
+type RateLimit struct {
+	Requests int    `json:"requests"`
+	Per      string `json:"per"`
 }
 
 // IssueParams is what a key is issued with.
@@ -72,6 +80,10 @@ type IssueParams struct {
 	Label     string            `json:"label,omitempty"`
 	Mode      string            `json:"mode,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
+	// Budgets every call of the key also reserves against (each must exist and not be frozen).
+	Budgets []string `json:"budgets,omitempty"`
+	// RateLimit for this key alone (429 rate_limited past it).
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 }
 
 // USD returns a pointer for IssueParams.DailyUSDCap.
@@ -106,7 +118,9 @@ type RevokeFilter struct {
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	Vendor      string            `json:"vendor,omitempty"`
 	Mode        string            `json:"mode,omitempty"`
-	DryRun      bool              `json:"dry_run,omitempty"`
+	// Budget: only keys attached to this budget.
+	Budget string `json:"budget,omitempty"`
+	DryRun bool   `json:"dry_run,omitempty"`
 	// All is required (and only allowed) when no filter is given.
 	All bool `json:"all,omitempty"`
 }

@@ -42,18 +42,24 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is.
 var (
-	ErrUnauthorized       = &Error{Code: "unauthorized"}
-	ErrInvalidRequest     = &Error{Code: "invalid_request"}
-	ErrKeyNotFound        = &Error{Code: "key_not_found"}
-	ErrInvalidKey         = &Error{Code: "invalid_key"}
-	ErrKeyExpired         = &Error{Code: "key_expired"}
-	ErrKeyRevoked         = &Error{Code: "key_revoked"}
-	ErrEndpointNotAllowed = &Error{Code: "endpoint_not_allowed"}
-	ErrCostUnknown        = &Error{Code: "cost_unknown"}
-	ErrCapExhausted       = &Error{Code: "cap_exhausted"}
-	ErrRateLimited        = &Error{Code: "rate_limited"}
-	ErrUpstream           = &Error{Code: "upstream_error"}
-	ErrUpstreamTimeout    = &Error{Code: "upstream_timeout"}
+	ErrUnauthorized         = &Error{Code: "unauthorized"}
+	ErrInvalidRequest       = &Error{Code: "invalid_request"}
+	ErrKeyNotFound          = &Error{Code: "key_not_found"}
+	ErrBudgetNotFound       = &Error{Code: "budget_not_found"}
+	ErrBudgetExists         = &Error{Code: "budget_exists"}
+	ErrBudgetInUse          = &Error{Code: "budget_in_use"}
+	ErrBudgetFrozen         = &Error{Code: "budget_frozen"}
+	ErrPolicyViolation      = &Error{Code: "policy_violation"}
+	ErrIdempotencyKeyReused = &Error{Code: "idempotency_key_reused"}
+	ErrInvalidKey           = &Error{Code: "invalid_key"}
+	ErrKeyExpired           = &Error{Code: "key_expired"}
+	ErrKeyRevoked           = &Error{Code: "key_revoked"}
+	ErrEndpointNotAllowed   = &Error{Code: "endpoint_not_allowed"}
+	ErrCostUnknown          = &Error{Code: "cost_unknown"}
+	ErrCapExhausted         = &Error{Code: "cap_exhausted"}
+	ErrRateLimited          = &Error{Code: "rate_limited"}
+	ErrUpstream             = &Error{Code: "upstream_error"}
+	ErrUpstreamTimeout      = &Error{Code: "upstream_timeout"}
 	// ErrTimeout: issuing did not finish within the timeout. ErrConnection: keyleash unreachable.
 	ErrTimeout    = &Error{Code: "timeout"}
 	ErrConnection = &Error{Code: "connection_error"}

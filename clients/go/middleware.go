@@ -23,6 +23,9 @@ type MiddlewareOptions struct {
 	Keys []KeySpec
 	// Label for the keys; default "<METHOD> <path>".
 	Label func(*http.Request) string
+	// Budgets the request's keys are attached to, e.g. the user's budget
+	// (func(r) []string { return []string{"user:" + userID(r)} }). A KeySpec's own Budgets win.
+	Budgets func(*http.Request) []string
 	// FailOpen runs the handler without a key (and logs) when issuing fails or times out;
 	// the default (false) answers 503 {"code":"vault_key_unavailable"} and skips the handler.
 	FailOpen bool
@@ -77,7 +80,11 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			if opts.Label != nil {
 				label = opts.Label(r)
 			}
-			keys, err := c.issueAll(r.Context(), opts.Keys, label, timeout)
+			var budgets []string
+			if opts.Budgets != nil {
+				budgets = opts.Budgets(r)
+			}
+			keys, err := c.issueAll(r.Context(), opts.Keys, label, budgets, timeout)
 			if err != nil {
 				if opts.FailOpen {
 					logger.Printf("keyleash: could not issue a vault key (%v); FailOpen is on, so %s %s runs without one", err, r.Method, r.URL.Path)
@@ -114,7 +121,7 @@ type issued struct {
 
 // issueAll issues every spec in parallel, waiting at most timeout. All or nothing: on a failure
 // or the deadline, every key that was — or later gets — issued is revoked, so none leaks.
-func (c *Client) issueAll(reqCtx context.Context, specs []KeySpec, label string, timeout time.Duration) ([]*VaultKey, error) {
+func (c *Client) issueAll(reqCtx context.Context, specs []KeySpec, label string, budgets []string, timeout time.Duration) ([]*VaultKey, error) {
 	if len(specs) == 0 {
 		return nil, fmt.Errorf("keyleash: MiddlewareOptions.Keys is empty")
 	}
@@ -125,6 +132,9 @@ func (c *Client) issueAll(reqCtx context.Context, specs []KeySpec, label string,
 		p := s.IssueParams
 		if p.Label == "" {
 			p.Label = label
+		}
+		if p.Budgets == nil && budgets != nil {
+			p.Budgets = append([]string(nil), budgets...)
 		}
 		go func(i int, p IssueParams) {
 			k, err := c.IssueKey(ctx, p)

@@ -8,7 +8,7 @@ import contextvars
 import json
 import math
 import os
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 import requests
 
@@ -20,6 +20,12 @@ __all__ = [
     "UnauthorizedError",
     "InvalidRequestError",
     "KeyNotFoundError",
+    "BudgetNotFoundError",
+    "BudgetExistsError",
+    "BudgetInUseError",
+    "BudgetFrozenError",
+    "PolicyViolationError",
+    "IdempotencyKeyReusedError",
     "InvalidKeyError",
     "KeyExpiredError",
     "KeyRevokedError",
@@ -67,6 +73,35 @@ class KeyNotFoundError(KeyleashError):
     """Control API: no key with that id (404 ``key_not_found``)."""
 
 
+class BudgetNotFoundError(KeyleashError):
+    """Control API: no budget with that id (404 ``budget_not_found``)."""
+
+
+class BudgetExistsError(KeyleashError):
+    """Control API: a budget with that id already exists (409 ``budget_exists``)."""
+
+
+class BudgetInUseError(KeyleashError):
+    """Control API: an active key is attached to the budget, so it cannot be deleted (409 ``budget_in_use``)."""
+
+
+class BudgetFrozenError(KeyleashError):
+    """403 ``budget_frozen``: from the proxy, one of the key's budgets is frozen; from the control
+    API, no key can be issued against a frozen budget. ``budget_id`` names it."""
+
+    @property
+    def budget_id(self) -> Optional[str]:
+        return self.body.get("budget")
+
+
+class PolicyViolationError(KeyleashError):
+    """Control API: the admin token's policy does not allow this (403 ``policy_violation``; ``param`` names the field)."""
+
+
+class IdempotencyKeyReusedError(KeyleashError):
+    """Proxy: 400 ``idempotency_key_reused``: this key already used that ``Idempotency-Key`` for a different request."""
+
+
 class InvalidKeyError(KeyleashError):
     """Proxy: 401 ``invalid_key``."""
 
@@ -88,7 +123,19 @@ class CostUnknownError(KeyleashError):
 
 
 class CapExhaustedError(KeyleashError):
-    """Proxy: 429 ``cap_exhausted``: the key's daily cap would be passed. Not retryable today."""
+    """Proxy: 429 ``cap_exhausted``: the call would take the key's daily cap, or one of its
+    budgets, past its limit (``limit`` / ``budget_id`` say which). Not retryable today."""
+
+    @property
+    def limit(self) -> Any:
+        """``"key"`` for the key's daily cap, ``{"kind": "budget", "id", "period", "window"}`` for a budget."""
+        return self.body.get("limit")
+
+    @property
+    def budget_id(self) -> Optional[str]:
+        """The id of the budget that refused the call; None when it was the key's own cap."""
+        lim = self.body.get("limit")
+        return lim.get("id") if isinstance(lim, dict) and lim.get("kind") == "budget" else None
 
     @property
     def cost_usd(self) -> Optional[float]:
@@ -100,9 +147,14 @@ class CapExhaustedError(KeyleashError):
 
 
 class RateLimitedError(KeyleashError):
-    """Proxy: 429 ``rate_limited``; wait ``retry_after`` seconds."""
+    """Proxy: 429 ``rate_limited``; wait ``retry_after`` seconds. ``limit`` is ``{"kind": "key" | "budget", "id"}``."""
 
     retry_after: Optional[float] = None
+
+    @property
+    def limit(self) -> Optional[Dict[str, Any]]:
+        lim = self.body.get("limit")
+        return lim if isinstance(lim, dict) else None
 
 
 class UpstreamError(KeyleashError):
@@ -119,6 +171,12 @@ _BY_CODE = {
     "invalid_json": InvalidRequestError,
     "mode_unavailable": InvalidRequestError,
     "key_not_found": KeyNotFoundError,
+    "budget_not_found": BudgetNotFoundError,
+    "budget_exists": BudgetExistsError,
+    "budget_in_use": BudgetInUseError,
+    "budget_frozen": BudgetFrozenError,
+    "policy_violation": PolicyViolationError,
+    "idempotency_key_reused": IdempotencyKeyReusedError,
     "invalid_key": InvalidKeyError,
     "key_expired": KeyExpiredError,
     "key_revoked": KeyRevokedError,
@@ -222,12 +280,19 @@ class ProxySession(requests.Session):
         return resp
 
 
+_UNSET: Any = object()
+
+
+def _budget_path(budget_id: str) -> str:
+    return f"/v1/budgets/{requests.utils.quote(budget_id, safe='')}"
+
+
 def _token_of(key: Union[VaultKey, str]) -> str:
     return key if isinstance(key, str) else key["token"]
 
 
 class Keyleash:
-    """Client for the control API (issue, read, list, revoke, kill switch, audit) and the proxy.
+    """Client for the control API (issue, read, list, revoke, kill switch, budgets, audit) and the proxy.
 
     Defaults come from ``KEYLEASH_API_URL``, ``KEYLEASH_PROXY_URL`` and ``KEYLEASH_ADMIN_TOKEN``.
     """
@@ -270,8 +335,14 @@ class Keyleash:
         mode: Optional[str] = None,
         metadata: Optional[Mapping[str, str]] = None,
         timeout: Optional[float] = None,
+        budgets: Optional[Iterable[str]] = None,
+        rate_limit: Optional[Mapping[str, Any]] = None,
     ) -> VaultKey:
-        """Issues a vault key (the API answers 201). ``key.token`` is only in this answer."""
+        """Issues a vault key (the API answers 201). ``key.token`` is only in this answer.
+
+        ``budgets``: budget ids every call of the key also reserves against (each must exist and not
+        be frozen). ``rate_limit``: ``{"requests": N, "per": "second" | "minute" | "hour"}``.
+        """
         body: Dict[str, Any] = {"vendor": vendor, "allowed_endpoints": list(allowed_endpoints)}
         if daily_usd_cap is not None:
             body["daily_usd_cap"] = daily_usd_cap
@@ -283,6 +354,10 @@ class Keyleash:
             body["mode"] = mode
         if metadata is not None:
             body["metadata"] = dict(metadata)
+        if budgets is not None:
+            body["budgets"] = list(budgets)
+        if rate_limit is not None:
+            body["rate_limit"] = dict(rate_limit)
         return VaultKey(self._call("POST", "/v1/keys", body, timeout=timeout))
 
     def get_key(self, key_id: str) -> VaultKey:
@@ -337,8 +412,10 @@ class Keyleash:
         mode: Optional[str] = None,
         dry_run: bool = False,
         all: bool = False,
+        budget: Optional[str] = None,
     ) -> Dict[str, Any]:
-        """The kill switch (``POST /v1/keys/revoke``): revokes every active key matching the filter.
+        """The kill switch (``POST /v1/keys/revoke``): revokes every active key matching the filter
+        (``budget``: the keys attached to that budget).
 
         Returns ``{"matched", "revoked", ...}``. ``dry_run`` only counts; no filter needs ``all=True``.
         """
@@ -351,11 +428,95 @@ class Keyleash:
             body["vendor"] = vendor
         if mode is not None:
             body["mode"] = mode
+        if budget is not None:
+            body["budget"] = budget
         if dry_run:
             body["dry_run"] = True
         if all:
             body["all"] = True
         return self._call("POST", "/v1/keys/revoke", body)
+
+    # -- budgets -------------------------------------------------------------------------------
+
+    def create_budget(
+        self,
+        id: str,
+        limit_usd: Union[float, int, str],
+        period: str,
+        frozen: Optional[bool] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        rate_limit: Optional[Mapping[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Creates a budget: ``limit_usd`` per ``period`` (``"day"``, ``"month"`` or ``"total"``).
+        A taken id raises ``BudgetExistsError``."""
+        body: Dict[str, Any] = {"id": id, "limit_usd": limit_usd, "period": period}
+        if frozen is not None:
+            body["frozen"] = frozen
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        if rate_limit is not None:
+            body["rate_limit"] = dict(rate_limit)
+        return self._call("POST", "/v1/budgets", body)
+
+    def get_budget(self, budget_id: str) -> Dict[str, Any]:
+        """A budget with its spend and remaining limit in the current window (``BudgetNotFoundError`` if none)."""
+        return self._call("GET", _budget_path(budget_id))
+
+    def list_budgets(self, limit: Optional[int] = None, cursor: Optional[str] = None) -> Dict[str, Any]:
+        """One page of budgets by id: ``{"object": "list", "data", "has_more", "next_cursor"}``."""
+        params = [(n, str(v)) for n, v in (("limit", limit), ("cursor", cursor)) if v is not None]
+        return self._call("GET", "/v1/budgets", params=params)
+
+    def iter_budgets(self, limit: Optional[int] = None) -> Iterator[Dict[str, Any]]:
+        """Every budget, page after page."""
+        cursor = None
+        while True:
+            page = self.list_budgets(limit=limit, cursor=cursor)
+            yield from page["data"]
+            if not page.get("has_more") or not page.get("next_cursor"):
+                return
+            cursor = page["next_cursor"]
+
+    def update_budget(
+        self,
+        budget_id: str,
+        limit_usd: Union[float, int, str, None] = None,
+        frozen: Optional[bool] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+        rate_limit: Any = _UNSET,
+    ) -> Dict[str, Any]:
+        """Changes a budget's limit, frozen state, metadata (replaced) or rate limit
+        (``rate_limit=None`` removes it); effective for the next call."""
+        body: Dict[str, Any] = {}
+        if limit_usd is not None:
+            body["limit_usd"] = limit_usd
+        if frozen is not None:
+            body["frozen"] = frozen
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        if rate_limit is not _UNSET:
+            body["rate_limit"] = None if rate_limit is None else dict(rate_limit)
+        return self._call("PATCH", _budget_path(budget_id), body)
+
+    def delete_budget(self, budget_id: str) -> Dict[str, Any]:
+        """Deletes a budget: ``{"object": "budget", "id", "deleted": True}``. While an active key
+        is attached it raises ``BudgetInUseError``."""
+        return self._call("DELETE", _budget_path(budget_id))
+
+    def budget_spend(self, budget_id: str, window: Optional[str] = None) -> Dict[str, Any]:
+        """The budget's spend in one window: ``"YYYY-MM-DD"`` (day budgets), ``"YYYY-MM"`` (month)
+        or ``"total"``; the current window when omitted."""
+        params = [("window", window)] if window is not None else None
+        return self._call("GET", _budget_path(budget_id) + "/spend", params=params)
+
+    def freeze_budget(self, budget_id: str) -> Dict[str, Any]:
+        """Freezes a budget: every call of every attached key is refused (403 ``budget_frozen``)
+        and no key can be issued against it."""
+        return self._call("POST", _budget_path(budget_id) + "/freeze")
+
+    def unfreeze_budget(self, budget_id: str) -> Dict[str, Any]:
+        """Unfreezes a budget."""
+        return self._call("POST", _budget_path(budget_id) + "/unfreeze")
 
     def list_audit(self, key_id: Optional[str] = None, vendor: Optional[str] = None, decision: Optional[str] = None, code: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> Dict[str, Any]:
         """One page of the audit log, newest first."""

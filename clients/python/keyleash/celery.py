@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, TypeVar, Union
 
 from . import Keyleash, VaultKey, _current_keys
 
@@ -35,9 +35,10 @@ def _revoke_all(client: Keyleash, keys: Mapping[str, VaultKey]) -> None:
 
 
 @contextlib.contextmanager
-def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None) -> Iterator[Dict[str, VaultKey]]:
+def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None) -> Iterator[Dict[str, VaultKey]]:
     """Issues one key per entry of ``vendors`` (``{"stripe": {"allowed_endpoints": [...], ...}}``;
-    an entry's ``vendor`` defaults to its name), yields ``{name: key}``, revokes them all on exit."""
+    an entry's ``vendor`` defaults to its name), yields ``{name: key}``, revokes them all on exit.
+    ``budgets``: budget ids every key is attached to (an entry's own ``budgets`` replaces them)."""
     issued: Dict[str, VaultKey] = {}
     try:
         for name, spec in vendors.items():
@@ -48,6 +49,7 @@ def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expir
                 expires_in=spec.pop("expires_in", expires_in),
                 label=spec.pop("label", label),
                 metadata=spec.pop("metadata", metadata),
+                budgets=spec.pop("budgets", budgets),
                 **spec,
             )
     except BaseException:
@@ -62,7 +64,7 @@ def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expir
 
 
 @contextlib.contextmanager
-def vault_key(client: Keyleash, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None) -> Iterator[VaultKey]:
+def vault_key(client: Keyleash, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None) -> Iterator[VaultKey]:
     """``with vault_key(client, "stripe", [...], daily_usd_cap=50) as key:`` — a 30-minute key by
     default, revoked when the block exits (also on an exception)."""
     spec: Dict[str, Any] = {"vendor": vendor, "allowed_endpoints": allowed_endpoints}
@@ -70,15 +72,17 @@ def vault_key(client: Keyleash, vendor: str, allowed_endpoints: list, daily_usd_
         spec["daily_usd_cap"] = daily_usd_cap
     if mode is not None:
         spec["mode"] = mode
-    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata) as keys:
+    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata, budgets=budgets) as keys:
         yield keys[vendor]
 
 
-def with_vault_key(client: Keyleash, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None) -> Callable[[F], F]:
+def with_vault_key(client: Keyleash, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None, budgets: Optional[Union[Iterable[str], Callable[..., Iterable[str]]]] = None) -> Callable[[F], F]:
     """Decorator: each call of the function runs with its own key(s), issued at the start and
     revoked in ``finally``. Read them with ``current_vault_key()``, or pass ``inject="vault_key"``
     to receive the key (or, with ``vendors``, the ``{name: key}`` dict) as that keyword argument.
-    ``label`` may be a function of the call's arguments. Put it under ``@app.task``."""
+    ``label`` and ``budgets`` (budget ids the keys are attached to, e.g.
+    ``budgets=lambda user_id, **_: [f"user:{user_id}"]``) may be functions of the call's
+    arguments. Put it under ``@app.task``."""
     if vendors is None:
         if not vendor or not allowed_endpoints:
             raise ValueError("with_vault_key: give vendor and allowed_endpoints, or vendors")
@@ -92,7 +96,8 @@ def with_vault_key(client: Keyleash, vendor: Optional[str] = None, allowed_endpo
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             lbl = label(*args, **kwargs) if callable(label) else (label or f"task {fn.__module__}.{fn.__qualname__}")
-            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata) as keys:
+            bud = budgets(*args, **kwargs) if callable(budgets) else budgets
+            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata, budgets=bud) as keys:
                 if inject:
                     kwargs[inject] = keys[single] if single else keys
                 return fn(*args, **kwargs)

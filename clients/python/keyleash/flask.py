@@ -36,10 +36,11 @@ class KeyleashFlask:
 
     One key: ``vendor`` + ``allowed_endpoints`` (+ ``daily_usd_cap``, ``mode``). Several keys:
     ``vendors={"stripe": {"allowed_endpoints": [...], "daily_usd_cap": 100}, "twilio": {...}}``
-    (an entry's ``vendor`` defaults to its name). ``label`` and ``metadata`` may be functions of
-    the request. ``fail_open=False`` answers 503 ``vault_key_unavailable`` when keys cannot be
-    issued within ``issue_timeout`` seconds; ``fail_open=True`` runs the view without a key and logs
-    a warning. ``cap_exhausted_status=402`` turns an uncaught ``CapExhaustedError`` into that status.
+    (an entry's ``vendor`` defaults to its name). ``label``, ``metadata`` and ``budgets`` (budget
+    ids every key is attached to, e.g. ``lambda req: [f"user:{req.headers['X-User']}"]``; an
+    entry's own ``budgets`` replaces them) may be functions of the request. ``fail_open=False``
+    answers 503 ``vault_key_unavailable`` when keys cannot be issued within ``issue_timeout``
+    seconds; ``fail_open=True`` runs the view without a key and logs a warning. ``cap_exhausted_status=402`` turns an uncaught ``CapExhaustedError`` into that status.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class KeyleashFlask:
         mode: Optional[str] = None,
         label: Union[str, Callable[[Any], str], None] = None,
         metadata: Union[Mapping[str, str], Callable[[Any], Mapping[str, str]], None] = None,
+        budgets: Union[Iterable[str], Callable[[Any], Iterable[str]], None] = None,
         fail_open: bool = False,
         issue_timeout: float = 2.0,
         skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
@@ -73,6 +75,7 @@ class KeyleashFlask:
         self.mode = mode
         self.label = label
         self.metadata = metadata
+        self.budgets = budgets if budgets is None or callable(budgets) else list(budgets)
         self.fail_open = fail_open
         self.issue_timeout = issue_timeout
         self.skip_paths = tuple(skip_paths)
@@ -124,6 +127,7 @@ class KeyleashFlask:
         client = self._client()
         label = self.label(request) if callable(self.label) else (self.label or f"flask {request.method} {request.path}")
         metadata = self.metadata(request) if callable(self.metadata) else self.metadata
+        budgets = self.budgets(request) if callable(self.budgets) else self.budgets
         deadline = time.monotonic() + self.issue_timeout
         issued: Dict[str, VaultKey] = {}
         try:
@@ -139,6 +143,7 @@ class KeyleashFlask:
                     mode=spec.pop("mode", self.mode),
                     label=spec.pop("label", label),
                     metadata=spec.pop("metadata", metadata),
+                    budgets=spec.pop("budgets", budgets),
                     timeout=remaining,
                     **spec,
                 )

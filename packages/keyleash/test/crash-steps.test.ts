@@ -5,9 +5,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAISandbox, type OpenAISandbox } from '../src/sandbox/openai.js';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
+import { backends } from './backends.js';
 import { ADMIN_TOKEN, STRIPE_TEST_SECRET } from './harness.js';
 
 // SIGKILL at each durable step of a call, then restart on the same store: every request the
@@ -18,6 +20,10 @@ const CLI = join(here, '..', 'dist', 'cli', 'main.js');
 const FAILPOINT = join(here, 'failpoint.mjs');
 const OPENAI_SECRET = 'sk-crashtest0123456789';
 
+for (const backend of await backends('crash_steps')) {
+describe.skipIf(backend.skip)(`crash steps (${backend.name})`, () => {
+let storeConfig: Record<string, unknown> | null = null;
+let pgClient: pg.Client | null = null;
 let stripe: StripeSandbox;
 let openai: OpenAISandbox;
 let dir: string;
@@ -62,10 +68,17 @@ const admin = (method: string, path: string, body?: unknown) =>
     body: body === undefined ? undefined : JSON.stringify(body),
   }).then((r) => r.json() as Promise<any>);
 
-function reservations(): Array<{ request_id: string; state: string; final_micros: number | null; estimate_micros: number }> {
+type Row = { request_id: string; state: string; final_micros: number | null; estimate_micros: number };
+
+async function reservations(): Promise<Row[]> {
+  const q = 'SELECT request_id, state, final_micros, estimate_micros FROM reservations';
+  if (pgClient) {
+    const r = await pgClient.query(q);
+    return r.rows.map((x) => ({ ...x, final_micros: x.final_micros === null ? null : Number(x.final_micros), estimate_micros: Number(x.estimate_micros) }));
+  }
   const db = new Database(join(dir, 'store.sqlite'), { readonly: true });
   try {
-    return db.prepare('SELECT request_id, state, final_micros, estimate_micros FROM reservations').all() as never;
+    return db.prepare(q).all() as Row[];
   } finally {
     db.close();
   }
@@ -76,6 +89,11 @@ beforeAll(async () => {
   openai = createOpenAISandbox({ secrets: [OPENAI_SECRET] });
   const [stripeUrl, openaiUrl] = [await stripe.listen(), await openai.listen()];
   dir = mkdtempSync(join(tmpdir(), 'keyleash-crash-steps-'));
+  storeConfig = backend.store();
+  if (storeConfig) {
+    pgClient = new pg.Client({ connectionString: storeConfig.url as string, options: `-c search_path=${storeConfig.schema as string}` });
+    await pgClient.connect();
+  }
   const [apiPort, proxyPort] = [await freePort(), await freePort()];
   api = `http://127.0.0.1:${apiPort}`;
   proxy = `http://127.0.0.1:${proxyPort}`;
@@ -85,7 +103,7 @@ beforeAll(async () => {
     JSON.stringify({
       admin_token: ADMIN_TOKEN,
       listen: { api: { port: apiPort }, proxy: { port: proxyPort } },
-      store: { path: join(dir, 'store.sqlite') },
+      store: storeConfig ?? { path: join(dir, 'store.sqlite') },
       proxy: { stale_reservation_after: '1s' },
       vendors: {
         stripe: { base_url: stripeUrl, test_secret: STRIPE_TEST_SECRET },
@@ -97,6 +115,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await pgClient?.end();
+  await backend.cleanup(storeConfig);
   await stripe.close();
   await openai.close();
   rmSync(dir, { recursive: true, force: true });
@@ -149,10 +169,10 @@ describe('SIGKILL at each step of a call', () => {
     try {
       const seen = [...stripe.requests, ...openai.requests].map((r) => r.headers['x-keyleash-request-id']);
       // Open reservations are closed at their estimate once stale (1s here), never dropped.
-      let rows = reservations();
+      let rows = await reservations();
       for (let i = 0; i < 40 && rows.some((r) => r.state === 'reserved'); i++) {
         await new Promise((r) => setTimeout(r, 100));
-        rows = reservations();
+        rows = await reservations();
       }
       expect(rows.filter((r) => r.state === 'reserved')).toEqual([]);
       const byId = new Map(rows.map((r) => [r.request_id, r]));
@@ -185,3 +205,5 @@ describe('SIGKILL at each step of a call', () => {
     }
   }, 30_000);
 });
+});
+}
