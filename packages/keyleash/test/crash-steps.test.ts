@@ -1,7 +1,6 @@
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAISandbox, type OpenAISandbox } from '../src/sandbox/openai.js';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
 import { backends } from './backends.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
 
 // SIGKILL at each durable step of a call, then restart on the same store: every request the
 // vendor received is charged, nothing is left open, and the cap is never passed.
@@ -31,14 +30,6 @@ let config: string;
 let api = '';
 let proxy = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function start(failpoint?: string): Promise<ChildProcess> {
   const args = failpoint ? ['--import', FAILPOINT, CLI, 'serve', '--config', config] : [CLI, 'serve', '--config', config];

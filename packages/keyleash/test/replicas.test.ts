@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
 import { dropSchema, flushPrefix, pgRedisAvailable, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from './pg-redis-env.js';
 
 // Three real gateway processes (built dist/, `keyleash serve`) on one Postgres and one Redis,
@@ -22,16 +21,6 @@ interface Replica {
   child: ChildProcess;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitReady(r: Replica): Promise<void> {
   for (let i = 0; i < 150; i++) {

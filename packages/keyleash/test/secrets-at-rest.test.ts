@@ -1,13 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN } from './harness.js';
+import { ADMIN_TOKEN, freePort } from './harness.js';
 
 // Vendor secrets sealed in the config file under a master key from the environment; master-key
 // rotation re-seals the file; a vendor secret is rotated with SIGHUP, without reissuing keys.
@@ -23,14 +22,6 @@ let file: string;
 let api = '';
 let proxy = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function cli(args: string[], env: Record<string, string>, input?: string): Promise<string> {
   const p = run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });

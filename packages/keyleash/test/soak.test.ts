@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
 
 // A bounded soak: a fixed request rate on loopback against a real gateway process, watching its
 // memory and its error count. CI runs it for a few seconds; the full run is
@@ -16,14 +15,6 @@ const SECONDS = Number(process.env.KEYLEASH_SOAK_SECONDS ?? 8);
 const RATE = Number(process.env.KEYLEASH_SOAK_RATE ?? 200);
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
