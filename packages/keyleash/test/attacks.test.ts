@@ -306,6 +306,18 @@ describe('spend bypass', () => {
     expect((await spend()) - before).toBe(70_000_000);
   });
 
+  it.each([
+    ['a checkout session', '/v1/checkout/sessions', 'mode=payment&line_items[0][price]=price_1&line_items[0][quantity]=100'],
+    ['paying an invoice', '/v1/invoices/in_1/pay', ''],
+    ['a top-up', '/v1/topups', 'amount=100000&currency=usd'],
+  ])('refuses %s, whose amount is not in the request, on a capped key', async (_n, path, form) => {
+    const wide = await t.issue({ ...stripeKey, allowed_endpoints: ['POST /v1/checkout/sessions', 'POST /v1/invoices/*/pay', 'POST /v1/topups'] });
+    const r = await rawRequest(t.proxyUrl, 'POST', path, { ...auth(), authorization: `Bearer ${wide.token}` }, form);
+    expect(r.status).toBe(403);
+    expect(r.body.code).toBe('cost_unknown');
+    expect(t.sandbox.requests).toHaveLength(0);
+  });
+
   it('refuses a full refund of unknown size on a capped key', async () => {
     const r = await rawRequest(t.proxyUrl, 'POST', '/v1/refunds', auth(), 'payment_intent=pi_1');
     expect(r.status).toBe(403);

@@ -148,3 +148,21 @@ describe('priceStripeCall: payment intent follow-ups and other calls', () => {
     expect(p('post', '/v1/charges', 'amount=100&currency=usd')).toEqual(priced(1_000_000));
   });
 });
+
+describe('priceStripeCall: money movers it cannot price', () => {
+  it.each([
+    ['/v1/checkout/sessions', 'line_items[0][price]=price_1&line_items[0][quantity]=3&mode=payment'],
+    ['/v1/invoices/in_1/pay', ''],
+    ['/v1/topups', 'amount=1000&currency=usd'],
+    ['/v1/transfers/tr_1/reversals', 'amount=100'],
+    ['/v1/application_fees/fee_1/refunds', ''],
+    ['/v1/customers/cus_1/balance_transactions', 'amount=-500&currency=usd'],
+    ['/v2/money_management/outbound_payments', ''],
+  ])('POST %s is unknown, so a capped key refuses it', (path, form) => {
+    expect(p('POST', path, form).kind).toBe('unknown');
+  });
+
+  it('still reads them for free', () => {
+    expect(p('GET', '/v1/checkout/sessions', '')).toEqual(priced(0));
+  });
+});

@@ -14,6 +14,23 @@ export type Price =
 const MONEY_CREATES = new Set(['payment_intents', 'charges', 'refunds', 'transfers', 'payouts', 'invoiceitems']);
 const FREE: Price = { kind: 'priced', micros: 0 };
 
+/**
+ * Calls that move money whose amount is not in the request (it lives in an invoice, a session's
+ * line items, a top-up's source…). They are `unknown`, so a capped key refuses them instead of
+ * letting them through at $0; an uncapped key may still make them.
+ */
+function unpricedMoneyMover(version?: string, resource?: string, id?: string, action?: string): string | null {
+  if (version === 'v2' && resource === 'money_management') return 'a v2 money-management call';
+  if (version !== 'v1' || resource === undefined) return null;
+  if (resource === 'checkout' && id === 'sessions' && action === undefined) return 'a checkout session';
+  if (resource === 'invoices' && id !== undefined && action === 'pay') return 'paying an invoice';
+  if (resource === 'topups' && id === undefined) return 'a top-up';
+  if (resource === 'transfers' && id !== undefined && action === 'reversals') return 'a transfer reversal';
+  if (resource === 'application_fees' && id !== undefined && action === 'refunds') return 'an application-fee refund';
+  if (resource === 'customers' && id !== undefined && action === 'balance_transactions') return 'a customer balance transaction';
+  return null;
+}
+
 type Lookup = { ok: true; value: string | undefined } | { ok: false; price: Price };
 type Pairs = readonly (readonly [string, string])[];
 
@@ -106,6 +123,8 @@ export function priceStripeCall(
     return { kind: 'invalid', reason: 'malformed request path' };
   }
   const [version, resource, id, action, ...rest] = segments.map((s) => s.toLowerCase());
+  const unpriced = unpricedMoneyMover(version, resource, id, action);
+  if (unpriced) return { kind: 'unknown', reason: `${unpriced} moves money keyleash cannot price from the request` };
   if (version !== 'v1' || resource === undefined || rest.length > 0) return FREE;
 
   const isCreate = id === undefined && MONEY_CREATES.has(resource);
