@@ -324,3 +324,19 @@ export function staleFromRow(r: Record<string, unknown>): StaleReservation {
     createdAt: Number(r.created_at),
   };
 }
+
+/** Maps a reservations row (either backend) to a Reservation. */
+export function reservationFromRow(r: Record<string, unknown>): Reservation {
+  const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    id: r.id as string,
+    keyId: r.key_id as string,
+    day: r.day as string,
+    estimateMicros: Number(r.estimate_micros),
+    finalMicros: num(r.final_micros),
+    state: r.state as ReservationState,
+    requestId: r.request_id as string,
+    createdAt: Number(r.created_at),
+    settledAt: num(r.settled_at),
+  };
+}

@@ -28,6 +28,7 @@ import {
   type RevokeResult,
   type Settlement,
   type Store,
+  reservationFromRow,
   staleFromRow,
   type StaleReservation,
 } from '../store.js';
@@ -808,17 +809,7 @@ export class PgRedisStore implements Store {
     );
     const r = rows[0];
     if (!r) return null;
-    return {
-      id: r.id,
-      keyId: r.key_id,
-      day: r.day,
-      estimateMicros: r.estimate_micros,
-      finalMicros: r.final_micros,
-      state: r.state,
-      requestId: r.request_id,
-      createdAt: r.created_at,
-      settledAt: r.settled_at,
-    };
+    return reservationFromRow(r);
   }
 
   async reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]> {

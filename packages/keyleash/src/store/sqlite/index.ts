@@ -12,6 +12,7 @@ import {
   type BudgetRecord,
   type DeleteBudgetResult,
   type RateLimit,
+  reservationFromRow,
   staleFromRow,
   type StaleReservation,
 } from '../store.js';
@@ -509,17 +510,7 @@ export class SqliteStore implements Store {
   async getReservation(id: string): Promise<Reservation | null> {
     const r = this.stmts.reservation.get(id) as ReservationRow | undefined;
     if (!r) return null;
-    return {
-      id: r.id,
-      keyId: r.key_id,
-      day: r.day,
-      estimateMicros: r.estimate_micros,
-      finalMicros: r.final_micros,
-      state: r.state,
-      requestId: r.request_id,
-      createdAt: r.created_at,
-      settledAt: r.settled_at,
-    };
+    return reservationFromRow(r as unknown as Record<string, unknown>);
   }
 
   async reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]> {
