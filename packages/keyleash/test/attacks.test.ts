@@ -168,9 +168,7 @@ describe('header tricks', () => {
   });
 
   it('refuses a header far over the size limit', async () => {
-    const r = await rawRequest(t.proxyUrl, 'GET', '/v1/payment_intents/pi_1', { ...auth(), 'x-big': 'a'.repeat(40_000) }).catch(() => ({
-      status: 431,
-    }));
+    const r = await rawRequest(t.proxyUrl, 'GET', '/v1/payment_intents/pi_1', { ...auth(), 'x-big': 'a'.repeat(40_000) });
     expect([400, 431]).toContain(r.status);
     expect(t.sandbox.requests).toHaveLength(0);
   });
@@ -350,9 +348,7 @@ describe('leaks', () => {
 
 describe('exhaustion', () => {
   it('refuses a body over the limit before reading it all', async () => {
-    const r = await rawRequest(t.proxyUrl, 'POST', '/v1/payment_intents', { ...auth(), 'content-length': String(50 * 1024 * 1024) }).catch(
-      () => ({ status: 413, body: { code: 'body_too_large' } }),
-    );
+    const r = await rawRequest(t.proxyUrl, 'POST', '/v1/payment_intents', { ...auth(), 'content-length': String(50 * 1024 * 1024) });
     expect(r.status).toBe(413);
     expect(t.sandbox.requests).toHaveLength(0);
   });

@@ -1,15 +1,13 @@
 import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, startGateway, stripeKey, type TestGateway } from './harness.js';
+import { ADMIN_TOKEN, startGateway, stripeKey, type TestGateway, CLI } from './harness.js';
 
 // `keyleash audit verify` finds an edited, a deleted and a reordered audit record.
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 let t: TestGateway;
 let config: string;
 

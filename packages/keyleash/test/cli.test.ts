@@ -1,14 +1,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET, startGateway, stripeKey, type TestGateway } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, startGateway, stripeKey, type TestGateway, CLI } from './harness.js';
 
 // The `keyleash` CLI end to end: the built dist/cli/main.js, spawned as operators run it, against
 // a gateway started in this process.
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 
 let t: TestGateway;
 

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,13 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenAISandbox, type OpenAISandbox } from '../src/sandbox/openai.js';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
 import { backends } from './backends.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort, startGatewayProcess } from './harness.js';
 
 // SIGKILL at each durable step of a call, then restart on the same store: every request the
 // vendor received is charged, nothing is left open, and the cap is never passed.
 
 const here = dirname(fileURLToPath(import.meta.url));
-const CLI = join(here, '..', 'dist', 'cli', 'main.js');
 const FAILPOINT = join(here, 'failpoint.mjs');
 const OPENAI_SECRET = 'sk-crashtest0123456789';
 
@@ -31,18 +30,13 @@ let api = '';
 let proxy = '';
 
 
-async function start(failpoint?: string): Promise<ChildProcess> {
-  const args = failpoint ? ['--import', FAILPOINT, CLI, 'serve', '--config', config] : [CLI, 'serve', '--config', config];
-  const child = spawn(process.execPath, args, {
-    env: { ...process.env, KEYLEASH_FAILPOINT: failpoint ?? '' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+function start(failpoint?: string): Promise<ChildProcess> {
+  return startGatewayProcess({
+    config,
+    readyUrl: `${proxy}/readyz`,
+    env: { KEYLEASH_FAILPOINT: failpoint ?? '' },
+    nodeArgs: failpoint ? ['--import', FAILPOINT] : [],
   });
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`${api}/readyz`).then((r) => r.ok, () => false)) return child;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error('gateway did not start');
 }
 
 async function stop(child: ChildProcess): Promise<void> {

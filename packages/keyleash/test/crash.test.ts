@@ -1,16 +1,14 @@
 import Database from 'better-sqlite3';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, startGatewayProcess } from './harness.js';
 
 // A real gateway process, killed with SIGKILL mid-traffic and restarted on the same store.
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 const API_PORT = 18_000 + Math.floor(Math.random() * 1000);
 const PROXY_PORT = API_PORT + 1000;
 const api = `http://127.0.0.1:${API_PORT}`;
@@ -45,21 +43,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startProcess(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configPath], {
-    env: { ...process.env, STRIPE_SECRET: STRIPE_TEST_SECRET },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${api}/readyz`)).ok && (await fetch(`${proxy}/healthz`)).ok) return child;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error('gateway did not start');
+function startProcess(): Promise<ChildProcess> {
+  return startGatewayProcess({ config: configPath, readyUrl: `${proxy}/readyz`, env: { STRIPE_SECRET: STRIPE_TEST_SECRET } });
 }
 
 function call(token: string): Promise<number> {

@@ -1,8 +1,10 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { parseConfig, type ConfigInput } from '../src/config/config.js';
 import { createGateway, openStore, type Gateway } from '../src/gateway.js';
@@ -239,4 +241,31 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** The built CLI, for tests that run the gateway as its own process. */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
+
+/**
+ * Starts `keyleash serve --config <config>` as a child process and resolves once `readyUrl`
+ * (its API's /readyz) answers 200. Node flags (e.g. a failpoint preload) go in `nodeArgs`.
+ */
+export async function startGatewayProcess(opts: {
+  config: string;
+  readyUrl: string;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+  stderr?: 'inherit' | 'pipe';
+}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', opts.config], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit'],
+  });
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(opts.readyUrl).then((r) => r.ok, () => false)) return child;
+    if (child.exitCode !== null) throw new Error(`keyleash serve exited with ${child.exitCode}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('gateway did not start');
 }

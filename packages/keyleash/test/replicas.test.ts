@@ -1,18 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort, CLI } from './harness.js';
 import { dropSchema, flushPrefix, pgRedisAvailable, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from './pg-redis-env.js';
 
 // Three real gateway processes (built dist/, `keyleash serve`) on one Postgres and one Redis,
 // as replicas behind a load balancer would run.
 
 const available = await pgRedisAvailable('replicas');
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 
 interface Replica {
   name: string;

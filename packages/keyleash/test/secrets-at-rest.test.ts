@@ -1,17 +1,15 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN, freePort } from './harness.js';
+import { ADMIN_TOKEN, freePort, startGatewayProcess, CLI } from './harness.js';
 
 // Vendor secrets sealed in the config file under a master key from the environment; master-key
 // rotation re-seals the file; a vendor secret is rotated with SIGHUP, without reissuing keys.
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 const OLD_SECRET = 'sk_test_sealed_old_0123456789';
 const NEW_SECRET = 'sk_test_sealed_new_9876543210';
 const run = promisify(execFile);
@@ -31,14 +29,8 @@ async function cli(args: string[], env: Record<string, string>, input?: string):
   return (await p).stdout.trim();
 }
 
-async function serve(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`${api}/readyz`).then((r) => r.ok, () => false)) return child;
-    if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('gateway did not start');
+function serve(env: Record<string, string>): Promise<ChildProcess> {
+  return startGatewayProcess({ config: file, readyUrl: `${proxy}/readyz`, env, stderr: 'pipe' });
 }
 
 beforeAll(async () => {

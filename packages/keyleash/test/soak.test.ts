@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
-import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
+import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort, startGatewayProcess } from './harness.js';
 
 // A bounded soak: a fixed request rate on loopback against a real gateway process, watching its
 // memory and its error count. CI runs it for a few seconds; the full run is
@@ -13,7 +12,6 @@ import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort } from './harness.js';
 
 const SECONDS = Number(process.env.KEYLEASH_SOAK_SECONDS ?? 8);
 const RATE = Number(process.env.KEYLEASH_SOAK_RATE ?? 200);
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'main.js');
 
 
 function rssKb(pid: number): number {
@@ -47,12 +45,7 @@ beforeAll(async () => {
       log_level: 'warn',
     }),
   );
-  child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`${api}/readyz`).then((r) => r.ok, () => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('gateway did not start');
+  child = await startGatewayProcess({ config, readyUrl: `${proxy}/readyz` });
 });
 
 afterAll(async () => {

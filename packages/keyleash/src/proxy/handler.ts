@@ -247,17 +247,14 @@ export class ProxyHandler {
     reservationId: string,
     estimate: number,
   ): Promise<void> {
-    const incoming = { ...req.headers };
-    // A vault token in a vendor's API-key header never goes upstream.
-    for (const name of this.tokenHeaders) delete incoming[name];
-    // Meters and the secret-echo check read answers, so they must come uncompressed.
-    incoming['accept-encoding'] = 'identity';
+    // A vault token sent in a vendor's API-key header never goes upstream.
     const headers = upstreamRequestHeaders(
-      incoming,
+      req.headers,
       vendor.authHeaders(secret),
       prepared.contentType,
       prepared.body.length,
       ctx.requestId,
+      this.tokenHeaders,
     );
     const sentAt = this.now();
     const abort = vendor.meter ? new AbortController() : undefined;

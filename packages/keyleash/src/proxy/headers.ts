@@ -42,12 +42,18 @@ function connectionListed(value: string | string[] | undefined): Set<string> {
   return out;
 }
 
+/**
+ * The headers sent upstream: the caller's, less credentials, hop-by-hop and `drop` (e.g. a
+ * vendor API-key header that carried the vault token), plus the real credential. Answers are
+ * asked for uncompressed, because meters and the secret-echo check read them.
+ */
 export function upstreamRequestHeaders(
   incoming: IncomingHttpHeaders,
   auth: Record<string, string>,
   contentType: string | undefined,
   bodyLength: number,
   requestId: string,
+  drop: readonly string[] = [],
 ): Record<string, string | string[]> {
   const listed = connectionListed(incoming.connection);
   const out: Record<string, string | string[]> = {};
@@ -56,6 +62,8 @@ export function upstreamRequestHeaders(
     if (value === undefined || NEVER_FORWARDED.has(name) || listed.has(name) || name.includes('_')) continue;
     out[name] = value;
   }
+  for (const name of drop) delete out[name];
+  out['accept-encoding'] = 'identity';
   Object.assign(out, auth);
   if (contentType !== undefined) out['content-type'] = contentType;
   if (bodyLength > 0 || contentType !== undefined) out['content-length'] = String(bodyLength);

@@ -1,5 +1,5 @@
 import type { Mode } from '../keys/token.js';
-import { deltaTokens, findModelPrice, inputTokenBound, type ModelPrice, type ModelPriceInput, nonNegInt, TokenMeter, type TokenUsage, usageCost } from './llm.js';
+import { deltaTokens, findModelPrice, inputTokenBound, type LlmVendorConfig, type ModelPrice, type ModelPriceInput, nonNegInt, TokenMeter, type TokenUsage, usageCost } from './llm.js';
 import { describeModels } from './openai.js';
 import { parseJson, type SseEvent } from './sse.js';
 import {
@@ -33,15 +33,8 @@ export const DEFAULT_ANTHROPIC_MODELS: Readonly<Record<string, ModelPriceInput>>
   'claude-3-haiku': { input: 0.25, output: 1.25 },
 });
 
-export interface AnthropicVendorConfig {
-  origin: string;
-  testSecret: string | undefined;
-  liveSecret: string | undefined;
-  models: ReadonlyMap<string, ModelPrice>;
-  /** Output tokens reserved when a request has no max_tokens (the API requires it, so rarely used). */
-  defaultMaxOutputTokens: number;
-  unknownCost: UnknownCostPolicy;
-}
+/** The output limit is max_tokens, which the API requires, so the default is rarely used. */
+export type AnthropicVendorConfig = LlmVendorConfig;
 
 function inputUsage(u: Record<string, unknown>): Omit<TokenUsage, 'output'> | undefined {
   const input = nonNegInt(u.input_tokens);

@@ -1,6 +1,6 @@
 import { parseUsdToMicros } from '../policy/money.js';
 import { SseReader, type SseEvent, parseJson } from './sse.js';
-import type { ResponseMeter } from './vendor.js';
+import type { ResponseMeter, UnknownCostPolicy } from './vendor.js';
 
 // What the token-priced vendors (OpenAI, Anthropic) share: a per-model price table, exact
 // integer pricing, and a meter that reads usage from a JSON answer or an SSE stream.
@@ -95,6 +95,17 @@ export function nonNegInt(v: unknown): number | undefined {
 }
 
 /** Largest JSON answer a buffering meter reads before it gives up and lets the estimate stand. */
+/** What an LLM vendor (OpenAI, Anthropic) is built from. */
+export interface LlmVendorConfig {
+  origin: string;
+  testSecret: string | undefined;
+  liveSecret: string | undefined;
+  models: ReadonlyMap<string, ModelPrice>;
+  /** Output tokens reserved when the request names no output limit. */
+  defaultMaxOutputTokens: number;
+  unknownCost: UnknownCostPolicy;
+}
+
 export const METER_BUFFER_LIMIT = 8 * 1024 * 1024;
 
 export interface TokenMeterOptions {

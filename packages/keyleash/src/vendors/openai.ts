@@ -3,6 +3,7 @@ import {
   deltaTokens,
   findModelPrice,
   inputTokenBound,
+  type LlmVendorConfig,
   type ModelPrice,
   type ModelPriceInput,
   nonNegInt,
@@ -51,15 +52,8 @@ export const DEFAULT_OPENAI_MODELS: Readonly<Record<string, ModelPriceInput>> = 
   'text-embedding-ada-002': { input: 0.1, output: 0 },
 });
 
-export interface OpenAIVendorConfig {
-  origin: string;
-  testSecret: string | undefined;
-  liveSecret: string | undefined;
-  models: ReadonlyMap<string, ModelPrice>;
-  /** Output tokens reserved when the request sets no max_tokens / max_completion_tokens / max_output_tokens. */
-  defaultMaxOutputTokens: number;
-  unknownCost: UnknownCostPolicy;
-}
+/** The output limit read from max_tokens / max_completion_tokens / max_output_tokens. */
+export type OpenAIVendorConfig = LlmVendorConfig;
 
 type Endpoint = 'chat' | 'completions' | 'embeddings' | 'responses';
 
