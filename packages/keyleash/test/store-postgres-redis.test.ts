@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeBudget, makeKey, runStoreConformance } from '../src/store/conformance.js';
+import { makeBudget, makeKey, makeMintedKey, makeMintingKey, runStoreConformance } from '../src/store/conformance.js';
 import { PgRedisStore } from '../src/store/postgres-redis/index.js';
 import { StoreUnavailableError, type ReserveRequest } from '../src/store/store.js';
 import { cable, dropSchema, flushPrefix, pgRedisAvailable, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from './pg-redis-env.js';
@@ -190,6 +190,58 @@ describe.skipIf(!available)('postgres+redis: Redis is a cache of the Postgres le
     const results = await Promise.all(calls);
     expect(results.filter((r) => r.ok)).toHaveLength(50);
     expect(await a.budgetSpend('default', budget.id, DAY)).toBe(500 * USD);
+  });
+
+  it("rebuilds a parent key's spend from its own and its descendants' ledger rows after Redis loses everything", async () => {
+    const mk = makeMintingKey();
+    await a.createMintingKey(mk);
+    const life = { createdAt: NOW - 1000, expiresAt: NOW + 3_600_000 };
+    const root = makeMintedKey(mk, undefined, { dailyCapMicros: 10 * USD, ...life });
+    const child = makeMintedKey(mk, root, { dailyCapMicros: 20 * USD, ...life });
+    expect((await a.createMintedKeys([root, child], NOW)).ok).toBe(true);
+    const settled = req(child.id, 3 * USD);
+    const open1 = req(child.id, 2 * USD);
+    expect((await a.reserve(settled)).ok).toBe(true);
+    await a.settle(settled.reservationId, { state: 'settled', micros: 4 * USD }, NOW + 1);
+    expect((await a.reserve(open1)).ok).toBe(true);
+    expect((await a.reserve(req(root.id, USD))).ok).toBe(true);
+
+    await flushPrefix(prefix);
+    // The root's day is summed from its own row and its child's, whichever key rebuilds it.
+    expect(await b.reserve(req(child.id, 3 * USD + 1))).toEqual({
+      ok: false,
+      code: 'cap_exhausted',
+      spentMicros: 7 * USD,
+      capMicros: 10 * USD,
+      limit: { kind: 'parent_key', id: root.id },
+    });
+    expect(await b.reserve(req(child.id, 3 * USD))).toEqual({ ok: true, spentMicros: 9 * USD });
+    await a.settle(open1.reservationId, { state: 'released' }, NOW + 2);
+    expect((await b.keyUsage(root.id, DAY)).spentMicros).toBe(8 * USD);
+    expect((await b.keyUsage(child.id, DAY)).spentMicros).toBe(7 * USD);
+    await flushPrefix(prefix);
+    expect(await a.reserve(req(root.id, 2 * USD + 1))).toMatchObject({ code: 'cap_exhausted', spentMicros: 8 * USD });
+    expect((await b.reserve(req(child.id, 2 * USD))).ok).toBe(true);
+  });
+
+  it("holds a parent key's cap exactly across two replicas and its children while Redis is flushed mid-traffic", async () => {
+    const mk = makeMintingKey();
+    await a.createMintingKey(mk);
+    const life = { createdAt: NOW - 1000, expiresAt: NOW + 3_600_000 };
+    const root = makeMintedKey(mk, undefined, { dailyCapMicros: 500 * USD, ...life });
+    const children = Array.from({ length: 20 }, () => makeMintedKey(mk, root, { dailyCapMicros: null, ...life }));
+    for (const child of children) expect((await (children.indexOf(child) % 2 ? a : b).createMintedKeys([root, child], NOW)).ok).toBe(true);
+    const calls: Array<Promise<{ ok: boolean }>> = [];
+    const flushes: Array<Promise<number>> = [];
+    for (let i = 0; i < 300; i++) {
+      calls.push((i % 2 ? a : b).reserve(req(children[i % 20]!.id, 10 * USD)));
+      if (i === 40 || i === 120) flushes.push(flushPrefix(prefix));
+      if (i % 10 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(flushes);
+    const results = await Promise.all(calls);
+    expect(results.filter((r) => r.ok)).toHaveLength(50);
+    expect((await a.keyUsage(root.id, DAY)).spentMicros).toBe(500 * USD);
   });
 
   it('holds a rate limit across replicas: the bucket is in Redis', async () => {

@@ -31,23 +31,30 @@ export function alertingStore(store: Store, alerts: AlertService): Store {
         });
       }
     } else if (!r.ok && r.code === 'cap_exhausted') {
-      const scope = r.limit ? `budget:${r.limit.id}:${r.limit.window}` : `key:${req.keyId}:${req.day}`;
+      const budget = r.limit?.kind === 'budget' ? r.limit : undefined;
+      // A parent key's cap is that key's exhaustion, whichever of its descendants hit it.
+      const capped = r.limit?.kind === 'parent_key' ? r.limit.id : req.keyId;
+      const scope = budget ? `budget:${budget.id}:${budget.window}` : `key:${capped}:${req.day}`;
       if (!first(scope)) return;
       const tenant = await tenantOf(req.keyId);
       if (!tenant) return;
       alerts.emit(tenant, 'cap.exhausted', {
         key_id: req.keyId,
-        limit: r.limit ? { kind: 'budget', id: r.limit.id, period: r.limit.period, window: r.limit.window } : { kind: 'key' },
+        limit: budget
+          ? { kind: 'budget', id: budget.id, period: budget.period, window: budget.window }
+          : r.limit?.kind === 'parent_key'
+            ? { kind: 'parent_key', id: r.limit.id }
+            : { kind: 'key' },
         spend_usd: r.spentMicros / 1e6,
         cap_usd: r.capMicros / 1e6,
         cost_usd: req.amountMicros / 1e6,
         method: req.method,
         path: req.path,
       });
-      if (r.limit) {
-        alerts.emitOnce(tenant, `budget:${r.limit.id}:${r.limit.window}:100`, 'budget.threshold', {
-          budget: r.limit.id,
-          window: r.limit.window,
+      if (budget) {
+        alerts.emitOnce(tenant, `budget:${budget.id}:${budget.window}:100`, 'budget.threshold', {
+          budget: budget.id,
+          window: budget.window,
           percent: 100,
           spend_usd: r.spentMicros / 1e6,
           limit_usd: r.capMicros / 1e6,

@@ -73,3 +73,69 @@ export function isEndpointAllowed(
       p.segments.every((ps, i) => ps === '*' || ps === segments[i]),
   );
 }
+
+export const ENDPOINT_METHODS: ReadonlySet<string> = METHODS;
+
+/** The pattern as written: `"METHOD /a/*"`, or `"/a/*"` for any method. */
+export function formatPattern(p: Pick<EndpointPattern, 'method' | 'segments'>): string {
+  const path = '/' + p.segments.join('/');
+  return p.method === null ? path : `${p.method} ${path}`;
+}
+
+/**
+ * The pattern matching exactly the requests both `a` and `b` match, or null when none does.
+ * Exact because `*` stands for one whole segment: the meet of `*` and a literal is the literal.
+ */
+export function meetPatterns(a: EndpointPattern, b: EndpointPattern): EndpointPattern | null {
+  if (a.segments.length !== b.segments.length) return null;
+  if (a.method !== null && b.method !== null && a.method !== b.method) return null;
+  const segments: string[] = [];
+  for (let i = 0; i < a.segments.length; i++) {
+    const x = a.segments[i]!;
+    const y = b.segments[i]!;
+    if (x === '*') segments.push(y);
+    else if (y === '*' || x === y) segments.push(x);
+    else return null;
+  }
+  const method = a.method ?? b.method;
+  return { method, segments, source: formatPattern({ method, segments }) };
+}
+
+/** True when every request `inner` matches is also matched by `outer`. */
+export function patternCovers(outer: EndpointPattern, inner: EndpointPattern): boolean {
+  if (outer.method !== null && outer.method !== inner.method) return false;
+  if (outer.segments.length !== inner.segments.length) return false;
+  return outer.segments.every((s, i) => s === '*' || s === inner.segments[i]);
+}
+
+/** Drops duplicates and patterns another one already covers, keeping the first of equals. */
+function minimal(patterns: EndpointPattern[]): EndpointPattern[] {
+  return patterns.filter(
+    (p, i) => !patterns.some((q, j) => j !== i && patternCovers(q, p) && (!patternCovers(p, q) || j < i)),
+  );
+}
+
+/** Requests allowed by some pattern of `a` and by some pattern of `b`, as one pattern list. */
+export function intersectEndpoints(a: readonly EndpointPattern[], b: readonly EndpointPattern[]): EndpointPattern[] {
+  const out: EndpointPattern[] = [];
+  for (const p of a) {
+    for (const q of b) {
+      const m = meetPatterns(p, q);
+      if (m) out.push(m);
+    }
+  }
+  return minimal(out);
+}
+
+/** The patterns narrowed to the given methods (uppercase): "/a" with [GET, POST] → "GET /a", "POST /a". */
+export function restrictMethods(patterns: readonly EndpointPattern[], methods: readonly string[]): EndpointPattern[] {
+  const out: EndpointPattern[] = [];
+  for (const p of patterns) {
+    if (p.method !== null) {
+      if (methods.includes(p.method)) out.push(p);
+      continue;
+    }
+    for (const method of methods) out.push({ method, segments: p.segments, source: formatPattern({ method, segments: p.segments }) });
+  }
+  return minimal(out);
+}

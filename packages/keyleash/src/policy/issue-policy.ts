@@ -1,4 +1,4 @@
-import { parseEndpointPattern, type EndpointPattern } from './endpoints.js';
+import { parseEndpointPattern, patternCovers, type EndpointPattern } from './endpoints.js';
 
 /**
  * What an admin token may issue. Every field is optional; a token (or tenant) with several
@@ -18,16 +18,6 @@ export interface IssuePolicy {
 export interface PolicyViolation {
   param: string;
   reason: string;
-}
-
-/**
- * True when every request `r` matches could also be matched by `p`: same or narrower method,
- * same length, and each segment of `p` is `*` or the same literal.
- */
-export function patternWithin(r: EndpointPattern, p: EndpointPattern): boolean {
-  if (p.method !== null && p.method !== r.method) return false;
-  if (p.segments.length !== r.segments.length) return false;
-  return p.segments.every((ps, i) => ps === '*' || ps === r.segments[i]);
 }
 
 /** The first way the key request breaks a policy, or null. */
@@ -51,7 +41,7 @@ export function checkIssuePolicy(
     if (p.endpoints) {
       const allowed = p.endpoints.map(parseEndpointPattern).filter((x): x is EndpointPattern => !('error' in x));
       for (const [i, r] of req.endpoints.entries()) {
-        if (!allowed.some((a) => patternWithin(r, a))) {
+        if (!allowed.some((a) => patternCovers(a, r))) {
           return { param: `allowed_endpoints.${i}`, reason: `"${r.source}" is outside this admin token's endpoints (${p.endpoints.join(', ')})` };
         }
       }

@@ -19,6 +19,13 @@ export function reserveRefusal(
   if (r.code === 'cap_exhausted') {
     const remaining = Math.max(0, r.capMicros - r.spentMicros);
     const cost = { cost_usd: estimate / 1e6, remaining_usd: remaining / 1e6 };
+    if (r.limit?.kind === 'parent_key') {
+      return {
+        code: 'cap_exhausted',
+        message: `This call costs ${formatUsd(estimate)} but key ${r.limit.id}, which this key was narrowed from, has ${formatUsd(remaining)} left of its ${formatUsd(r.capMicros)} daily cap.`,
+        extra: { limit: { kind: 'parent_key', id: r.limit.id }, ...cost },
+      };
+    }
     if (r.limit) {
       const { id, period, window } = r.limit;
       return {

@@ -7,7 +7,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidCursorError } from './cursor.js';
-import type { AuditFilter, AuditRecord, BudgetRecord, KeyFilter, KeyRecord, Page, ReserveRequest, Store } from './store.js';
+import type { AuditFilter, AuditRecord, BudgetRecord, KeyFilter, KeyRecord, MintingKeyRecord, Page, ReserveRequest, Store } from './store.js';
 
 export interface StoreInstance {
   store: Store;
@@ -98,6 +98,43 @@ export function makeBudget(overrides: Partial<BudgetRecord> = {}): BudgetRecord 
     updatedAt: NOW - HOUR,
     ...overrides,
   };
+}
+
+/** A valid, active MintingKeyRecord with one secret version; override any field. */
+export function makeMintingKey(overrides: Partial<MintingKeyRecord> = {}): MintingKeyRecord {
+  seq += 1;
+  return {
+    id: `mk_${String(seq).padStart(24, '0')}`,
+    tenantId: 'default',
+    label: 'flask-backend',
+    mode: 'test',
+    vendors: ['stripe'],
+    allowedEndpoints: ['/v1/payment_intents', 'POST /v1/refunds'],
+    maxCapMicros: 100 * USD,
+    maxTtlSeconds: 3600,
+    budgetIds: [],
+    allowedBudgets: ['user:*'],
+    metadata: { team: 'billing' },
+    versions: [{ version: 1, salt: 'salt-1', createdAt: NOW - HOUR, retiresAt: null }],
+    createdAt: NOW - HOUR,
+    revokedAt: null,
+    ...overrides,
+  };
+}
+
+/** A minted key of `mk` (narrowed from `parent` when given), as the verifier would produce it. */
+export function makeMintedKey(mk: MintingKeyRecord, parent?: KeyRecord, overrides: Partial<KeyRecord> = {}): KeyRecord {
+  seq += 1;
+  const id = `mkey_${mk.id.slice(3)}_${String(seq).padStart(24, '0')}`;
+  return makeKey({
+    id,
+    tokenHash: `hash_${id}`,
+    tenantId: mk.tenantId,
+    mintingKeyId: mk.id,
+    mintVersion: 1,
+    ancestorIds: parent ? [...(parent.ancestorIds ?? []), parent.id] : [],
+    ...overrides,
+  });
 }
 
 function reserveReq(keyId: string, amountMicros: number, overrides: Partial<ReserveRequest> = {}): ReserveRequest {
@@ -1362,6 +1399,212 @@ export function runStoreConformance(factory: StoreFactory): void {
         await reopened.settle(open.reservationId, { state: 'released' }, NOW + 4);
         expect(await reopened.reserve(reserveReq(key.id, 9 * USD))).toEqual({ ok: true, spentMicros: 10 * USD });
         expect(await reopened.reserve(reserveReq(key.id, 1))).toMatchObject({ code: 'cap_exhausted' });
+      });
+    });
+
+    describe('minting keys', () => {
+      it('round-trips a minting key, scoped to its tenant', async () => {
+        const mk = makeMintingKey({ maxCapMicros: null, budgetIds: ['team:billing'], allowedBudgets: [], metadata: {} });
+        await store.createMintingKey(mk);
+        expect(await store.getMintingKey(mk.id)).toEqual(mk);
+        expect(await store.getMintingKey(mk.id, 'default')).toEqual(mk);
+        expect(await store.getMintingKey(mk.id, 'acme')).toBeNull();
+        expect(await store.getMintingKey('mk_missing')).toBeNull();
+      });
+
+      it('lists a tenant\'s minting keys newest first, page by page', async () => {
+        const made = [];
+        for (let i = 0; i < 5; i++) {
+          const mk = makeMintingKey({ createdAt: NOW - i * 1000 });
+          await store.createMintingKey(mk);
+          made.push(mk);
+        }
+        await store.createMintingKey(makeMintingKey({ tenantId: 'acme' }));
+        const pages = await collectPages((c) => store.listMintingKeys('default', 2, c), 2);
+        expect(pages.flat()).toEqual(made);
+        expect(pages).toHaveLength(3);
+      });
+
+      it('rotation adds a version, retires the older ones and cuts their keys short', async () => {
+        const mk = makeMintingKey();
+        await store.createMintingKey(mk);
+        const old = makeMintedKey(mk, undefined, { expiresAt: NOW + 2 * HOUR });
+        const soon = makeMintedKey(mk, undefined, { expiresAt: NOW + 60_000 });
+        expect(await store.createMintedKeys([old], NOW)).toMatchObject({ ok: true });
+        expect(await store.createMintedKeys([soon], NOW)).toMatchObject({ ok: true });
+        const v2 = { version: 2, salt: 'salt-2', createdAt: NOW, retiresAt: null };
+        const r = await store.rotateMintingKey('default', mk.id, v2, NOW + HOUR);
+        expect(r).toEqual({ ok: true, record: { ...mk, versions: [{ ...mk.versions[0]!, retiresAt: NOW + HOUR }, v2] } });
+        expect(await store.getMintingKey(mk.id)).toEqual(r.ok && r.record);
+        expect((await store.getKeyById(old.id))?.expiresAt).toBe(NOW + HOUR);
+        expect((await store.getKeyById(soon.id))?.expiresAt).toBe(NOW + 60_000);
+        // A later rotation never pushes an earlier retirement back.
+        const v3 = { version: 3, salt: 'salt-3', createdAt: NOW, retiresAt: null };
+        const again = await store.rotateMintingKey('default', mk.id, v3, NOW + 2 * HOUR);
+        expect(again.ok && again.record.versions.map((v) => v.retiresAt)).toEqual([NOW + HOUR, NOW + 2 * HOUR, null]);
+        // A key minted under a retired version is created to expire when it retires.
+        const late = makeMintedKey(mk, undefined, { mintVersion: 1, expiresAt: NOW + 3 * HOUR });
+        const created = await store.createMintedKeys([late], NOW);
+        expect(created.ok && created.keys[0]!.expiresAt).toBe(NOW + HOUR);
+        expect(await store.rotateMintingKey('acme', mk.id, v3, NOW)).toEqual({ ok: false, code: 'not_found' });
+      });
+
+      it('revoking a minting key revokes every key minted from it, at once', async () => {
+        const mk = makeMintingKey();
+        await store.createMintingKey(mk);
+        const a = makeMintedKey(mk, undefined, { dailyCapMicros: null });
+        const b = makeMintedKey(mk, a);
+        await store.createMintedKeys([a, b], NOW);
+        expect((await store.reserve(reserveReq(b.id, USD))).ok).toBe(true);
+        expect(await store.revokeMintingKey('acme', mk.id, NOW)).toEqual({ result: 'not_found', keys: [] });
+        const r = await store.revokeMintingKey('default', mk.id, NOW + 1);
+        expect(r.result).toBe('revoked');
+        expect(sorted(ids(r.keys))).toEqual(sorted([a.id, b.id]));
+        expect(r.keys.find((k) => k.id === a.id)?.tokenHash).toBe(a.tokenHash);
+        expect((await store.getMintingKey(mk.id))?.revokedAt).toBe(NOW + 1);
+        expect((await store.getKeyById(a.id))?.revokedAt).toBe(NOW + 1);
+        expect(await store.reserve(reserveReq(b.id, USD))).toEqual({ ok: false, code: 'key_revoked' });
+        expect(await store.revokeMintingKey('default', mk.id, NOW + 2)).toEqual({ result: 'already_revoked', keys: [] });
+        expect(await store.revokeMintingKey('default', 'mk_missing', NOW)).toEqual({ result: 'not_found', keys: [] });
+        // Its keys used for the first time afterwards are created revoked.
+        const late = makeMintedKey(mk);
+        const created = await store.createMintedKeys([late], NOW + 3);
+        expect(created.ok && created.keys[0]!.revokedAt).toBe(NOW + 1);
+        expect(await store.reserve(reserveReq(late.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
+        expect(await store.rotateMintingKey('default', mk.id, { version: 2, salt: 's', createdAt: NOW, retiresAt: null }, NOW)).toEqual({
+          ok: false,
+          code: 'revoked',
+        });
+      });
+    });
+
+    describe('minted keys', () => {
+      let mk: MintingKeyRecord;
+      beforeEach(async () => {
+        mk = makeMintingKey();
+        await store.createMintingKey(mk);
+      });
+
+      it('creates a chain on first use, root first, and finds it the same afterwards', async () => {
+        const root = makeMintedKey(mk, undefined, { metadata: { user_id: 'u42' } });
+        const child = makeMintedKey(mk, root, { dailyCapMicros: 5 * USD, allowedEndpoints: ['POST /v1/refunds'] });
+        const first = await store.createMintedKeys([root, child], NOW);
+        expect(first).toEqual({ ok: true, keys: [root, child] });
+        expect(await store.getKeyById(child.id)).toEqual(child);
+        expect(await store.getKeyByHash(root.tokenHash)).toEqual(root);
+        // Another replica (or a racing call) creating the same chain finds it as it is.
+        expect(await store.createMintedKeys([root, { ...child, createdAt: NOW + 5 }], NOW + 5)).toEqual({ ok: true, keys: [root, child] });
+        const sibling = makeMintedKey(mk, root);
+        expect(await store.createMintedKeys([root, sibling], NOW)).toEqual({ ok: true, keys: [root, sibling] });
+        expect(sorted(ids(await listAllKeys({ mintingKeyId: mk.id })))).toEqual(sorted([root.id, child.id, sibling.id]));
+        expect(await listAllKeys({ mintingKeyId: 'mk_other' })).toEqual([]);
+      });
+
+      it('refuses an id that another token already holds, and writes nothing', async () => {
+        const root = makeMintedKey(mk);
+        await store.createMintedKeys([root], NOW);
+        expect(await store.createMintedKeys([{ ...root, tokenHash: 'hash_other' }], NOW)).toEqual({ ok: false, code: 'conflict', id: root.id });
+        const fresh = makeMintedKey(mk);
+        const clash = makeMintedKey(mk, fresh, { id: root.id, tokenHash: 'hash_clash' });
+        expect(await store.createMintedKeys([fresh, clash], NOW)).toEqual({ ok: false, code: 'conflict', id: root.id });
+        expect(await store.getKeyById(fresh.id)).toBeNull();
+      });
+
+      it('refuses a chain naming a missing budget or minting key, and writes nothing', async () => {
+        const budget = makeBudget({ id: 'user:u42' });
+        await store.createBudget(budget);
+        const root = makeMintedKey(mk, undefined, { budgetIds: ['user:u42', 'user:gone'] });
+        expect(await store.createMintedKeys([root], NOW)).toEqual({ ok: false, code: 'budget_not_found', id: 'user:gone' });
+        expect(await store.getKeyById(root.id)).toBeNull();
+        const stranger = makeMintedKey(makeMintingKey());
+        expect(await store.createMintedKeys([stranger], NOW)).toEqual({ ok: false, code: 'minting_key_not_found' });
+        const wrongTenant = makeMintedKey(mk, undefined, { tenantId: 'acme' });
+        expect(await store.createMintedKeys([wrongTenant], NOW)).toEqual({ ok: false, code: 'minting_key_not_found' });
+        const ok = makeMintedKey(mk, undefined, { budgetIds: ['user:u42'] });
+        expect((await store.createMintedKeys([ok], NOW)).ok).toBe(true);
+        expect((await store.reserve(reserveReq(ok.id, 3 * USD))).ok).toBe(true);
+        expect(await store.budgetSpend('default', 'user:u42', DAY)).toBe(3 * USD);
+      });
+
+      it("counts a narrowed key's spend against every key it came from, atomically", async () => {
+        const root = makeMintedKey(mk, undefined, { dailyCapMicros: 10 * USD });
+        const child = makeMintedKey(mk, root, { dailyCapMicros: 8 * USD });
+        const grandchild = makeMintedKey(mk, child, { dailyCapMicros: 6 * USD });
+        const sibling = makeMintedKey(mk, root, { dailyCapMicros: 8 * USD });
+        await store.createMintedKeys([root, child, grandchild], NOW);
+        await store.createMintedKeys([root, sibling], NOW);
+        expect(await store.reserve(reserveReq(grandchild.id, 4 * USD))).toEqual({ ok: true, spentMicros: 4 * USD });
+        expect((await store.keyUsage(child.id, DAY)).spentMicros).toBe(4 * USD);
+        expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(4 * USD);
+        expect(await store.keyUsage(grandchild.id, DAY)).toEqual({ requestCount: 1, lastUsedAt: NOW, spentMicros: 4 * USD });
+        expect((await store.keyUsage(root.id, DAY)).requestCount).toBe(0);
+        // The grandchild's own cap first, then each ancestor's.
+        expect(await store.reserve(reserveReq(grandchild.id, 3 * USD))).toEqual({ ok: false, code: 'cap_exhausted', spentMicros: 4 * USD, capMicros: 6 * USD });
+        expect(await store.reserve(reserveReq(sibling.id, 7 * USD))).toEqual({
+          ok: false,
+          code: 'cap_exhausted',
+          spentMicros: 4 * USD,
+          capMicros: 10 * USD,
+          limit: { kind: 'parent_key', id: root.id },
+        });
+        const open = reserveReq(sibling.id, 6 * USD);
+        expect((await store.reserve(open)).ok).toBe(true);
+        expect(await store.reserve(reserveReq(root.id, 1))).toMatchObject({ code: 'cap_exhausted', spentMicros: 10 * USD });
+        // Settling and extending move every ancestor's spend too.
+        await store.settle(open.reservationId, { state: 'settled', micros: 2 * USD }, NOW + 1);
+        expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(6 * USD);
+        const grow = reserveReq(child.id, USD);
+        expect((await store.reserve(grow)).ok).toBe(true);
+        expect(await store.extendReservation(grow.reservationId, 4 * USD, NOW + 2)).toMatchObject({ ok: false, code: 'cap_exhausted' });
+        expect(await store.extendReservation(grow.reservationId, 3 * USD, NOW + 2)).toEqual({ ok: true, spentMicros: 8 * USD });
+        expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(10 * USD);
+        await store.settle(grow.reservationId, { state: 'released' }, NOW + 3);
+        expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(6 * USD);
+        expect((await store.keyUsage(child.id, DAY)).spentMicros).toBe(4 * USD);
+      });
+
+      it('concurrent calls of two siblings never spend past their parent together', async () => {
+        const root = makeMintedKey(mk, undefined, { dailyCapMicros: 50 * USD });
+        const a = makeMintedKey(mk, root, { dailyCapMicros: 40 * USD });
+        const b = makeMintedKey(mk, root, { dailyCapMicros: 40 * USD });
+        await store.createMintedKeys([root, a], NOW);
+        await store.createMintedKeys([root, b], NOW);
+        const results = await Promise.all(Array.from({ length: 100 }, (_, i) => store.reserve(reserveReq(i % 2 ? a.id : b.id, USD))));
+        expect(results.filter((r) => r.ok)).toHaveLength(50);
+        expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(50 * USD);
+        expect((await store.keyUsage(a.id, DAY)).spentMicros + (await store.keyUsage(b.id, DAY)).spentMicros).toBe(50 * USD);
+      });
+
+      it('a revoked or expired ancestor stops every key narrowed from it', async () => {
+        const root = makeMintedKey(mk, undefined, { dailyCapMicros: null, expiresAt: NOW + HOUR });
+        const child = makeMintedKey(mk, root, { dailyCapMicros: null });
+        const other = makeMintedKey(mk, undefined, { dailyCapMicros: null, expiresAt: NOW + 10 });
+        const otherChild = makeMintedKey(mk, other, { dailyCapMicros: null, expiresAt: NOW + HOUR });
+        await store.createMintedKeys([root, child], NOW);
+        await store.createMintedKeys([other, otherChild], NOW);
+        expect((await store.reserve(reserveReq(child.id, 0))).ok).toBe(true);
+        expect(await store.revokeKey(root.id, NOW)).toBe('revoked');
+        expect(await store.reserve(reserveReq(child.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
+        expect(await store.reserve(reserveReq(otherChild.id, 0, { now: NOW + 10 }))).toEqual({ ok: false, code: 'key_expired' });
+      });
+
+      it('revokes a minted key before its first use, and its first use creates it revoked', async () => {
+        const root = makeMintedKey(mk);
+        const child = makeMintedKey(mk, root);
+        expect(await store.revokeMintedKey('acme', child.id, mk.id, NOW)).toEqual({ result: 'not_found', tokenHash: null });
+        expect(await store.revokeMintedKey('default', child.id, 'mk_missing', NOW)).toEqual({ result: 'not_found', tokenHash: null });
+        expect(await store.revokeMintedKey('default', child.id, mk.id, NOW)).toEqual({ result: 'revoked', tokenHash: null });
+        expect(await store.revokeMintedKey('default', child.id, mk.id, NOW + 1)).toEqual({ result: 'already_revoked', tokenHash: null });
+        expect(await store.getMintedRevocation(child.id, 'default')).toEqual({ id: child.id, tenantId: 'default', mintingKeyId: mk.id, revokedAt: NOW });
+        expect(await store.getMintedRevocation(child.id, 'acme')).toBeNull();
+        expect(await store.getMintedRevocation(root.id, 'default')).toBeNull();
+        const created = await store.createMintedKeys([root, child], NOW + 2);
+        expect(created).toEqual({ ok: true, keys: [root, { ...child, revokedAt: NOW }] });
+        expect(await store.reserve(reserveReq(child.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
+        expect((await store.reserve(reserveReq(root.id, 0))).ok).toBe(true);
+        // Once it exists, the same call revokes the record.
+        expect(await store.revokeMintedKey('default', root.id, mk.id, NOW + 3)).toEqual({ result: 'revoked', tokenHash: root.tokenHash });
+        expect(await store.reserve(reserveReq(root.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
       });
     });
   });

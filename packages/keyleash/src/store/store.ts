@@ -25,6 +25,15 @@ export interface KeyRecord {
   budgetIds: string[];
   /** Requests per period for this key (token bucket), or null for none. */
   rateLimit: RateLimit | null;
+  /** A minted key's minting key (null or absent: issued through the control API). */
+  mintingKeyId?: string | null;
+  /** The minting secret version it was minted under. */
+  mintVersion?: number | null;
+  /**
+   * The keys it was narrowed from, the minted key first. Every call also checks each one
+   * (revoked, expired, its cap) and counts its spend against each, atomically.
+   */
+  ancestorIds?: string[];
 }
 
 /**
@@ -83,6 +92,8 @@ export type KeyStatus = 'active' | 'expired' | 'revoked';
 
 export interface KeyFilter {
   status?: KeyStatus;
+  /** Only keys minted from this minting key. */
+  mintingKeyId?: string;
   vendor?: string;
   mode?: Mode;
   labelPrefix?: string;
@@ -152,6 +163,12 @@ export interface BudgetLimitHit {
   window: string;
 }
 
+/** The daily cap of a key this one was narrowed from refused the reservation. */
+export interface ParentLimitHit {
+  kind: 'parent_key';
+  id: string;
+}
+
 export type ReserveResult =
   /**
    * `replayOf`: an idempotent retry of that reservation; nothing was charged or recorded.
@@ -165,9 +182,10 @@ export type ReserveResult =
   | { ok: false; code: 'rate_limited'; retryAfterMs: number; limit: { kind: 'key' | 'budget'; id: string } }
   /**
    * `spentMicros`/`capMicros` are those of the limit hit: the key's own daily cap, or (with
-   * `limit`) the budget named there. Checks run key first, then budgets in attachment order.
+   * `limit`) the ancestor key or budget named there. Checks run key first, then its ancestors
+   * (the minted key first), then budgets in attachment order.
    */
-  | { ok: false; code: 'cap_exhausted'; spentMicros: number; capMicros: number; limit?: BudgetLimitHit };
+  | { ok: false; code: 'cap_exhausted'; spentMicros: number; capMicros: number; limit?: BudgetLimitHit | ParentLimitHit };
 
 /**
  * How a reservation ends. `settled`: the vendor executed the call, at this real cost.
@@ -238,6 +256,60 @@ export interface AuditFilter {
   since?: number;
 }
 
+/** One secret of a minting key. Only its salt is stored; the secret is derived from it. */
+export interface MintingKeyVersion {
+  version: number;
+  salt: string;
+  createdAt: number;
+  /** When tokens minted under it stop verifying (set by a rotation), or null. */
+  retiresAt: number | null;
+}
+
+/** A minting key: whoever holds its secret mints vault keys within this policy (docs/minting.md). */
+export interface MintingKeyRecord {
+  id: string;
+  tenantId: string;
+  label: string;
+  mode: Mode;
+  vendors: string[];
+  allowedEndpoints: string[];
+  /** The highest daily cap a minted key gets; null: no maximum. */
+  maxCapMicros: number | null;
+  maxTtlSeconds: number;
+  /** Budgets every minted key counts against. */
+  budgetIds: string[];
+  /** Further budgets a minted key may name (exact ids, or prefixes ending in `*`). */
+  allowedBudgets: string[];
+  metadata: Record<string, string>;
+  /** Oldest first; the last is the current one. */
+  versions: MintingKeyVersion[];
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export type RotateMintingKeyResult = { ok: true; record: MintingKeyRecord } | { ok: false; code: 'not_found' | 'revoked' };
+
+export interface RevokeMintingKeyResult {
+  result: RevokeResult;
+  /** The minted keys in use that this revocation revoked. */
+  keys: Array<{ id: string; tokenHash: string }>;
+}
+
+export type CreateMintedResult =
+  /** The chain's records as stored, root first (created now, or found from an earlier use). */
+  | { ok: true; keys: KeyRecord[] }
+  /** `conflict`: an id of the chain already belongs to another token. */
+  | { ok: false; code: 'conflict' | 'minting_key_not_found'; id?: string }
+  | { ok: false; code: 'budget_not_found'; id: string };
+
+/** A revocation of a minted key that was never used (there is no key record to mark). */
+export interface MintedRevocation {
+  id: string;
+  tenantId: string;
+  mintingKeyId: string;
+  revokedAt: number;
+}
+
 export interface Store {
   readonly kind: string;
   createKey(key: KeyRecord): Promise<void>;
@@ -281,6 +353,35 @@ export interface Store {
   deleteBudget(tenantId: string, id: string, now: number): Promise<DeleteBudgetResult>;
   /** Settled spend plus open reservations of every attached key in `window` (see budgetWindow). */
   budgetSpend(tenantId: string, id: string, window: string): Promise<number>;
+
+  // ---- minting keys and minted keys (docs/minting.md) ----
+
+  createMintingKey(record: MintingKeyRecord): Promise<void>;
+  /** With `tenantId`, another tenant's minting key is not found. */
+  getMintingKey(id: string, tenantId?: string): Promise<MintingKeyRecord | null>;
+  /** Newest first; the cursor is opaque. */
+  listMintingKeys(tenantId: string, limit: number, cursor: string | null): Promise<Page<MintingKeyRecord>>;
+  /**
+   * Adds `next` as the current version and retires every older version at `retireAt` (keeping
+   * an earlier retirement), shortening every key minted under them to expire by then.
+   */
+  rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult>;
+  /** Revokes the minting key and every key minted from it, at once and on every replica. */
+  revokeMintingKey(tenantId: string, id: string, now: number): Promise<RevokeMintingKeyResult>;
+  /**
+   * Creates the records of a verified chain on its first use, root first, atomically. A key
+   * whose id is already stored with the same token hash is kept as it is. Each new key is
+   * created revoked when its minting key (or a revocation before use) says so, and expires no
+   * later than its secret version retires. Every budget must exist.
+   */
+  createMintedKeys(keys: readonly KeyRecord[], now: number): Promise<CreateMintedResult>;
+  /**
+   * Revokes a minted key by id whether or not it was ever used: marks its record, or records
+   * the revocation for its first use. `not_found` when its minting key is not the tenant's.
+   */
+  revokeMintedKey(tenantId: string, id: string, mintingKeyId: string, now: number): Promise<{ result: RevokeResult; tokenHash: string | null }>;
+  /** The revocation of a minted key that was never used, if any. */
+  getMintedRevocation(id: string, tenantId: string): Promise<MintedRevocation | null>;
 
   appendAudit(records: readonly AuditRecord[]): Promise<void>;
   listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>>;

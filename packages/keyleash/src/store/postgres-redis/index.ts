@@ -31,9 +31,15 @@ import {
   reservationFromRow,
   staleFromRow,
   type StaleReservation,
+  type CreateMintedResult,
+  type MintedRevocation,
+  type MintingKeyRecord,
+  type MintingKeyVersion,
+  type RevokeMintingKeyResult,
+  type RotateMintingKeyResult,
 } from '../store.js';
 import { migratePostgres } from './migrations.js';
-import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE } from './scripts.js';
+import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE, SHORTEN } from './scripts.js';
 import {
   budgetWindow,
   crossedThresholds,
@@ -95,6 +101,9 @@ interface KeyRow {
   budget_ids: string[];
   rate_requests: number | null;
   rate_per_ms: number | null;
+  minting_key_id: string | null;
+  mint_version: number | null;
+  ancestor_ids: string[];
 }
 
 function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null }): RateLimit | null {
@@ -102,7 +111,46 @@ function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null })
 }
 
 const KEY_COLS = `id, tenant_id, token_hash, label, vendor, mode, allowed_endpoints, daily_cap_micros, metadata,
-  created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms`;
+  created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms, minting_key_id, mint_version, ancestor_ids`;
+
+interface MintingKeyRow {
+  id: string;
+  tenant_id: string;
+  label: string;
+  mode: Mode;
+  vendors: string[];
+  allowed_endpoints: string[];
+  max_cap_micros: number | null;
+  max_ttl_seconds: number;
+  budget_ids: string[];
+  allowed_budgets: string[];
+  metadata: Record<string, string>;
+  versions: MintingKeyVersion[];
+  created_at: number;
+  revoked_at: number | null;
+}
+
+function mintingKeyFromRow(r: MintingKeyRow): MintingKeyRecord {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    label: r.label,
+    mode: r.mode,
+    vendors: r.vendors,
+    allowedEndpoints: r.allowed_endpoints,
+    maxCapMicros: r.max_cap_micros,
+    maxTtlSeconds: r.max_ttl_seconds,
+    budgetIds: r.budget_ids,
+    allowedBudgets: r.allowed_budgets,
+    metadata: r.metadata,
+    versions: r.versions,
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at,
+  };
+}
+
+/** Key rows the advisory lock of a minted key id serializes: its first use against its revocation. */
+const MINTED_LOCK = `SELECT pg_advisory_xact_lock(hashtext('keyleash:minted:' || $1))`;
 
 interface BudgetRow {
   tenant_id: string;
@@ -159,6 +207,8 @@ function keyFromRow(r: KeyRow): KeyRecord {
     revokedAt: r.revoked_at,
     budgetIds: r.budget_ids,
     rateLimit: rateOf(r),
+    // Issued keys keep the original shape: the minting fields only exist on minted keys.
+    ...(r.minting_key_id === null ? {} : { mintingKeyId: r.minting_key_id, mintVersion: r.mint_version, ancestorIds: r.ancestor_ids }),
   };
 }
 
@@ -207,7 +257,7 @@ export class PgRedisStore implements Store {
     };
     this.redis = new Redis(o.redisUrl, redisOpts);
     this.redis.on('error', (err) => this.redisError(err));
-    for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE, BINIT, BSET, BINIT_WIN })) {
+    for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE, SHORTEN, BINIT, BSET, BINIT_WIN })) {
       this.redis.defineCommand(`kl_${name}`, { numberOfKeys: 1, lua });
     }
     // Any number of keys: called with the key count first.
@@ -310,29 +360,40 @@ export class PgRedisStore implements Store {
 
   async createKey(k: KeyRecord): Promise<void> {
     await this.tx(async (c) => {
-      await this.query(
-        `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $14, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13)`,
-        [k.id, k.tokenHash, k.label, k.vendor, k.mode, JSON.stringify(k.allowedEndpoints), k.dailyCapMicros,
-          JSON.stringify(k.metadata), k.createdAt, k.expiresAt, JSON.stringify(k.budgetIds), k.rateLimit?.requests ?? null,
-          k.rateLimit?.perMs ?? null, k.tenantId],
-        c,
-      );
-      if (k.budgetIds.length) {
-        // The foreign key refuses a budget that does not exist.
-        await this.query(
-          `INSERT INTO key_budgets (tenant_id, budget_id, key_id, position)
-           SELECT $1, b, $2, ord - 1 FROM unnest($3::text[]) WITH ORDINALITY AS u(b, ord)`,
-          [k.tenantId, k.id, k.budgetIds],
-          c,
-        );
-      }
+      await this.insertKeyRow(k, c);
       // Written before the row is visible, so nobody can rebuild it first. Best effort: without
       // it the first call rebuilds the state from Postgres.
-      await this.script('INIT', this.hashKey(k.id), 0, 0, k.expiresAt, k.dailyCapMicros ?? -1, 1, this.ttlMs(k), 1,
-        k.tenantId, JSON.stringify(k.budgetIds), k.rateLimit?.requests ?? '', k.rateLimit?.perMs ?? '').catch(
-        (err: unknown) => this.o.log?.warn({ err, keyId: k.id }, 'could not prime key state in redis'),
-      );
+      await this.initKeyState(k, true).catch((err: unknown) => this.o.log?.warn({ err, keyId: k.id }, 'could not prime key state in redis'));
     });
+  }
+
+  /** Inserts a key with its budget and lineage rows (a budget that does not exist is refused by its foreign key). */
+  private async insertKeyRow(k: KeyRecord, c: Client): Promise<void> {
+    await this.query(
+      `INSERT INTO keys (${KEY_COLS}) VALUES ($1, $14, $2, $3, $4, $5, $6, $7, $8, $9, $10, $15, $11, $12, $13, $16, $17, $18)`,
+      [k.id, k.tokenHash, k.label, k.vendor, k.mode, JSON.stringify(k.allowedEndpoints), k.dailyCapMicros,
+        JSON.stringify(k.metadata), k.createdAt, k.expiresAt, JSON.stringify(k.budgetIds), k.rateLimit?.requests ?? null,
+        k.rateLimit?.perMs ?? null, k.tenantId, k.revokedAt, k.mintingKeyId ?? null, k.mintVersion ?? null, JSON.stringify(k.ancestorIds ?? [])],
+      c,
+    );
+    if (k.budgetIds.length) {
+      await this.query(
+        `INSERT INTO key_budgets (tenant_id, budget_id, key_id, position)
+         SELECT $1, b, $2, ord - 1 FROM unnest($3::text[]) WITH ORDINALITY AS u(b, ord)`,
+        [k.tenantId, k.id, k.budgetIds],
+        c,
+      );
+    }
+    if (k.ancestorIds?.length) {
+      await this.query('INSERT INTO key_lineage (ancestor_id, key_id) SELECT a, $1 FROM unnest($2::text[]) AS a', [k.id, k.ancestorIds], c);
+    }
+  }
+
+  /** A new key's Redis state at epoch 0, fresh (a missing day means nothing spent). */
+  private initKeyState(k: KeyRecord, onlyIfAbsent: boolean): Promise<unknown> {
+    return this.script('INIT', this.hashKey(k.id), 0, k.revokedAt === null ? 0 : 1, k.expiresAt, k.dailyCapMicros ?? -1, 1, this.ttlMs(k),
+      onlyIfAbsent ? 1 : 0, k.tenantId, JSON.stringify(k.budgetIds), k.rateLimit?.requests ?? '', k.rateLimit?.perMs ?? '',
+      JSON.stringify(k.ancestorIds ?? []));
   }
 
   private ttlMs(k: { expiresAt: number; createdAt: number }): number {
@@ -368,6 +429,7 @@ export class PgRedisStore implements Store {
       where.push(`metadata @> ${p(JSON.stringify(filter.metadata))}::jsonb`);
     }
     if (filter.tenantId !== undefined) where.push(`tenant_id = ${p(filter.tenantId)}`);
+    if (filter.mintingKeyId !== undefined) where.push(`minting_key_id = ${p(filter.mintingKeyId)}`);
     if (filter.budgetId !== undefined) {
       where.push(`id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ${p(filter.tenantId ?? DEFAULT_TENANT)} AND budget_id = ${p(filter.budgetId)})`);
     }
@@ -419,10 +481,11 @@ export class PgRedisStore implements Store {
   }
 
   async keyUsage(id: string, day: string): Promise<KeyUsage> {
+    // Spend includes the keys narrowed from it (they count against it); calls are its own.
     const { rows } = await this.query<{ n: number; last: number | null; spent: number }>(
-      `SELECT count(*) AS n, max(created_at) AS last,
+      `SELECT count(*) FILTER (WHERE key_id = $1) AS n, max(created_at) FILTER (WHERE key_id = $1) AS last,
          COALESCE(SUM(COALESCE(final_micros, estimate_micros)) FILTER (WHERE day = $2), 0) AS spent
-       FROM reservations WHERE key_id = $1`,
+       FROM reservations WHERE key_id = $1 OR key_id IN (SELECT key_id FROM key_lineage WHERE ancestor_id = $1)`,
       [id, day],
     );
     const r = rows[0]!;
@@ -445,9 +508,11 @@ export class PgRedisStore implements Store {
     keyEpoch: number | null,
     budgetEpochs: Record<string, number> | null,
     limitRate = false,
+    ancestorEpochs: Record<string, number> | null = null,
   ): Promise<unknown[]> {
     return (await this.script(name, this.hashKey(keyId), day, amount, now, keyEpoch ?? '', `${this.prefix}b:`,
-      budgetEpochs ? JSON.stringify(budgetEpochs) : '', limitRate ? '1' : '')) as unknown[];
+      budgetEpochs ? JSON.stringify(budgetEpochs) : '', limitRate ? '1' : '', `${this.prefix}k:`,
+      ancestorEpochs ? JSON.stringify(ancestorEpochs) : '')) as unknown[];
   }
 
   /**
@@ -464,6 +529,12 @@ export class PgRedisStore implements Store {
       case 'nospend':
         await this.initDay(keyId, day);
         return null;
+      case 'nostate_parent':
+        if (!(await this.rebuild(r[1] as string))) return { ok: false, code: 'invalid_key' };
+        return null;
+      case 'nospend_parent':
+        await this.initDay(r[1] as string, day);
+        return null;
       case 'nostate_budget':
         if (!(await this.rebuildBudget(r[1] as string, r[2] as string))) {
           throw new StoreUnavailableError('postgres', new Error(`budget ${String(r[2])} of key ${keyId} is gone`));
@@ -476,10 +547,17 @@ export class PgRedisStore implements Store {
     throw new StoreUnavailableError('redis', new Error(`unexpected answer ${String(r[0])}`));
   }
 
+  /** The ancestor keys an accepted RESERVE/EXTEND answer counted in: id, epoch. */
+  private ancestorsOf(r: unknown[]): Array<{ id: string; epoch: number }> {
+    const out = [];
+    for (let i = 0; i < (r[4] as number); i++) out.push({ id: r[5 + 2 * i] as string, epoch: r[6 + 2 * i] as number });
+    return out;
+  }
+
   /** The budgets an accepted RESERVE/EXTEND answer counted in: id, epoch, window. */
   private budgetsOf(r: unknown[]): Array<{ id: string; epoch: number; window: string; before: number; limit: number }> {
     const out = [];
-    for (let i = 4; i + 4 < r.length; i += 5) {
+    for (let i = 5 + 2 * (r[4] as number); i + 4 < r.length; i += 5) {
       out.push({ id: r[i] as string, epoch: r[i + 1] as number, window: r[i + 2] as string, before: r[i + 3] as number, limit: r[i + 4] as number });
     }
     return out;
@@ -495,8 +573,10 @@ export class PgRedisStore implements Store {
   /** Undoes an accepted RESERVE/EXTEND answer of `amount` (best effort: a rebuild heals it). */
   private async undoCheck(r: unknown[], keyId: string, day: string, amount: number): Promise<void> {
     const budgets = this.budgetsOf(r);
-    if (!budgets.length) return this.undo(this.hashKey(keyId), day, amount, r[2] as number);
+    const ancestors = this.ancestorsOf(r);
+    if (!budgets.length && !ancestors.length) return this.undo(this.hashKey(keyId), day, amount, r[2] as number);
     const adj: Adjustment[] = [{ hash: this.hashKey(keyId), field: `d:${day}`, delta: -amount, epoch: r[2] as number }];
+    for (const a of ancestors) adj.push({ hash: this.hashKey(a.id), field: `d:${day}`, delta: -amount, epoch: a.epoch });
     for (const b of budgets) {
       adj.push({ hash: this.budgetHash(r[3] as string, b.id), field: `w:${b.window}`, delta: -amount, epoch: b.epoch });
     }
@@ -514,32 +594,10 @@ export class PgRedisStore implements Store {
         if (out) return out;
         continue;
       }
-      const spent = r[1] as number;
-      const epoch = r[2] as number;
-      const budgets = this.budgetsOf(r);
-      const budgetIds = budgets.map((x) => x.id);
-      const budgetEpochs = budgets.map((x) => x.epoch);
       const undo = () => this.undoCheck(r, req.keyId, req.day, req.amountMicros);
       let inserted;
       try {
-        // Durable before the call is forwarded; only counts if the key's epoch (and every
-        // budget's) is still current.
-        inserted = budgetIds.length
-          ? await this.query(
-              `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10::text
-                 AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE)
-               INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
-               SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
-               FROM keys WHERE id = $2 AND epoch = $9 AND (SELECT count(*) FROM b) = $13 FOR KEY SHARE`,
-              [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch,
-                r[3] as string, budgetIds, budgetEpochs, budgetIds.length],
-            )
-          : await this.query(
-              `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
-               SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
-               FROM keys WHERE id = $2 AND epoch = $9 FOR KEY SHARE`,
-              [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, epoch],
-            );
+        inserted = await this.insertReservation(req, r);
       } catch (e) {
         await undo();
         throw e;
@@ -600,17 +658,7 @@ export class PgRedisStore implements Store {
           const r = await this.check('RESERVE', req.keyId, req.day, req.amountMicros, req.now, null, null, true);
           if (r[0] !== 'ok') throw new Done(this.refusal(r, req.keyId), () => this.handleNotOk(r, req.keyId, req.day));
           onAbort(() => this.undoCheck(r, req.keyId, req.day, req.amountMicros));
-          const budgets = this.budgetsOf(r);
-          const inserted = await this.query(
-            `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10::text
-               AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE)
-             INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
-             SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
-             FROM keys WHERE id = $2 AND epoch = $9 AND (SELECT count(*) FROM b) = $13 FOR KEY SHARE`,
-            [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, r[2],
-              r[3] as string, budgets.map((b) => b.id), budgets.map((b) => b.epoch), budgets.length],
-            c,
-          );
+          const inserted = await this.insertReservation(req, r, c);
           // A state was rebuilt between our count and our insert: roll back, count again.
           if (inserted.rowCount !== 1) throw new Done(null, () => this.rebuild(req.keyId));
           return this.accepted(r, req.amountMicros);
@@ -622,6 +670,29 @@ export class PgRedisStore implements Store {
       }
     }
     throw new StoreUnavailableError('redis', new Error(`key state for ${req.keyId} kept changing`));
+  }
+
+  /**
+   * Records a reservation counted by an accepted RESERVE answer `r`, durable before the call is
+   * forwarded; only if the key's epoch, and every ancestor's and budget's, is still current.
+   */
+  private insertReservation(req: ReserveRequest, r: unknown[], client?: Client) {
+    const budgets = this.budgetsOf(r);
+    const ancestors = this.ancestorsOf(r);
+    const base = [req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now, r[2]];
+    const insert = `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+       SELECT $1::text, id, $3::text, $4::bigint, 'reserved', $5::text, $6::text, $7::text, $8::bigint
+       FROM keys WHERE id = $2 AND epoch = $9`;
+    if (!budgets.length && !ancestors.length) return this.query(`${insert} FOR KEY SHARE`, base, client);
+    return this.query(
+      `WITH b AS (SELECT 1 FROM budgets WHERE tenant_id = $10::text
+         AND (id, epoch) IN (SELECT * FROM unnest($11::text[], $12::bigint[])) FOR KEY SHARE),
+       a AS (SELECT 1 FROM keys WHERE (id, epoch) IN (SELECT * FROM unnest($14::text[], $15::bigint[])) FOR KEY SHARE)
+       ${insert} AND (SELECT count(*) FROM b) = $13 AND (SELECT count(*) FROM a) = $16 FOR KEY SHARE`,
+      [...base, r[3] as string, budgets.map((b) => b.id), budgets.map((b) => b.epoch), budgets.length,
+        ancestors.map((a) => a.id), ancestors.map((a) => a.epoch), ancestors.length],
+      client,
+    );
   }
 
   async purgeIdempotency(olderThan: number): Promise<number> {
@@ -649,6 +720,9 @@ export class PgRedisStore implements Store {
     }
     if (r[0] === 'key_revoked' || r[0] === 'key_expired') return { ok: false, code: r[0] };
     if (r[0] === 'cap_exhausted') return { ok: false, code: 'cap_exhausted', spentMicros: r[1] as number, capMicros: r[2] as number };
+    if (r[0] === 'parent_exhausted') {
+      return { ok: false, code: 'cap_exhausted', spentMicros: r[2] as number, capMicros: r[3] as number, limit: { kind: 'parent_key', id: r[1] as string } };
+    }
     if (r[0] === 'budget_frozen') return { ok: false, code: 'budget_frozen', budgetId: r[1] as string };
     if (r[0] === 'budget_exhausted') {
       return {
@@ -679,8 +753,8 @@ export class PgRedisStore implements Store {
       p = this.tx(async (c) => {
         const { rows } = await this.query<{ revoked_at: number | null; expires_at: number; created_at: number;
           daily_cap_micros: number | null; epoch: number; budgets: string[]; rate_requests: number | null; rate_per_ms: number | null;
-          tenant_id: string }>(
-          `SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch, rate_requests, rate_per_ms, tenant_id,
+          tenant_id: string; ancestor_ids: string[] }>(
+          `SELECT revoked_at, expires_at, created_at, daily_cap_micros, epoch, rate_requests, rate_per_ms, tenant_id, ancestor_ids,
              (SELECT COALESCE(json_agg(budget_id ORDER BY position), '[]') FROM key_budgets WHERE key_id = keys.id) AS budgets
            FROM keys WHERE id = $1 FOR UPDATE`,
           [keyId],
@@ -698,7 +772,7 @@ export class PgRedisStore implements Store {
         // Day counters start empty and are summed from the ledger on first use (initDay).
         const ttl = this.ttlMs({ expiresAt: k.expires_at, createdAt: k.created_at });
         await this.script('INIT', hk, epoch, k.revoked_at === null ? 0 : 1, k.expires_at, k.daily_cap_micros ?? -1, 0, ttl, 0,
-          k.tenant_id, JSON.stringify(k.budgets), k.rate_requests ?? '', k.rate_per_ms ?? '');
+          k.tenant_id, JSON.stringify(k.budgets), k.rate_requests ?? '', k.rate_per_ms ?? '', JSON.stringify(k.ancestor_ids));
         this.o.log?.warn({ keyId, epoch }, 'rebuilt key state in redis from postgres');
         return true;
       }).finally(() => this.rebuilding.delete(keyId));
@@ -707,14 +781,17 @@ export class PgRedisStore implements Store {
     return p;
   }
 
-  /** Sets a day counter from the ledger: settled spend plus open reservations. */
+  /**
+   * Sets a day counter from the ledger: settled spend plus open reservations, its own and those
+   * of every key narrowed from it (whose inserts hold this row FOR KEY SHARE, so none slips by).
+   */
   private async initDay(keyId: string, day: string): Promise<void> {
     await this.tx(async (c) => {
       const { rows } = await this.query<{ epoch: number }>('SELECT epoch FROM keys WHERE id = $1 FOR UPDATE', [keyId], c);
       if (!rows[0]) return;
       const sum = await this.query<{ s: number }>(
         `SELECT COALESCE(SUM(COALESCE(final_micros, estimate_micros)), 0) AS s FROM reservations
-         WHERE key_id = $1 AND day = $2`,
+         WHERE day = $2 AND (key_id = $1 OR key_id IN (SELECT key_id FROM key_lineage WHERE ancestor_id = $1))`,
         [keyId, day],
         c,
       );
@@ -726,8 +803,9 @@ export class PgRedisStore implements Store {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       let retry: (() => Promise<unknown>) | null = null;
       const out = await this.tx(async (c, onAbort): Promise<ReserveResult | null> => {
-        const { rows } = await this.query<{ key_id: string; day: string; state: ReservationState; epoch: number; budget_ids: string[] }>(
-          `SELECT r.key_id, r.day, r.state, k.epoch, k.budget_ids FROM reservations r JOIN keys k ON k.id = r.key_id
+        const { rows } = await this.query<{ key_id: string; day: string; state: ReservationState; epoch: number; budget_ids: string[];
+          ancestor_ids: string[] }>(
+          `SELECT r.key_id, r.day, r.state, k.epoch, k.budget_ids, k.ancestor_ids FROM reservations r JOIN keys k ON k.id = r.key_id
            WHERE r.id = $1 FOR UPDATE OF r FOR KEY SHARE OF k`,
           [reservationId],
           c,
@@ -736,7 +814,9 @@ export class PgRedisStore implements Store {
         if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
         const budgets = r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : [];
         const epochs = budgets.length ? Object.fromEntries(budgets.map((b) => [b.id, b.epoch])) : null;
-        const res = await this.check('EXTEND', r.key_id, r.day, addMicros, now, r.epoch, epochs);
+        const ancestors = await this.lockAncestors(r.ancestor_ids, c);
+        const ancestorEpochs = ancestors.length ? Object.fromEntries(ancestors.map((a) => [a.id, a.epoch])) : null;
+        const res = await this.check('EXTEND', r.key_id, r.day, addMicros, now, r.epoch, epochs, false, ancestorEpochs);
         if (res[0] !== 'ok') {
           const refused = this.refusal(res, r.key_id);
           if (refused) return refused;
@@ -754,6 +834,13 @@ export class PgRedisStore implements Store {
     throw new StoreUnavailableError('redis', new Error('key state kept changing'));
   }
 
+  /** The keys a key was narrowed from, locked FOR KEY SHARE (no rebuild of them until commit). */
+  private async lockAncestors(ids: readonly string[], c: Client): Promise<Array<{ id: string; epoch: number }>> {
+    if (!ids.length) return [];
+    const { rows } = await this.query<{ id: string; epoch: number }>('SELECT id, epoch FROM keys WHERE id = ANY($1::text[]) FOR KEY SHARE', [ids], c);
+    return rows;
+  }
+
   /** The key's budgets, locked FOR KEY SHARE (no rebuild of them until commit), in attachment order. */
   private async lockBudgetsOf(keyId: string, c: Client): Promise<Array<{ id: string; epoch: number; period: BudgetPeriod }>> {
     const { rows } = await this.query<{ id: string; epoch: number; period: BudgetPeriod }>(
@@ -769,13 +856,14 @@ export class PgRedisStore implements Store {
     const micros = outcome.state === 'settled' ? outcome.micros : 0;
     await this.tx(async (c, onAbort) => {
       const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number;
-        budget_ids: string[]; tenant_id: string }>(
-        `WITH k AS (SELECT k.epoch, k.budget_ids, k.tenant_id FROM keys k JOIN reservations r ON r.key_id = k.id WHERE r.id = $1 FOR KEY SHARE OF k)
+        budget_ids: string[]; tenant_id: string; ancestor_ids: string[] }>(
+        `WITH k AS (SELECT k.epoch, k.budget_ids, k.tenant_id, k.ancestor_ids FROM keys k JOIN reservations r ON r.key_id = k.id
+           WHERE r.id = $1 FOR KEY SHARE OF k)
          UPDATE reservations SET state = $2, settled_at = $4, final_micros = CASE $2
            WHEN 'settled' THEN $3::bigint WHEN 'released' THEN 0 ELSE estimate_micros END
          FROM k WHERE reservations.id = $1 AND reservations.state = 'reserved'
          RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch, k.budget_ids,
-           k.tenant_id`,
+           k.tenant_id, k.ancestor_ids`,
         [reservationId, outcome.state, micros, now],
         c,
       );
@@ -786,13 +874,14 @@ export class PgRedisStore implements Store {
       // reservation stays open, charged at its estimate in both stores.
       if (delta === 0) return;
       const hk = this.hashKey(r.key_id);
-      if (!r.budget_ids.length) {
+      if (!r.budget_ids.length && !r.ancestor_ids.length) {
         await this.script('ADJUST', hk, r.day, delta, r.epoch);
         onAbort(() => this.undo(hk, r.day, delta, r.epoch));
         return;
       }
       const adj: Adjustment[] = [{ hash: hk, field: `d:${r.day}`, delta, epoch: r.epoch }];
-      for (const b of await this.lockBudgetsOf(r.key_id, c)) {
+      for (const a of await this.lockAncestors(r.ancestor_ids, c)) adj.push({ hash: this.hashKey(a.id), field: `d:${r.day}`, delta, epoch: a.epoch });
+      for (const b of r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : []) {
         adj.push({ hash: this.budgetHash(r.tenant_id, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
       }
       await this.adjustMany(adj);
@@ -959,6 +1048,189 @@ export class PgRedisStore implements Store {
       );
       await this.script('BINIT_WIN', this.budgetHash(tenantId, id), window, sum.rows[0]!.s, rows[0].epoch);
     });
+  }
+
+  // ---- minting keys and minted keys ----
+
+  async createMintingKey(m: MintingKeyRecord): Promise<void> {
+    await this.query(
+      `INSERT INTO minting_keys (id, tenant_id, label, mode, vendors, allowed_endpoints, max_cap_micros, max_ttl_seconds, budget_ids,
+         allowed_budgets, metadata, versions, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)`,
+      [m.id, m.tenantId, m.label, m.mode, JSON.stringify(m.vendors), JSON.stringify(m.allowedEndpoints), m.maxCapMicros, m.maxTtlSeconds,
+        JSON.stringify(m.budgetIds), JSON.stringify(m.allowedBudgets), JSON.stringify(m.metadata), JSON.stringify(m.versions), m.createdAt],
+    );
+  }
+
+  async getMintingKey(id: string, tenantId?: string): Promise<MintingKeyRecord | null> {
+    const { rows } = await this.query<MintingKeyRow>(
+      `SELECT * FROM minting_keys WHERE id = $1 ${tenantId === undefined ? '' : 'AND tenant_id = $2'}`,
+      tenantId === undefined ? [id] : [id, tenantId],
+    );
+    return rows[0] ? mintingKeyFromRow(rows[0]) : null;
+  }
+
+  async listMintingKeys(tenantId: string, limit: number, cursor: string | null): Promise<Page<MintingKeyRecord>> {
+    const after = decodeCursor(cursor);
+    const { rows } = await this.query<MintingKeyRow>(
+      `SELECT * FROM minting_keys WHERE tenant_id = $1 ${after ? 'AND (created_at, id) < ($3, $4)' : ''}
+       ORDER BY created_at DESC, id DESC LIMIT $2`,
+      after ? [tenantId, limit + 1, after.t, after.id] : [tenantId, limit + 1],
+    );
+    const more = rows.length > limit;
+    const items = rows.slice(0, limit).map(mintingKeyFromRow);
+    const last = items[items.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null };
+  }
+
+  /** Runs one script for many keys in a single round trip; any failure fails the whole call. */
+  private async scriptEach(name: string, hashes: readonly string[], ...args: Array<string | number>): Promise<void> {
+    if (!hashes.length) return;
+    const pipe = this.redis.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown> & { exec(): Promise<Array<[Error | null, unknown]> | null> };
+    for (const h of hashes) pipe[`kl_${name}`]!(h, ...args.map(String));
+    let results;
+    try {
+      results = await pipe.exec();
+    } catch (e) {
+      throw new StoreUnavailableError('redis', e);
+    }
+    const failed = results?.find(([err]) => err);
+    if (!results || failed) throw new StoreUnavailableError('redis', failed?.[0] ?? new Error('pipeline failed'));
+  }
+
+  async rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
+    return this.tx(async (c): Promise<RotateMintingKeyResult> => {
+      const { rows } = await this.query<MintingKeyRow>('SELECT * FROM minting_keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, tenantId], c);
+      const row = rows[0];
+      if (!row) return { ok: false, code: 'not_found' };
+      if (row.revoked_at !== null) return { ok: false, code: 'revoked' };
+      const versions: MintingKeyVersion[] = row.versions.map((v) => ({ ...v, retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt) }));
+      versions.push(next);
+      await this.query('UPDATE minting_keys SET versions = $2 WHERE id = $1', [id, JSON.stringify(versions)], c);
+      // In the transaction, like a revocation: if Redis cannot take the earlier expiry, nothing changes.
+      const shortened = await this.query<{ id: string }>(
+        'UPDATE keys SET expires_at = $1 WHERE minting_key_id = $2 AND mint_version < $3 AND expires_at > $1 RETURNING id',
+        [retireAt, id, next.version],
+        c,
+      );
+      await this.scriptEach('SHORTEN', shortened.rows.map((k) => this.hashKey(k.id)), retireAt);
+      return { ok: true, record: mintingKeyFromRow({ ...row, versions }) };
+    });
+  }
+
+  async revokeMintingKey(tenantId: string, id: string, now: number): Promise<RevokeMintingKeyResult> {
+    const out = await this.tx(async (c) => {
+      const { rows } = await this.query<{ revoked_at: number | null }>(
+        'SELECT revoked_at FROM minting_keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE',
+        [id, tenantId],
+        c,
+      );
+      if (!rows[0]) return null;
+      const result: RevokeResult = rows[0].revoked_at === null ? 'revoked' : 'already_revoked';
+      if (result === 'revoked') await this.query('UPDATE minting_keys SET revoked_at = $2 WHERE id = $1', [id, now], c);
+      // First uses lock the minting key row FOR SHARE, so every key of it is in this update or
+      // is created revoked after it.
+      const keys = await this.query<{ id: string; token_hash: string; expires_at: number }>(
+        'UPDATE keys SET revoked_at = $2 WHERE minting_key_id = $1 AND revoked_at IS NULL RETURNING id, token_hash, expires_at',
+        [id, now],
+        c,
+      );
+      await this.scriptEach('REVOKE', keys.rows.map((k) => this.hashKey(k.id)));
+      return { result, keys: keys.rows };
+    });
+    if (!out) return { result: 'not_found', keys: [] };
+    if (out.keys.length) {
+      const pipe = this.redis.pipeline();
+      for (const k of out.keys) pipe.publish(this.channel, JSON.stringify({ h: k.token_hash, at: now }));
+      await pipe.exec().catch(() => {});
+    }
+    return { result: out.result, keys: out.keys.filter((k) => k.expires_at > now).map((k) => ({ id: k.id, tokenHash: k.token_hash })) };
+  }
+
+  async createMintedKeys(keys: readonly KeyRecord[], _now: number): Promise<CreateMintedResult> {
+    const first = keys[0];
+    if (!first?.mintingKeyId) return { ok: false, code: 'minting_key_not_found' };
+    // A refusal is thrown inside the transaction so that it rolls back what the chain wrote so far.
+    const refuse = (r: CreateMintedResult) => {
+      throw Object.assign(new Error('refused'), { refusal: r });
+    };
+    return this.tx(async (c): Promise<CreateMintedResult> => {
+      // FOR SHARE: a revocation of the minting key waits for this first use, or this sees it.
+      const { rows } = await this.query<{ revoked_at: number | null; versions: MintingKeyVersion[] }>(
+        'SELECT revoked_at, versions FROM minting_keys WHERE id = $1 AND tenant_id = $2 FOR SHARE',
+        [first.mintingKeyId, first.tenantId],
+        c,
+      );
+      const mk = rows[0];
+      if (!mk) return { ok: false, code: 'minting_key_not_found' };
+      const retiresAt = mk.versions.find((v) => v.version === first.mintVersion)?.retiresAt ?? null;
+      const out: KeyRecord[] = [];
+      for (const k of keys) {
+        await this.query(MINTED_LOCK, [k.id], c);
+        const existing = await this.query<KeyRow>(`SELECT ${KEY_COLS} FROM keys WHERE id = $1`, [k.id], c);
+        if (existing.rows[0]) {
+          if (existing.rows[0].token_hash !== k.tokenHash) refuse({ ok: false, code: 'conflict', id: k.id });
+          out.push(keyFromRow(existing.rows[0]));
+          continue;
+        }
+        if (k.budgetIds.length) {
+          const found = await this.query<{ id: string }>('SELECT id FROM budgets WHERE tenant_id = $1 AND id = ANY($2::text[])', [k.tenantId, k.budgetIds], c);
+          const missing = k.budgetIds.find((b) => !found.rows.some((r) => r.id === b));
+          if (missing !== undefined) refuse({ ok: false, code: 'budget_not_found', id: missing });
+        }
+        const early = await this.query<{ revoked_at: number }>('SELECT revoked_at FROM minted_revocations WHERE id = $1', [k.id], c);
+        const record: KeyRecord = {
+          ...k,
+          expiresAt: retiresAt === null ? k.expiresAt : Math.min(k.expiresAt, retiresAt),
+          revokedAt: mk.revoked_at ?? early.rows[0]?.revoked_at ?? null,
+        };
+        await this.insertKeyRow(record, c);
+        // Not only-if-absent: the row is new, so a hash by its id is a leftover of an attempt that rolled back.
+        await this.initKeyState(record, false);
+        out.push(record);
+      }
+      return { ok: true, keys: out };
+    }).catch((e: unknown) => {
+      const refusal = (e as { refusal?: CreateMintedResult }).refusal;
+      if (refusal) return refusal;
+      throw e;
+    });
+  }
+
+  async revokeMintedKey(tenantId: string, id: string, mintingKeyId: string, now: number): Promise<{ result: RevokeResult; tokenHash: string | null }> {
+    const out = await this.tx(async (c) => {
+      await this.query(MINTED_LOCK, [id], c);
+      const { rows } = await this.query<{ token_hash: string; revoked_at: number | null }>(
+        'SELECT token_hash, revoked_at FROM keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE',
+        [id, tenantId],
+        c,
+      );
+      const k = rows[0];
+      if (k) {
+        // First used since the caller looked: revoke the record like any key.
+        if (k.revoked_at === null) await this.query('UPDATE keys SET revoked_at = $2 WHERE id = $1', [id, now], c);
+        await this.script('REVOKE', this.hashKey(id));
+        return { result: (k.revoked_at === null ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: k.token_hash };
+      }
+      const mk = await this.query('SELECT 1 FROM minting_keys WHERE id = $1 AND tenant_id = $2', [mintingKeyId, tenantId], c);
+      if (!mk.rows[0]) return { result: 'not_found' as RevokeResult, tokenHash: null };
+      const r = await this.query(
+        'INSERT INTO minted_revocations (id, tenant_id, minting_key_id, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING',
+        [id, tenantId, mintingKeyId, now],
+        c,
+      );
+      return { result: (r.rowCount === 1 ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: null };
+    });
+    if (out.tokenHash) await this.redis.publish(this.channel, JSON.stringify({ h: out.tokenHash, at: now })).catch(() => {});
+    return out;
+  }
+
+  async getMintedRevocation(id: string, tenantId: string): Promise<MintedRevocation | null> {
+    const { rows } = await this.query<{ id: string; tenant_id: string; minting_key_id: string; revoked_at: number }>(
+      'SELECT * FROM minted_revocations WHERE id = $1 AND tenant_id = $2',
+      [id, tenantId],
+    );
+    const r = rows[0];
+    return r ? { id: r.id, tenantId: r.tenant_id, mintingKeyId: r.minting_key_id, revokedAt: r.revoked_at } : null;
   }
 
   // ---- audit ----

@@ -115,6 +115,44 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE audit ADD COLUMN prev_hash TEXT;
   ALTER TABLE audit ADD COLUMN hash TEXT;
   `,
+  // Minting keys and minted keys (see the SQLite migration of the same number).
+  `
+  ALTER TABLE keys ADD COLUMN minting_key_id TEXT COLLATE "C";
+  ALTER TABLE keys ADD COLUMN mint_version INTEGER;
+  ALTER TABLE keys ADD COLUMN ancestor_ids JSONB NOT NULL DEFAULT '[]';
+  CREATE INDEX keys_by_minting_key ON keys (minting_key_id) WHERE minting_key_id IS NOT NULL;
+
+  CREATE TABLE key_lineage (
+    ancestor_id TEXT COLLATE "C" NOT NULL REFERENCES keys (id),
+    key_id      TEXT COLLATE "C" NOT NULL REFERENCES keys (id),
+    PRIMARY KEY (ancestor_id, key_id)
+  );
+
+  CREATE TABLE minting_keys (
+    id                TEXT COLLATE "C" PRIMARY KEY,
+    tenant_id         TEXT COLLATE "C" NOT NULL,
+    label             TEXT NOT NULL,
+    mode              TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+    vendors           JSONB NOT NULL,
+    allowed_endpoints JSONB NOT NULL,
+    max_cap_micros    BIGINT CHECK (max_cap_micros IS NULL OR max_cap_micros >= 0),
+    max_ttl_seconds   INTEGER NOT NULL,
+    budget_ids        JSONB NOT NULL,
+    allowed_budgets   JSONB NOT NULL,
+    metadata          JSONB NOT NULL,
+    versions          JSONB NOT NULL,
+    created_at        BIGINT NOT NULL,
+    revoked_at        BIGINT
+  );
+  CREATE INDEX minting_keys_by_tenant ON minting_keys (tenant_id, created_at DESC, id DESC);
+
+  CREATE TABLE minted_revocations (
+    id             TEXT COLLATE "C" PRIMARY KEY,
+    tenant_id      TEXT COLLATE "C" NOT NULL,
+    minting_key_id TEXT COLLATE "C" NOT NULL,
+    revoked_at     BIGINT NOT NULL
+  );
+  `,
 ];
 
 /**

@@ -9,15 +9,20 @@
 // Time is always the caller's `now`, like the SQLite backend: one clock per decision.
 
 /**
- * Check and reserve, against the key and every budget it is attached to, all or nothing.
+ * Check and reserve, against the key, every key it was narrowed from and every budget it is
+ * attached to, all or nothing.
  * ARGV: 1 day, 2 amount, 3 now, 4 expected key epoch ('' = any), 5 budget hash prefix
- * (`<prefix>b:`), 6 JSON {budget id: expected epoch} ('' = any), 7 '1' to apply rate limits.
- * Returns {'ok', key spent, key epoch, tenant, then per budget: id, epoch, window, spent before, limit} or a refusal, or
- * 'nostate'/'nospend' (key) / 'nostate_budget'/'nospend_budget' (tenant, id[, window]) to rebuild.
+ * (`<prefix>b:`), 6 JSON {budget id: expected epoch} ('' = any), 7 '1' to apply rate limits,
+ * 8 key hash prefix (`<prefix>k:`), 9 JSON {ancestor id: expected epoch} ('' = any).
+ * Returns {'ok', key spent, key epoch, tenant, number of ancestors, then per ancestor: id, epoch,
+ * then per budget: id, epoch, window, spent before, limit} or a refusal, or
+ * 'nostate'/'nospend' (key) / 'nostate_parent'/'nospend_parent' (id) /
+ * 'nostate_budget'/'nospend_budget' (tenant, id[, window]) to rebuild.
  *
  * A budget hash (<prefix>b:<tenant>:<id>) has: e epoch (= budgets.epoch), l limit in micros,
  * p period (day/month/total), z 1 when frozen, f 1 when made with the budget, w:<window> spend.
- * The key hash adds: t tenant, b JSON array of its budget ids (absent: none).
+ * The key hash adds: t tenant, b JSON array of its budget ids (absent: none), a JSON array of
+ * the keys it was narrowed from (absent: none); each of those is a key hash of its own.
  * Both may hold a token bucket: rl requests, rp period ms, rt tokens left, ru last update (ms).
  * Buckets are not durable: a rebuilt hash starts with a full bucket.
  */
@@ -26,13 +31,29 @@ local h = KEYS[1]
 local day = ARGV[1]
 local amount = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
-local st = redis.call('HMGET', h, 'e', 'r', 'x', 'c', 'f', 'd:' .. day, 't', 'b', 'rl', 'rp', 'rt', 'ru')
+local st = redis.call('HMGET', h, 'e', 'r', 'x', 'c', 'f', 'd:' .. day, 't', 'b', 'rl', 'rp', 'rt', 'ru', 'a')
 if not st[1] then return {'nostate'} end
 if ARGV[4] ~= '' and st[1] ~= ARGV[4] then return {'nostate'} end
 if st[2] == '1' then return {'key_revoked'} end
 if tonumber(st[3]) <= tonumber(ARGV[3]) then return {'key_expired'} end
 local spent = st[6]
 if spent then spent = tonumber(spent) elseif st[5] == '1' then spent = 0 else return {'nospend'} end
+local anc = {}
+if st[13] and st[13] ~= '[]' then
+  local aexpect = nil
+  if ARGV[9] ~= '' then aexpect = cjson.decode(ARGV[9]) end
+  for i, id in ipairs(cjson.decode(st[13])) do
+    local k = ARGV[8] .. id
+    local a = redis.call('HMGET', k, 'e', 'r', 'x', 'c', 'f', 'd:' .. day)
+    if not a[1] then return {'nostate_parent', id} end
+    if aexpect and aexpect[id] ~= nil and a[1] ~= tostring(aexpect[id]) then return {'nostate_parent', id} end
+    if a[2] == '1' then return {'key_revoked'} end
+    if tonumber(a[3]) <= now then return {'key_expired'} end
+    local s = a[6]
+    if s then s = tonumber(s) elseif a[5] == '1' then s = 0 else return {'nospend_parent', id} end
+    anc[i] = {k = k, id = id, e = tonumber(a[1]), c = tonumber(a[4]), s = s}
+  end
+end
 local ids = {}
 if st[8] and st[8] ~= '[]' then ids = cjson.decode(st[8]) end
 local expect = nil
@@ -76,6 +97,9 @@ if ARGV[7] == '1' then
 end
 local cap = tonumber(st[4])
 if cap >= 0 and spent + amount > cap then return {'cap_exhausted', spent, cap} end
+for i, a in ipairs(anc) do
+  if a.c >= 0 and a.s + amount > a.c then return {'parent_exhausted', a.id, a.s, a.c} end
+end
 for i, b in ipairs(bs) do
   local s = redis.call('HGET', b.k, 'w:' .. b.w)
   if s then s = tonumber(s) elseif b.f == '1' then s = 0 else return {'nospend_budget', tenant, b.id, b.w} end
@@ -85,7 +109,12 @@ end
 for i, tk in ipairs(takes) do
   redis.call('HSET', tk[1], 'rt', tostring(tk[2]), 'ru', ARGV[3])
 end
-local out = {'ok', redis.call('HINCRBY', h, 'd:' .. day, amount), tonumber(st[1]), tenant}
+local out = {'ok', redis.call('HINCRBY', h, 'd:' .. day, amount), tonumber(st[1]), tenant, #anc}
+for i, a in ipairs(anc) do
+  redis.call('HINCRBY', a.k, 'd:' .. day, amount)
+  out[#out + 1] = a.id
+  out[#out + 1] = a.e
+end
 for i, b in ipairs(bs) do
   redis.call('HINCRBY', b.k, 'w:' .. b.w, amount)
   out[#out + 1] = b.id
@@ -149,13 +178,15 @@ return 1
 
 /**
  * Writes a key's state. ARGV: epoch, revoked, expires_at, cap, fresh, ttl ms, only-if-absent,
- * tenant, budget ids (JSON array), rate requests and period ms ('' for none).
+ * tenant, budget ids (JSON array), rate requests and period ms ('' for none), ancestor ids
+ * (JSON array).
  */
 export const INIT = `
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'e', ARGV[1], 'r', ARGV[2], 'x', ARGV[3], 'c', ARGV[4], 'f', ARGV[5], 't', ARGV[8], 'b', ARGV[9])
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'rl', ARGV[10], 'rp', ARGV[11]) end
+if ARGV[12] ~= '[]' then redis.call('HSET', KEYS[1], 'a', ARGV[12]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 `;
@@ -164,6 +195,13 @@ return 1
 export const INIT_DAY = `
 if redis.call('HGET', KEYS[1], 'e') ~= ARGV[3] then return 0 end
 redis.call('HSETNX', KEYS[1], 'd:' .. ARGV[1], ARGV[2])
+return 1
+`;
+
+/** Brings a key's expiry forward to ARGV[1] if Redis holds its state and it is later. */
+export const SHORTEN = `
+local x = redis.call('HGET', KEYS[1], 'x')
+if x and tonumber(x) > tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'x', ARGV[1]) end
 return 1
 `;
 

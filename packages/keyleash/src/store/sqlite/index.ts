@@ -15,6 +15,12 @@ import {
   reservationFromRow,
   staleFromRow,
   type StaleReservation,
+  type CreateMintedResult,
+  type MintedRevocation,
+  type MintingKeyRecord,
+  type MintingKeyVersion,
+  type RevokeMintingKeyResult,
+  type RotateMintingKeyResult,
 } from '../store.js';
 import type {
   AuditFilter,
@@ -59,6 +65,45 @@ interface KeyRow {
   budget_ids: string;
   rate_requests: number | null;
   rate_per_ms: number | null;
+  minting_key_id: string | null;
+  mint_version: number | null;
+  ancestor_ids: string;
+}
+
+interface MintingKeyRow {
+  id: string;
+  tenant_id: string;
+  label: string;
+  mode: Mode;
+  vendors: string;
+  allowed_endpoints: string;
+  max_cap_micros: number | null;
+  max_ttl_seconds: number;
+  budget_ids: string;
+  allowed_budgets: string;
+  metadata: string;
+  versions: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+function mintingKeyFromRow(r: MintingKeyRow): MintingKeyRecord {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    label: r.label,
+    mode: r.mode,
+    vendors: JSON.parse(r.vendors) as string[],
+    allowedEndpoints: JSON.parse(r.allowed_endpoints) as string[],
+    maxCapMicros: r.max_cap_micros,
+    maxTtlSeconds: r.max_ttl_seconds,
+    budgetIds: JSON.parse(r.budget_ids) as string[],
+    allowedBudgets: JSON.parse(r.allowed_budgets) as string[],
+    metadata: JSON.parse(r.metadata) as Record<string, string>,
+    versions: JSON.parse(r.versions) as MintingKeyVersion[],
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at,
+  };
 }
 
 interface BudgetRow {
@@ -83,7 +128,12 @@ interface KeyState {
   rate_requests: number | null;
   rate_per_ms: number | null;
   tenant_id: string;
+  ancestor_ids: string;
 }
+
+const NONE: readonly string[] = [];
+const ancestorsOf = (k: { ancestor_ids: string }): readonly string[] =>
+  k.ancestor_ids === '[]' ? NONE : (JSON.parse(k.ancestor_ids) as string[]);
 
 function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null }): RateLimit | null {
   return r.rate_requests === null || r.rate_per_ms === null ? null : { requests: r.rate_requests, perMs: r.rate_per_ms };
@@ -154,6 +204,10 @@ function keyFromRow(r: KeyRow): KeyRecord {
     revokedAt: r.revoked_at,
     budgetIds: JSON.parse(r.budget_ids) as string[],
     rateLimit: rateOf(r),
+    // Issued keys keep the original shape: the minting fields only exist on minted keys.
+    ...(r.minting_key_id === null
+      ? {}
+      : { mintingKeyId: r.minting_key_id, mintVersion: r.mint_version, ancestorIds: JSON.parse(r.ancestor_ids) as string[] }),
   };
 }
 
@@ -176,6 +230,13 @@ function auditFromRow(r: AuditRow): AuditRecord {
     upstreamLatencyMs: r.upstream_latency_ms,
     ...(r.chain_id === null ? {} : { chain: { chainId: r.chain_id, seq: r.chain_seq!, prevHash: r.prev_hash!, hash: r.hash! } }),
   };
+}
+
+/** Thrown inside a transaction to roll it back with an answer. */
+class MintedRefusal extends Error {
+  constructor(readonly result: CreateMintedResult) {
+    super(result.ok ? 'ok' : result.code);
+  }
 }
 
 function migrate(db: Database.Database): void {
@@ -213,9 +274,25 @@ export class SqliteStore implements Store {
     // Prepared once; the proxy's hot path runs reserve and settle on every call.
     this.stmts = {
       insertKey: db.prepare(`INSERT INTO keys (id, token_hash, label, vendor, mode, allowed_endpoints,
-        daily_cap_micros, metadata, created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms, tenant_id)
+        daily_cap_micros, metadata, created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms, tenant_id,
+        minting_key_id, mint_version, ancestor_ids)
         VALUES (@id, @token_hash, @label, @vendor, @mode, @allowed_endpoints, @daily_cap_micros,
-        @metadata, @created_at, @expires_at, NULL, @budget_ids, @rate_requests, @rate_per_ms, @tenant_id)`),
+        @metadata, @created_at, @expires_at, @revoked_at, @budget_ids, @rate_requests, @rate_per_ms, @tenant_id,
+        @minting_key_id, @mint_version, @ancestor_ids)`),
+      insertLineage: db.prepare('INSERT INTO key_lineage (ancestor_id, key_id) VALUES (?, ?)'),
+      insertMintingKey: db.prepare(`INSERT INTO minting_keys (id, tenant_id, label, mode, vendors, allowed_endpoints, max_cap_micros,
+        max_ttl_seconds, budget_ids, allowed_budgets, metadata, versions, created_at, revoked_at) VALUES (@id, @tenant_id, @label, @mode,
+        @vendors, @allowed_endpoints, @max_cap_micros, @max_ttl_seconds, @budget_ids, @allowed_budgets, @metadata, @versions, @created_at, NULL)`),
+      mintingKey: db.prepare('SELECT * FROM minting_keys WHERE id = ?'),
+      setVersions: db.prepare('UPDATE minting_keys SET versions = ? WHERE id = ?'),
+      shortenMinted: db.prepare(`UPDATE keys SET expires_at = ? WHERE minting_key_id = ? AND mint_version < ? AND expires_at > ?`),
+      revokeMintingKey: db.prepare('UPDATE minting_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL'),
+      revokeMinted: db.prepare(`UPDATE keys SET revoked_at = ? WHERE minting_key_id = ? AND revoked_at IS NULL AND expires_at > ?
+        RETURNING id, token_hash`),
+      revokeMintedExpired: db.prepare('UPDATE keys SET revoked_at = ? WHERE minting_key_id = ? AND revoked_at IS NULL'),
+      mintedRevocation: db.prepare('SELECT * FROM minted_revocations WHERE id = ?'),
+      insertMintedRevocation: db.prepare(`INSERT INTO minted_revocations (id, tenant_id, minting_key_id, revoked_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (id) DO NOTHING`),
       attachBudget: db.prepare('INSERT INTO key_budgets (tenant_id, budget_id, key_id, position) VALUES (?, ?, ?, ?)'),
       keyBudgets: db.prepare(`SELECT b.id, b.limit_micros, b.period, b.frozen, b.rate_requests, b.rate_per_ms FROM key_budgets kb
         JOIN budgets b ON b.tenant_id = kb.tenant_id AND b.id = kb.budget_id WHERE kb.key_id = ? ORDER BY kb.position`),
@@ -243,7 +320,9 @@ export class SqliteStore implements Store {
       keyByIdIn: db.prepare('SELECT * FROM keys WHERE id = ? AND tenant_id = ?'),
       revokeIn: db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL'),
       keyByHash: db.prepare('SELECT * FROM keys WHERE token_hash = ?'),
-      keyState: db.prepare('SELECT revoked_at, expires_at, daily_cap_micros, budget_ids, rate_requests, rate_per_ms, tenant_id FROM keys WHERE id = ?'),
+      keyState: db.prepare(
+        'SELECT revoked_at, expires_at, daily_cap_micros, budget_ids, rate_requests, rate_per_ms, tenant_id, ancestor_ids FROM keys WHERE id = ?',
+      ),
       revoke: db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       keyUse: db.prepare('UPDATE keys SET request_count = request_count + 1, last_used_at = ? WHERE id = ?'),
       usage: db.prepare('SELECT request_count, last_used_at FROM keys WHERE id = ?'),
@@ -281,6 +360,15 @@ export class SqliteStore implements Store {
       if (!key) return { refused: { ok: false, code: 'invalid_key' } as ReserveResult };
       if (key.revoked_at !== null) return { refused: { ok: false, code: 'key_revoked' } as ReserveResult };
       if (key.expires_at <= now) return { refused: { ok: false, code: 'key_expired' } as ReserveResult };
+      // A narrowed key lives only as long as every key it came from, and spends from each one's cap.
+      const ancestors: Array<{ id: string; cap: number | null; spent: number }> = [];
+      for (const id of ancestorsOf(key)) {
+        const a = s.keyState.get(id) as KeyState | undefined;
+        if (!a) return { refused: { ok: false, code: 'invalid_key' } as ReserveResult };
+        if (a.revoked_at !== null) return { refused: { ok: false, code: 'key_revoked' } as ReserveResult };
+        if (a.expires_at <= now) return { refused: { ok: false, code: 'key_expired' } as ReserveResult };
+        ancestors.push({ id, cap: a.daily_cap_micros, spent: (s.spend.get(id, day) as number | undefined) ?? 0 });
+      }
       const budgets = budgetsOf(keyId, key.budget_ids);
       for (const b of budgets) {
         if (b.frozen) return { refused: { ok: false, code: 'budget_frozen', budgetId: b.id } as ReserveResult };
@@ -305,6 +393,13 @@ export class SqliteStore implements Store {
       if (cap !== null && spent + add > cap) {
         return { refused: { ok: false, code: 'cap_exhausted', spentMicros: spent, capMicros: cap } as ReserveResult };
       }
+      for (const a of ancestors) {
+        if (a.cap !== null && a.spent + add > a.cap) {
+          return {
+            refused: { ok: false, code: 'cap_exhausted', spentMicros: a.spent, capMicros: a.cap, limit: { kind: 'parent_key', id: a.id } } as ReserveResult,
+          };
+        }
+      }
       const windows: string[] = [];
       const spends: number[] = [];
       for (const b of budgets) {
@@ -324,7 +419,10 @@ export class SqliteStore implements Store {
         windows.push(win);
         spends.push(bSpent);
       }
-      return { refused: null, spent, budgets, windows, spends, buckets };
+      return { refused: null, spent, budgets, windows, spends, buckets, ancestors };
+    };
+    const addAncestors = (ids: readonly string[], day: string, delta: number) => {
+      for (const id of ids) s.addSpend.run(id, day, delta);
     };
     const addBudgets = (tenantId: string, budgets: Attached[], day: string, delta: number) => {
       for (const b of budgets) s.addBudgetSpend.run(tenantId, b.id, budgetWindow(b.period, day), delta);
@@ -356,6 +454,7 @@ export class SqliteStore implements Store {
       }
       this.take(c.buckets, req.now);
       s.addSpend.run(req.keyId, req.day, req.amountMicros);
+      addAncestors(ancestorsOf(state!), req.day, req.amountMicros);
       addBudgets(state!.tenant_id, c.budgets, req.day, req.amountMicros);
       s.insertReservation.run(
         req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now,
@@ -375,6 +474,7 @@ export class SqliteStore implements Store {
       if (c.refused) return c.refused;
       s.growReservation.run(add, id);
       s.addSpend.run(r.key_id, r.day, add);
+      addAncestors(ancestorsOf(state!), r.day, add);
       addBudgets(state!.tenant_id, c.budgets, r.day, add);
       return { ok: true, spentMicros: c.spent + add };
     });
@@ -391,7 +491,10 @@ export class SqliteStore implements Store {
       if (delta !== 0) {
         s.addSpend.run(r.key_id, r.day, delta);
         const key = s.keyState.get(r.key_id) as KeyState | undefined;
-        if (key) addBudgets(key.tenant_id, budgetsOf(r.key_id, key.budget_ids), r.day, delta);
+        if (key) {
+          addAncestors(ancestorsOf(key), r.day, delta);
+          addBudgets(key.tenant_id, budgetsOf(r.key_id, key.budget_ids), r.day, delta);
+        }
       }
     });
 
@@ -416,7 +519,12 @@ export class SqliteStore implements Store {
   }
 
   private insertKey(k: KeyRecord): void {
+    const ancestors = k.ancestorIds ?? [];
     this.stmts.insertKey.run({
+      revoked_at: k.revokedAt,
+      minting_key_id: k.mintingKeyId ?? null,
+      mint_version: k.mintVersion ?? null,
+      ancestor_ids: JSON.stringify(ancestors),
       id: k.id,
       token_hash: k.tokenHash,
       label: k.label,
@@ -433,6 +541,7 @@ export class SqliteStore implements Store {
       tenant_id: k.tenantId,
     });
     k.budgetIds.forEach((b, i) => this.stmts.attachBudget.run(k.tenantId, b, k.id, i));
+    for (const a of ancestors) this.stmts.insertLineage.run(a, k.id);
   }
 
   async getKeyById(id: string, tenantId?: string): Promise<KeyRecord | null> {
@@ -464,6 +573,7 @@ export class SqliteStore implements Store {
       args.push(`$."${k}"`, v);
     }
     if (filter.tenantId !== undefined) where.push('tenant_id = ?'), args.push(filter.tenantId);
+    if (filter.mintingKeyId !== undefined) where.push('minting_key_id = ?'), args.push(filter.mintingKeyId);
     if (filter.budgetId !== undefined) {
       where.push('id IN (SELECT key_id FROM key_budgets WHERE tenant_id = ? AND budget_id = ?)');
       args.push(filter.tenantId ?? DEFAULT_TENANT, filter.budgetId);
@@ -607,6 +717,136 @@ export class SqliteStore implements Store {
 
   async purgeIdempotency(olderThan: number): Promise<number> {
     return this.stmts.purgeIdem.run(olderThan).changes;
+  }
+
+  // ---- minting keys and minted keys ----
+
+  async createMintingKey(m: MintingKeyRecord): Promise<void> {
+    this.stmts.insertMintingKey.run({
+      id: m.id,
+      tenant_id: m.tenantId,
+      label: m.label,
+      mode: m.mode,
+      vendors: JSON.stringify(m.vendors),
+      allowed_endpoints: JSON.stringify(m.allowedEndpoints),
+      max_cap_micros: m.maxCapMicros,
+      max_ttl_seconds: m.maxTtlSeconds,
+      budget_ids: JSON.stringify(m.budgetIds),
+      allowed_budgets: JSON.stringify(m.allowedBudgets),
+      metadata: JSON.stringify(m.metadata),
+      versions: JSON.stringify(m.versions),
+      created_at: m.createdAt,
+    });
+  }
+
+  private mintingKeyRow(id: string, tenantId?: string): MintingKeyRow | undefined {
+    const row = this.stmts.mintingKey.get(id) as MintingKeyRow | undefined;
+    return row && (tenantId === undefined || row.tenant_id === tenantId) ? row : undefined;
+  }
+
+  async getMintingKey(id: string, tenantId?: string): Promise<MintingKeyRecord | null> {
+    const row = this.mintingKeyRow(id, tenantId);
+    return row ? mintingKeyFromRow(row) : null;
+  }
+
+  async listMintingKeys(tenantId: string, limit: number, cursor: string | null): Promise<Page<MintingKeyRecord>> {
+    const after = decodeCursor(cursor);
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM minting_keys WHERE tenant_id = ? ${after ? 'AND (created_at < ? OR (created_at = ? AND id < ?))' : ''}
+         ORDER BY created_at DESC, id DESC LIMIT ?`,
+      )
+      .all(...(after ? [tenantId, after.t, after.t, after.id, limit + 1] : [tenantId, limit + 1])) as MintingKeyRow[];
+    const more = rows.length > limit;
+    const items = rows.slice(0, limit).map(mintingKeyFromRow);
+    const last = items[items.length - 1];
+    return { items, nextCursor: more && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null };
+  }
+
+  async rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
+    return this.db.transaction((): RotateMintingKeyResult => {
+      const row = this.mintingKeyRow(id, tenantId);
+      if (!row) return { ok: false, code: 'not_found' };
+      if (row.revoked_at !== null) return { ok: false, code: 'revoked' };
+      const versions: MintingKeyVersion[] = (JSON.parse(row.versions) as MintingKeyVersion[]).map((v) => ({
+        ...v,
+        retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt),
+      }));
+      versions.push(next);
+      this.stmts.setVersions.run(JSON.stringify(versions), id);
+      this.stmts.shortenMinted.run(retireAt, id, next.version, retireAt);
+      return { ok: true, record: mintingKeyFromRow({ ...row, versions: JSON.stringify(versions) }) };
+    }).immediate();
+  }
+
+  async revokeMintingKey(tenantId: string, id: string, now: number): Promise<RevokeMintingKeyResult> {
+    return this.db.transaction((): RevokeMintingKeyResult => {
+      const changed = this.stmts.revokeMintingKey.run(now, id, tenantId).changes;
+      if (changed === 0) return { result: this.mintingKeyRow(id, tenantId) ? 'already_revoked' : 'not_found', keys: [] };
+      const keys = (this.stmts.revokeMinted.all(now, id, now) as Array<{ id: string; token_hash: string }>).map((k) => ({
+        id: k.id,
+        tokenHash: k.token_hash,
+      }));
+      this.stmts.revokeMintedExpired.run(now, id);
+      return { result: 'revoked', keys };
+    }).immediate();
+  }
+
+  async createMintedKeys(keys: readonly KeyRecord[], now: number): Promise<CreateMintedResult> {
+    try {
+      return this.createMintedTx(keys, now);
+    } catch (e) {
+      if (e instanceof MintedRefusal) return e.result;
+      throw e;
+    }
+  }
+
+  private createMintedTx(keys: readonly KeyRecord[], _now: number): CreateMintedResult {
+    return this.db.transaction((): CreateMintedResult => {
+      const first = keys[0];
+      const mk = first?.mintingKeyId ? this.mintingKeyRow(first.mintingKeyId, first.tenantId) : undefined;
+      if (!first || !mk) return { ok: false, code: 'minting_key_not_found' };
+      const retiresAt = (JSON.parse(mk.versions) as MintingKeyVersion[]).find((v) => v.version === first.mintVersion)?.retiresAt ?? null;
+      const out: KeyRecord[] = [];
+      for (const k of keys) {
+        const existing = this.stmts.keyById.get(k.id) as KeyRow | undefined;
+        if (existing) {
+          if (existing.token_hash !== k.tokenHash) throw new MintedRefusal({ ok: false, code: 'conflict', id: k.id });
+          out.push(keyFromRow(existing));
+          continue;
+        }
+        for (const b of k.budgetIds) if (!this.stmts.budget.get(k.tenantId, b)) throw new MintedRefusal({ ok: false, code: 'budget_not_found', id: b });
+        const early = this.stmts.mintedRevocation.get(k.id) as { revoked_at: number } | undefined;
+        const record: KeyRecord = {
+          ...k,
+          expiresAt: retiresAt === null ? k.expiresAt : Math.min(k.expiresAt, retiresAt),
+          revokedAt: mk.revoked_at ?? early?.revoked_at ?? null,
+        };
+        this.insertKey(record);
+        out.push(record);
+      }
+      return { ok: true, keys: out };
+    }).immediate();
+  }
+
+  async revokeMintedKey(tenantId: string, id: string, mintingKeyId: string, now: number): Promise<{ result: RevokeResult; tokenHash: string | null }> {
+    return this.db.transaction(() => {
+      // First used since the caller looked: revoke the record like any key.
+      if (this.stmts.keyByIdIn.get(id, tenantId)) {
+        const changed = this.stmts.revokeIn.run(now, id, tenantId).changes;
+        const row = this.stmts.keyById.get(id) as KeyRow;
+        return { result: (changed === 1 ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: row.token_hash };
+      }
+      if (!this.mintingKeyRow(mintingKeyId, tenantId)) return { result: 'not_found' as RevokeResult, tokenHash: null };
+      const r = this.stmts.insertMintedRevocation.run(id, tenantId, mintingKeyId, now);
+      return { result: (r.changes === 1 ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: null };
+    }).immediate();
+  }
+
+  async getMintedRevocation(id: string, tenantId: string): Promise<MintedRevocation | null> {
+    const r = this.stmts.mintedRevocation.get(id) as { id: string; tenant_id: string; minting_key_id: string; revoked_at: number } | undefined;
+    if (!r || r.tenant_id !== tenantId) return null;
+    return { id: r.id, tenantId: r.tenant_id, mintingKeyId: r.minting_key_id, revokedAt: r.revoked_at };
   }
 
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {

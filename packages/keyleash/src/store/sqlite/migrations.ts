@@ -124,4 +124,43 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE audit ADD COLUMN prev_hash TEXT;
   ALTER TABLE audit ADD COLUMN hash TEXT;
   `,
+  // Minting keys and minted keys. key_lineage lists every ancestor of a narrowed key, so an
+  // ancestor's spend can be summed over its descendants; versions hold salts, never secrets.
+  `
+  ALTER TABLE keys ADD COLUMN minting_key_id TEXT;
+  ALTER TABLE keys ADD COLUMN mint_version INTEGER;
+  ALTER TABLE keys ADD COLUMN ancestor_ids TEXT NOT NULL DEFAULT '[]';
+  CREATE INDEX keys_by_minting_key ON keys (minting_key_id) WHERE minting_key_id IS NOT NULL;
+
+  CREATE TABLE key_lineage (
+    ancestor_id TEXT NOT NULL REFERENCES keys (id),
+    key_id      TEXT NOT NULL REFERENCES keys (id),
+    PRIMARY KEY (ancestor_id, key_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE minting_keys (
+    id                TEXT PRIMARY KEY,
+    tenant_id         TEXT NOT NULL,
+    label             TEXT NOT NULL,
+    mode              TEXT NOT NULL CHECK (mode IN ('test', 'live')),
+    vendors           TEXT NOT NULL,
+    allowed_endpoints TEXT NOT NULL,
+    max_cap_micros    INTEGER CHECK (max_cap_micros IS NULL OR max_cap_micros >= 0),
+    max_ttl_seconds   INTEGER NOT NULL,
+    budget_ids        TEXT NOT NULL,
+    allowed_budgets   TEXT NOT NULL,
+    metadata          TEXT NOT NULL,
+    versions          TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    revoked_at        INTEGER
+  );
+  CREATE INDEX minting_keys_by_tenant ON minting_keys (tenant_id, created_at DESC, id DESC);
+
+  CREATE TABLE minted_revocations (
+    id             TEXT PRIMARY KEY,
+    tenant_id      TEXT NOT NULL,
+    minting_key_id TEXT NOT NULL,
+    revoked_at     INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
