@@ -20,6 +20,7 @@ export const ERRORS = {
   budget_exists: { status: 409, message: 'A budget with that id already exists.' },
   budget_in_use: { status: 409, message: 'Active keys are attached to the budget.' },
   policy_violation: { status: 403, message: 'The key asked for is outside what this admin token may issue.' },
+  minting_key_not_found: { status: 404, message: 'No minting key with that id.' },
 
   // proxy: the key
   invalid_key: { status: 401, message: 'Missing or invalid vault key.' },

@@ -11,6 +11,8 @@ import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
 import { adminTokensFrom } from './config/tenants.js';
 import { KeyService } from './keys/service.js';
+import { MintingService } from './keys/minting.js';
+import { mintRootKeyFrom } from './keys/minted.js';
 import { BudgetService } from './budgets/service.js';
 import { AlertService } from './alerts/service.js';
 import { alertingStore } from './alerts/store-alerts.js';
@@ -47,6 +49,7 @@ export interface Gateway {
   /** Swaps in the vendors (and their secrets) of a new config; nothing else is reloaded. */
   reloadVendors(config: Config): void;
   readonly keys: KeyService;
+  readonly minting: MintingService;
   readonly budgets: BudgetService;
   readonly audit: AuditSink;
   readonly cache: KeyCache;
@@ -118,7 +121,18 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     maxDailyUsdCap: config.keys.max_daily_usd_cap,
     now,
   });
+  const minting = new MintingService({
+    store,
+    cache,
+    budgets,
+    catalogOf: (tenantId) => keys.catalogOf(tenantId),
+    rootKey: mintRootKeyFrom(config.mint_key ?? config.admin_token),
+    maxTtlSeconds: config.keys.max_ttl,
+    maxDailyUsdCap: config.keys.max_daily_usd_cap,
+    now,
+  });
   const handler = new ProxyHandler({
+    minting,
     // With webhooks configured, reservation results raise cap/budget alerts on the way back.
     store: alerting ? alertingStore(store, alerts) : store,
     catalog,
@@ -136,7 +150,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
-  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, budgets, alerts, store, audit, catalog, log, metrics, now });
+  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, now });
 
   const serverOptions = { requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 };
   const proxyTls = readTls(config.listen.proxy.tls);
@@ -225,6 +239,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     store,
     catalog,
     keys,
+    minting,
     budgets,
     audit,
     cache,

@@ -103,6 +103,12 @@ export const configSchema = z.strictObject({
    * KEYLEASH_AUDIT_KEY) to keep the chain verifiable across admin-token rotations.
    */
   audit_key: z.string().min(16).optional(),
+  /**
+   * Secret every minting key's secret is derived from (docs/minting.md). Defaults to one derived
+   * from admin_token; set it (or KEYLEASH_MINT_KEY) so rotating the admin token keeps minting
+   * keys working. Every replica needs the same one.
+   */
+  mint_key: z.string().min(16).optional(),
   listen: z
     .strictObject({
       api: listen.default({ host: '127.0.0.1', port: 8080 }),
@@ -230,6 +236,7 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   const str: Array<[string, string[]]> = [
     ['KEYLEASH_ADMIN_TOKEN', ['admin_token']],
     ['KEYLEASH_AUDIT_KEY', ['audit_key']],
+    ['KEYLEASH_MINT_KEY', ['mint_key']],
     ['KEYLEASH_DATA', ['store', 'path']],
     ['KEYLEASH_DATABASE_URL', ['store', 'url']],
     ['KEYLEASH_REDIS_URL', ['store', 'redis_url']],

@@ -19,6 +19,8 @@ import { bulkRevokeRoutes } from './routes/bulk-revoke.js';
 import { addSecurityHeaders, dashboardRoutes } from './routes/dashboard.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
+import { mintingKeyRoutes } from './routes/minting-keys.js';
+import type { MintingService } from '../keys/minting.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { statsRoutes } from './routes/stats.js';
@@ -51,6 +53,11 @@ const TENANT_ROUTES = new Set([
   'POST /v1/budgets/:id/freeze',
   'POST /v1/budgets/:id/unfreeze',
   'GET /v1/alerts/deliveries',
+  'POST /v1/minting_keys',
+  'GET /v1/minting_keys',
+  'GET /v1/minting_keys/:id',
+  'POST /v1/minting_keys/:id/rotate',
+  'DELETE /v1/minting_keys/:id',
 ]);
 
 export interface ControlAppOptions {
@@ -64,6 +71,8 @@ export interface ControlAppOptions {
   budgets?: BudgetService;
   /** Serves /v1/alerts/deliveries when given. */
   alerts?: AlertService;
+  /** Serves /v1/minting_keys when given. */
+  minting?: MintingService;
   store: Store;
   audit: AuditSink;
   catalog: VendorCatalog;
@@ -174,6 +183,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   app.register(bulkRevokeRoutes, { keys: o.keys });
   if (o.budgets) app.register(budgetRoutes, { budgets: o.budgets });
   if (o.alerts) app.register(alertRoutes, { alerts: o.alerts });
+  if (o.minting) app.register(mintingKeyRoutes, { minting: o.minting });
   app.register(auditStreamRoutes, { store: o.store, audit: o.audit });
   app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
   app.register(vendorRoutes, { catalog: o.catalog, catalogOf: (t: string) => o.keys.catalogOf(t) });

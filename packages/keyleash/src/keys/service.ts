@@ -11,6 +11,7 @@ import type { BudgetService } from '../budgets/service.js';
 import { ROOT_PRINCIPAL, type Principal } from '../control/principal.js';
 import { checkIssuePolicy, defaultTtlWithin } from '../policy/issue-policy.js';
 import { generateToken, hashToken, newId, type Mode } from './token.js';
+import { MINTED_ID_RE } from './minted.js';
 
 const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
 
@@ -98,7 +99,33 @@ export interface KeyView {
   last_used_at: string | null;
   budgets: string[];
   rate_limit: { requests: number; per: string } | null;
+  /** `issued` through POST /v1/keys, or `minted` from a minting key (docs/minting.md). */
+  origin: 'issued' | 'minted';
+  minting_key_id: string | null;
+  /** The key a narrowed key was narrowed from. */
+  parent_id: string | null;
   token?: string;
+}
+
+/** A minted key revoked before it was ever used: only what its id tells is known. */
+export interface UnusedMintedKeyView {
+  object: 'vault_key';
+  id: string;
+  origin: 'minted';
+  minting_key_id: string;
+  parent_id: null;
+  status: 'revoked';
+  revoked_at: string;
+  /** False: no call was ever made with it, so its scope was never seen. */
+  used: false;
+  label: null;
+  vendor: null;
+  mode: null;
+  allowed_endpoints: null;
+  daily_usd_cap: null;
+  metadata: null;
+  created_at: null;
+  expires_at: null;
 }
 
 function iso(ms: number): string {
@@ -212,10 +239,30 @@ export class KeyService {
     return this.o.catalogFor?.(tenantId) ?? new Map();
   }
 
-  async get(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView> {
+  async get(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView | UnusedMintedKeyView> {
     const record = await this.o.store.getKeyById(id, tenantId);
-    if (!record) throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
-    return this.view(record, await this.o.store.keyUsage(id, utcDay(this.now())));
+    if (!record) {
+      const early = MINTED_ID_RE.test(id) ? await this.o.store.getMintedRevocation(id, tenantId) : null;
+      if (early) return unusedMintedView(id, early.mintingKeyId, early.revokedAt);
+      throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+    }
+    return this.view(await this.withLineage(record), await this.o.store.keyUsage(id, utcDay(this.now())));
+  }
+
+  /**
+   * A narrowed key as its status really is: revoked or expired with any key it came from (the
+   * proxy checks each one on every call).
+   */
+  private async withLineage(k: KeyRecord): Promise<KeyRecord> {
+    if (!k.ancestorIds?.length || k.revokedAt !== null) return k;
+    let out = k;
+    for (const id of k.ancestorIds) {
+      const a = await this.o.store.getKeyById(id);
+      if (!a) continue;
+      if (a.revokedAt !== null && out.revokedAt === null) out = { ...out, revokedAt: a.revokedAt };
+      if (a.expiresAt < out.expiresAt) out = { ...out, expiresAt: a.expiresAt };
+    }
+    return out;
   }
 
   async list(filter: KeyFilter, limit: number, cursor: string | null, tenantId: string = DEFAULT_TENANT) {
@@ -223,16 +270,33 @@ export class KeyService {
     const page = await this.o.store.listKeys({ ...filter, tenantId }, limit, cursor, now);
     const day = utcDay(now);
     const data = await Promise.all(
-      page.items.map(async (k) => this.view(k, await this.o.store.keyUsage(k.id, day))),
+      page.items.map(async (k) => this.view(await this.withLineage(k), await this.o.store.keyUsage(k.id, day))),
     );
     return { object: 'list' as const, data, has_more: page.nextCursor !== null, next_cursor: page.nextCursor };
   }
 
-  /** Idempotent: revoking a revoked key answers as the first time did. */
-  async revoke(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView> {
+  /**
+   * Idempotent: revoking a revoked key answers as the first time did. A minted key that was
+   * never used is revoked by id too: its first use then finds it revoked.
+   */
+  async revoke(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView | UnusedMintedKeyView> {
     const now = this.now();
-    const r = await this.o.store.revokeKey(id, now, tenantId);
-    if (r === 'not_found') throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+    let r = await this.o.store.revokeKey(id, now, tenantId);
+    const minted = r === 'not_found' ? MINTED_ID_RE.exec(id) : null;
+    if (minted) {
+      const mintingKeyId = `mk_${minted[1]}`;
+      const early = await this.o.store.revokeMintedKey(tenantId, id, mintingKeyId, now);
+      if (early.result === 'not_found') throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+      if (early.tokenHash === null) {
+        if (early.result === 'revoked') this.o.onEvent?.(tenantId, 'key.revoked', { key_id: id, label: null, vendor: null });
+        const rec = await this.o.store.getMintedRevocation(id, tenantId);
+        return unusedMintedView(id, mintingKeyId, rec?.revokedAt ?? now);
+      }
+      // First used between the two calls: it has a record now, revoked like any other.
+      r = early.result;
+    } else if (r === 'not_found') {
+      throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+    }
     const record = await this.o.store.getKeyById(id, tenantId);
     if (!record) throw new KeyleashError('key_not_found');
     this.o.cache.markRevoked(record.tokenHash, record.revokedAt ?? now);
@@ -313,6 +377,30 @@ export class KeyService {
       last_used_at: usage.lastUsedAt === null ? null : iso(usage.lastUsedAt),
       budgets: k.budgetIds,
       rate_limit: rateLimitView(k.rateLimit),
+      origin: k.mintingKeyId ? 'minted' : 'issued',
+      minting_key_id: k.mintingKeyId ?? null,
+      parent_id: k.ancestorIds?.length ? k.ancestorIds[k.ancestorIds.length - 1]! : null,
     };
   }
+}
+
+function unusedMintedView(id: string, mintingKeyId: string, revokedAt: number): UnusedMintedKeyView {
+  return {
+    object: 'vault_key',
+    id,
+    origin: 'minted',
+    minting_key_id: mintingKeyId,
+    parent_id: null,
+    status: 'revoked',
+    revoked_at: iso(revokedAt),
+    used: false,
+    label: null,
+    vendor: null,
+    mode: null,
+    allowed_endpoints: null,
+    daily_usd_cap: null,
+    metadata: null,
+    created_at: null,
+    expires_at: null,
+  };
 }

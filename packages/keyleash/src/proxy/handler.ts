@@ -8,6 +8,8 @@ import { Pool } from 'undici';
 import type { AuditSink } from '../audit/sink.js';
 import { errorBody, type ErrorCode, ERRORS } from '../errors.js';
 import { hashToken, tokenLooksValid } from '../keys/token.js';
+import { isMintedToken } from '../keys/minted.js';
+import type { MintingService } from '../keys/minting.js';
 import { isEndpointAllowed } from '../policy/endpoints.js';
 import { formatUsd } from '../policy/money.js';
 import { encodeSegment, normalizePath } from '../policy/path.js';
@@ -26,6 +28,8 @@ import { screenRequest } from './screen.js';
 
 export interface ProxyOptions {
   store: Store;
+  /** Verifies minted keys (`vk_…_m1.…`) on first use; without it they are refused. */
+  minting?: MintingService;
   catalog: VendorCatalog;
   /** The vendors (credentials) of a key's tenant; default: `catalog` for every key. */
   catalogFor?: (tenantId: string) => VendorCatalog;
@@ -127,13 +131,22 @@ export class ProxyHandler {
 
     // 1. Authenticate.
     const token = readVaultToken(req.headers) ?? this.tokenFromVendorHeaders(req.headers);
-    if (token === null || !tokenLooksValid(token)) return this.deny(req, res, ctx, 'invalid_key');
+    const minted = token !== null && isMintedToken(token);
+    if (token === null || !(minted || tokenLooksValid(token))) return this.deny(req, res, ctx, 'invalid_key');
     const hash = hashToken(token);
     let key = this.o.cache.get(hash);
     if (!key) {
       let record;
       try {
-        record = await this.o.store.getKeyByHash(hash);
+        if (minted) {
+          // Verified before the store is asked anything; created there on its first use.
+          const r = this.o.minting ? await this.o.minting.resolve(token, hash, ctx.started) : null;
+          if (!r) return this.deny(req, res, ctx, 'invalid_key');
+          if (!r.ok) return this.deny(req, res, ctx, r.code, r.message);
+          record = r.record;
+        } else {
+          record = await this.o.store.getKeyByHash(hash);
+        }
       } catch (err) {
         this.o.log.error({ err }, 'key lookup failed');
         return this.deny(req, res, ctx, 'store_unavailable');

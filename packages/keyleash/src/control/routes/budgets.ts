@@ -2,14 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { KeyleashError } from '../../errors.js';
 import type { BudgetService } from '../../budgets/service.js';
 import { InvalidCursorError } from '../../store/cursor.js';
-import { limitParam, one, type Query } from './query.js';
-
-function objectBody(body: unknown): unknown {
-  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new KeyleashError('invalid_request', 'body: send a JSON object', { param: 'body' });
-  }
-  return body;
-}
+import { limitParam, objectBody, one, type Query } from './query.js';
 
 /** Budgets: CRUD, spend per window, freeze/unfreeze. */
 export const budgetRoutes: FastifyPluginAsync<{ budgets: BudgetService }> = async (app, { budgets }) => {

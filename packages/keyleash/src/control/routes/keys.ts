@@ -22,6 +22,8 @@ export const keyRoutes: FastifyPluginAsync<{ keys: KeyService }> = async (app, {
     const mode = enumParam(q, 'mode', ['test', 'live'] as const);
     const vendor = one(q, 'vendor');
     const labelPrefix = one(q, 'label_prefix');
+    const mintingKey = one(q, 'minting_key');
+    if (mintingKey !== undefined) filter.mintingKeyId = mintingKey;
     const metadata = metadataParam(q);
     if (status) filter.status = status;
     if (mode) filter.mode = mode;

@@ -38,3 +38,11 @@ export function metadataParam(q: Query): Record<string, string> | undefined {
   }
   return Object.keys(out).length ? out : undefined;
 }
+
+/** The request body, which must be a JSON object. */
+export function objectBody(body: unknown): unknown {
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new KeyleashError('invalid_request', 'body: send a JSON object', { param: 'body' });
+  }
+  return body;
+}

@@ -120,7 +120,8 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
     const key = await o.keys.get(req.params.id);
     await o.audit.flush();
     const t = now();
-    const start = Math.max(Date.parse(key.created_at), t - 24 * 3600_000);
+    // A minted key revoked before its first use has no creation time, and no calls.
+    const start = Math.max(key.created_at === null ? t : Date.parse(key.created_at), t - 24 * 3600_000);
     const span = Math.max(60_000, t - start);
     const nice = [10, 30, 60, 300, 600, 900, 1800, 3600].map((s) => s * 1000);
     const bucketMs = nice.find((b) => span / b <= 120) ?? 3600_000;
