@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { compileEndpoints, isEndpointAllowed, parseEndpointPattern, type EndpointPattern } from './endpoints.js';
+import { compileEndpoints, intersectEndpoints, isEndpointAllowed, parseEndpointPattern, restrictMethods, type EndpointPattern } from './endpoints.js';
 import { normalizePath } from './path.js';
 
 function compile(...sources: string[]): EndpointPattern[] {
@@ -182,5 +182,45 @@ describe('isEndpointAllowed properties', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe('intersectEndpoints and restrictMethods', () => {
+  const segment = fc.constantFrom('v1', 'refunds', 'payment_intents', 'pi_1', '*');
+  const pattern = fc
+    .tuple(fc.option(fc.constantFrom('GET', 'POST', 'DELETE'), { nil: null }), fc.array(segment, { minLength: 1, maxLength: 3 }))
+    .map(([m, segs]) => `${m ? `${m} ` : ''}/${segs.join('/')}`);
+  const patterns = fc.array(pattern, { minLength: 1, maxLength: 5 }).map((p) => compile(...p));
+  const request = fc.tuple(fc.constantFrom('GET', 'POST', 'DELETE'), fc.array(fc.constantFrom('v1', 'refunds', 'payment_intents', 'pi_1', 'x'), { minLength: 1, maxLength: 3 }));
+
+  it('allows exactly the requests both lists allow', () => {
+    fc.assert(
+      fc.property(patterns, patterns, fc.array(request, { minLength: 20, maxLength: 20 }), (a, b, reqs) => {
+        const both = intersectEndpoints(a, b);
+        for (const [m, segs] of reqs) {
+          expect(isEndpointAllowed(both, m, segs)).toBe(isEndpointAllowed(a, m, segs) && isEndpointAllowed(b, m, segs));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('narrows patterns to methods exactly', () => {
+    fc.assert(
+      fc.property(patterns, fc.uniqueArray(fc.constantFrom('GET', 'POST', 'DELETE'), { minLength: 1 }), fc.array(request, { minLength: 20, maxLength: 20 }), (a, methods, reqs) => {
+        const narrowed = restrictMethods(a, methods);
+        for (const [m, segs] of reqs) expect(isEndpointAllowed(narrowed, m, segs)).toBe(methods.includes(m) && isEndpointAllowed(a, m, segs));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('writes the intersection as plain patterns', () => {
+    expect(intersectEndpoints(compile('/v1/payment_intents/*', 'POST /v1/refunds'), compile('GET /v1/*/pi_1', '/v1/refunds')).map((p) => p.source)).toEqual([
+      'GET /v1/payment_intents/pi_1',
+      'POST /v1/refunds',
+    ]);
+    expect(intersectEndpoints(compile('/v1/*'), compile('/v1/refunds', '/v1/*')).map((p) => p.source)).toEqual(['/v1/*']);
+    expect(intersectEndpoints(compile('GET /v1/x'), compile('POST /v1/x'))).toEqual([]);
   });
 });
