@@ -1,7 +1,8 @@
 // Package keyleash is the Go client for the keyleash gateway: the control API (issue, read,
-// list, revoke vault keys, the kill switch, budgets), vault keys carried in context.Context, HTTP
-// middleware that issues a key per request, and an http.RoundTripper that sends any client's
-// calls through the keyleash proxy with the context's key. Standard library only.
+// list, revoke vault keys, the kill switch, budgets, minting keys), vault keys minted and
+// narrowed locally (Minter, Narrow), vault keys carried in context.Context, HTTP middleware that
+// issues or mints a key per request, and an http.RoundTripper that sends any client's calls
+// through the keyleash proxy with the context's key. Standard library only.
 package keyleash
 
 import (
@@ -61,6 +62,16 @@ type VaultKey struct {
 	RequestCount      int64             `json:"request_count"`
 	Budgets           []string          `json:"budgets,omitempty"`
 	RateLimit         *RateLimit        `json:"rate_limit,omitempty"`
+	// Origin is "issued" (POST /v1/keys) or "minted" (by a Minter, or narrowed).
+	Origin string `json:"origin,omitempty"`
+	// MintingKeyID is the minting key a minted key came from.
+	MintingKeyID string `json:"minting_key_id,omitempty"`
+	// ParentID is the key a narrowed key was narrowed from ("" otherwise).
+	ParentID string `json:"parent_id,omitempty"`
+	// Methods, when set, are the only methods a minted key allows on top of AllowedEndpoints.
+	Methods []string `json:"methods,omitempty"`
+	// DailyCapMicros is DailyUSDCap in exact micro-dollars.
+	DailyCapMicros *int64 `json:"daily_cap_micros,omitempty"`
 }
 
 // RateLimit is a token bucket of Requests, refilled at Requests per Per ("second", "minute", "hour").

@@ -44,19 +44,25 @@ func FromContext(ctx context.Context) (*VaultKey, bool) {
 // FromContextFor returns the key stored under name or, failing that, the first key for that
 // vendor.
 func FromContextFor(ctx context.Context, name string) (*VaultKey, bool) {
+	_, k, ok := lookupKey(ctx, name)
+	return k, ok
+}
+
+// lookupKey finds a key as FromContextFor does, with the name it is stored under.
+func lookupKey(ctx context.Context, name string) (string, *VaultKey, bool) {
 	ks, _ := ctx.Value(ctxKey{}).(*keySet)
 	if ks == nil {
-		return nil, false
+		return "", nil, false
 	}
 	if k, ok := ks.keys[name]; ok {
-		return k, true
+		return name, k, true
 	}
 	for _, n := range ks.names {
 		if ks.keys[n].Vendor == name {
-			return ks.keys[n], true
+			return n, ks.keys[n], true
 		}
 	}
-	return nil, false
+	return "", nil, false
 }
 
 // AllFromContext returns every key in ctx by name.
@@ -83,6 +89,43 @@ func (c *Client) Issue(ctx context.Context, p IssueParams) (context.Context, err
 // IssueNamed is Issue with the name to store the key under (for several keys of one vendor).
 func (c *Client) IssueNamed(ctx context.Context, name string, p IssueParams) (context.Context, error) {
 	k, err := c.IssueKey(ctx, p)
+	if err != nil {
+		return ctx, err
+	}
+	return WithVaultKey(ctx, name, k), nil
+}
+
+// NarrowContext narrows the context's key stored under name ("" for the first key) for a
+// sub-call, and returns a context carrying the narrower key under the same name. ctx itself is
+// unchanged, so the caller keeps its wider key.
+func NarrowContext(ctx context.Context, name string, p NarrowParams) (context.Context, *VaultKey, error) {
+	var stored string
+	var parent *VaultKey
+	ok := false
+	if name != "" {
+		stored, parent, ok = lookupKey(ctx, name)
+	} else if ks, _ := ctx.Value(ctxKey{}).(*keySet); ks != nil && len(ks.names) > 0 {
+		stored, parent, ok = ks.names[0], ks.keys[ks.names[0]], true
+	}
+	if !ok {
+		return ctx, nil, ErrNoVaultKey
+	}
+	child, err := Narrow(parent.Token, p)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return WithVaultKey(ctx, stored, child), child, nil
+}
+
+// MintContext mints a key and returns a context carrying it under its vendor's name (see
+// Client.Issue for the issuing equivalent).
+func (m *Minter) MintContext(ctx context.Context, p MintParams) (context.Context, error) {
+	return m.MintContextNamed(ctx, p.Vendor, p)
+}
+
+// MintContextNamed is MintContext with the name to store the key under.
+func (m *Minter) MintContextNamed(ctx context.Context, name string, p MintParams) (context.Context, error) {
+	k, err := m.Mint(p)
 	if err != nil {
 		return ctx, err
 	}

@@ -45,6 +45,7 @@ var (
 	ErrUnauthorized         = &Error{Code: "unauthorized"}
 	ErrInvalidRequest       = &Error{Code: "invalid_request"}
 	ErrKeyNotFound          = &Error{Code: "key_not_found"}
+	ErrMintingKeyNotFound   = &Error{Code: "minting_key_not_found"}
 	ErrBudgetNotFound       = &Error{Code: "budget_not_found"}
 	ErrBudgetExists         = &Error{Code: "budget_exists"}
 	ErrBudgetInUse          = &Error{Code: "budget_in_use"}

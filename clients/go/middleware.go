@@ -3,6 +3,7 @@ package keyleash
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -35,6 +36,16 @@ type MiddlewareOptions struct {
 	Skip func(*http.Request) bool
 	// Logger for warnings; default log.Default().
 	Logger *log.Logger
+	// Minter, when set, mints the request's keys locally instead of issuing them: no control-API
+	// call at the start of a request, so neither its latency nor its availability matters (the
+	// gateway checks a minted key on its first call). Each KeySpec becomes MintParams; its
+	// ExpiresIn ("30s", "5m", "1h", "1d"; "" = DefaultMintTTL) is the key's lifetime. A RateLimit,
+	// or a Mode other than the minter's, cannot be minted: Middleware panics when it is built.
+	Minter *Minter
+	// RevokeMinted revokes minted keys when the handler returns, as issued keys are (one
+	// control-API call per key: the Client needs APIURL and AdminToken). By default minted keys
+	// are left to expire, so a request makes no control-API call at all.
+	RevokeMinted bool
 }
 
 // DefaultSkipPaths never get a key (exact, or any sub-path): health probes and metrics.
@@ -54,7 +65,8 @@ func defaultSkip(r *http.Request) bool {
 
 // Middleware returns HTTP middleware that issues the request's vault key(s), runs the handler
 // with them in r.Context() (FromContext / FromContextFor / Transport), and revokes them when the
-// handler returns — also when it panics.
+// handler returns — also when it panics. With MiddlewareOptions.Minter the keys are minted
+// locally instead (see there).
 //
 //	http.ListenAndServe(addr, client.Middleware(opts)(mux))
 func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Handler {
@@ -70,6 +82,18 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 	if logger == nil {
 		logger = log.Default()
 	}
+	var mintSpecs []MintParams
+	if opts.Minter != nil {
+		mintSpecs = make([]MintParams, len(opts.Keys))
+		for i, s := range opts.Keys {
+			p, err := s.mintParams(opts.Minter)
+			if err != nil {
+				panic(fmt.Sprintf("keyleash: MiddlewareOptions.Keys[%d]: %v", i, err))
+			}
+			mintSpecs[i] = p
+		}
+	}
+	revoke := opts.Minter == nil || opts.RevokeMinted
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if skip(r) {
@@ -84,7 +108,16 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			if opts.Budgets != nil {
 				budgets = opts.Budgets(r)
 			}
-			keys, err := c.issueAll(r.Context(), opts.Keys, label, budgets, timeout)
+			var keys []*VaultKey
+			var err error
+			if opts.Minter != nil {
+				if opts.Label == nil {
+					label = clipLabel(label)
+				}
+				keys, err = mintAll(opts.Minter, mintSpecs, label, budgets)
+			} else {
+				keys, err = c.issueAll(r.Context(), opts.Keys, label, budgets, timeout)
+			}
 			if err != nil {
 				if opts.FailOpen {
 					logger.Printf("keyleash: could not issue a vault key (%v); FailOpen is on, so %s %s runs without one", err, r.Method, r.URL.Path)
@@ -100,7 +133,9 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			for i, k := range keys {
 				ctx = WithVaultKey(ctx, opts.Keys[i].name(), k)
 			}
-			defer c.revokeQuietly(keys, logger)
+			if revoke {
+				defer c.revokeQuietly(keys, logger)
+			}
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
@@ -111,6 +146,71 @@ func (s KeySpec) name() string {
 		return s.Name
 	}
 	return s.Vendor
+}
+
+// mintParams turns a spec written for issuing into one for minting.
+func (s KeySpec) mintParams(m *Minter) (MintParams, error) {
+	if s.RateLimit != nil {
+		return MintParams{}, errors.New("a minted key has no rate limit of its own (give its budget one)")
+	}
+	if s.Mode != "" && s.Mode != m.Mode() {
+		return MintParams{}, fmt.Errorf("mode %q, but the minting key mints %s keys", s.Mode, m.Mode())
+	}
+	p := MintParams{
+		Vendor:           s.Vendor,
+		AllowedEndpoints: s.AllowedEndpoints,
+		DailyUSDCap:      s.DailyUSDCap,
+		Label:            s.Label,
+		Metadata:         s.Metadata,
+		Budgets:          s.Budgets,
+	}
+	if s.ExpiresIn != "" {
+		ttl, err := parseTTL(s.ExpiresIn)
+		if err != nil {
+			return MintParams{}, err
+		}
+		p.ExpiresIn = ttl
+	}
+	return p, nil
+}
+
+// mintAll mints every spec's key. Nothing to undo on a failure: no key has left the process.
+func mintAll(m *Minter, specs []MintParams, label string, budgets []string) ([]*VaultKey, error) {
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("keyleash: MiddlewareOptions.Keys is empty")
+	}
+	keys := make([]*VaultKey, len(specs))
+	for i, p := range specs {
+		if p.Label == "" {
+			p.Label = label
+		}
+		if p.Budgets == nil && budgets != nil {
+			p.Budgets = append([]string(nil), budgets...)
+		}
+		k, err := m.Mint(p)
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = k
+	}
+	return keys, nil
+}
+
+// clipLabel cuts the default label ("<METHOD> <path>") to the 200 characters a minted key's
+// label may have, so a long URL cannot make minting fail.
+func clipLabel(s string) string {
+	n := 0
+	for i, r := range s {
+		w := 1
+		if r > 0xFFFF {
+			w = 2
+		}
+		if n+w > 200 {
+			return s[:i]
+		}
+		n += w
+	}
+	return s
 }
 
 type issued struct {

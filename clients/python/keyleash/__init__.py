@@ -15,11 +15,19 @@ import requests
 __all__ = [
     "Keyleash",
     "VaultKey",
+    "MintingKey",
     "ProxySession",
+    "Minter",
+    "MintError",
+    "MintedToken",
+    "narrow_key",
+    "decode_minted_token",
+    "usd_to_micros",
     "KeyleashError",
     "UnauthorizedError",
     "InvalidRequestError",
     "KeyNotFoundError",
+    "MintingKeyNotFoundError",
     "BudgetNotFoundError",
     "BudgetExistsError",
     "BudgetInUseError",
@@ -71,6 +79,10 @@ class InvalidRequestError(KeyleashError):
 
 class KeyNotFoundError(KeyleashError):
     """Control API: no key with that id (404 ``key_not_found``)."""
+
+
+class MintingKeyNotFoundError(KeyleashError):
+    """Control API: no minting key with that id (404 ``minting_key_not_found``)."""
 
 
 class BudgetNotFoundError(KeyleashError):
@@ -171,6 +183,7 @@ _BY_CODE = {
     "invalid_json": InvalidRequestError,
     "mode_unavailable": InvalidRequestError,
     "key_not_found": KeyNotFoundError,
+    "minting_key_not_found": MintingKeyNotFoundError,
     "budget_not_found": BudgetNotFoundError,
     "budget_exists": BudgetExistsError,
     "budget_in_use": BudgetInUseError,
@@ -253,6 +266,33 @@ class VaultKey(dict):
         return f"VaultKey({shown!r})"
 
 
+class MintingKey(dict):
+    """A minting key as the API sends it (a dict), with attribute access: ``mk.id``, ``mk.secret``.
+
+    ``secret`` (``klm_…``) is only in the answers to creating and rotating; ``minter()`` mints with it.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def secret(self) -> Optional[str]:
+        return self.get("secret")
+
+    def minter(self, **kwargs: Any) -> "Minter":
+        """A ``Minter`` for this answer's secret (only the answers to create and rotate hold one)."""
+        if not self.get("secret"):
+            raise ValueError("keyleash: this minting key holds no secret (it is shown only when it is created or rotated)")
+        return Minter(self["secret"], **kwargs)
+
+    def __repr__(self) -> str:  # never print the secret
+        shown = {k: ("klm_…" if k == "secret" else v) for k, v in self.items()}
+        return f"MintingKey({shown!r})"
+
+
 class ProxySession(requests.Session):
     """A ``requests.Session`` that calls the keyleash proxy with one vault key.
 
@@ -287,12 +327,17 @@ def _budget_path(budget_id: str) -> str:
     return f"/v1/budgets/{requests.utils.quote(budget_id, safe='')}"
 
 
+def _minting_key_path(minting_key_id: str) -> str:
+    return f"/v1/minting_keys/{requests.utils.quote(minting_key_id, safe='')}"
+
+
 def _token_of(key: Union[VaultKey, str]) -> str:
     return key if isinstance(key, str) else key["token"]
 
 
 class Keyleash:
-    """Client for the control API (issue, read, list, revoke, kill switch, budgets, audit) and the proxy.
+    """Client for the control API (issue, read, list, revoke, kill switch, budgets, minting keys,
+    audit) and the proxy. Minting itself is offline: see ``Minter``.
 
     Defaults come from ``KEYLEASH_API_URL``, ``KEYLEASH_PROXY_URL`` and ``KEYLEASH_ADMIN_TOKEN``.
     """
@@ -436,6 +481,83 @@ class Keyleash:
             body["all"] = True
         return self._call("POST", "/v1/keys/revoke", body)
 
+    # -- minting keys --------------------------------------------------------------------------
+
+    def create_minting_key(
+        self,
+        vendors: Union[str, Iterable[str]],
+        allowed_endpoints: Iterable[str],
+        max_daily_usd_cap: Union[float, int, str, None] = None,
+        max_ttl: Union[str, int, None] = None,
+        label: Optional[str] = None,
+        mode: Optional[str] = None,
+        budgets: Optional[Iterable[str]] = None,
+        allowed_budgets: Optional[Iterable[str]] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> MintingKey:
+        """Creates a minting key (the API answers 201). ``mk.secret`` is only in this answer: hand
+        it to the backend that mints (``KEYLEASH_MINTING_KEY``), or use ``mk.minter()``.
+
+        ``allowed_endpoints``: the widest patterns a minted key can have. ``max_daily_usd_cap``:
+        the cap of a key that asks for more or none (None: no maximum). ``max_ttl``: the longest a
+        minted key lives (default ``"1h"``). ``budgets``: budgets every minted key counts against;
+        ``allowed_budgets``: further ones a key may name (ids, or prefixes ending in ``*``).
+        """
+        body: Dict[str, Any] = {
+            "vendors": [vendors] if isinstance(vendors, str) else list(vendors),
+            "allowed_endpoints": list(allowed_endpoints),
+        }
+        for name, value in (("max_daily_usd_cap", max_daily_usd_cap), ("max_ttl", max_ttl), ("label", label), ("mode", mode)):
+            if value is not None:
+                body[name] = value
+        if budgets is not None:
+            body["budgets"] = list(budgets)
+        if allowed_budgets is not None:
+            body["allowed_budgets"] = list(allowed_budgets)
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        return MintingKey(self._call("POST", "/v1/minting_keys", body))
+
+    def get_minting_key(self, minting_key_id: str) -> MintingKey:
+        """A minting key (never its secret), with its secret ``versions`` (``MintingKeyNotFoundError`` if none)."""
+        return MintingKey(self._call("GET", _minting_key_path(minting_key_id)))
+
+    def list_minting_keys(self, limit: Optional[int] = None, cursor: Optional[str] = None) -> Dict[str, Any]:
+        """One page: ``{"object": "list", "data": [...], "has_more", "next_cursor"}``."""
+        params = [(n, str(v)) for n, v in (("limit", limit), ("cursor", cursor)) if v is not None]
+        page = self._call("GET", "/v1/minting_keys", params=params)
+        page["data"] = [MintingKey(k) for k in page.get("data", [])]
+        return page
+
+    def iter_minting_keys(self, limit: Optional[int] = None) -> Iterator[MintingKey]:
+        """Every minting key, page after page."""
+        cursor = None
+        while True:
+            page = self.list_minting_keys(limit=limit, cursor=cursor)
+            yield from page["data"]
+            if not page.get("has_more") or not page.get("next_cursor"):
+                return
+            cursor = page["next_cursor"]
+
+    def rotate_minting_key(self, minting_key_id: str, grace_period: Union[str, int, None] = None) -> MintingKey:
+        """A new secret (``version`` + 1), in ``mk.secret``. Keys minted with older versions keep
+        working for ``grace_period`` (``"1h"`` or seconds; default: the minting key's ``max_ttl``)."""
+        body: Dict[str, Any] = {}
+        if grace_period is not None:
+            body["grace_period"] = grace_period
+        return MintingKey(self._call("POST", _minting_key_path(minting_key_id) + "/rotate", body))
+
+    def revoke_minting_key(self, minting_key_id: str, missing_ok: bool = False) -> Optional[MintingKey]:
+        """Revokes a minting key (idempotent): every key minted from it is refused from then on,
+        used or not (``keys_revoked`` counts the ones in use). An unknown id raises
+        ``MintingKeyNotFoundError`` unless ``missing_ok``."""
+        try:
+            return MintingKey(self._call("DELETE", _minting_key_path(minting_key_id)))
+        except MintingKeyNotFoundError:
+            if missing_ok:
+                return None
+            raise
+
     # -- budgets -------------------------------------------------------------------------------
 
     def create_budget(
@@ -566,3 +688,6 @@ class Keyleash:
 
 # Used by keyleash.celery (and usable anywhere): the vault keys of the current task / context.
 _current_keys: "contextvars.ContextVar[Optional[Dict[str, VaultKey]]]" = contextvars.ContextVar("keyleash_vault_keys", default=None)
+
+# Last: mint.py builds on VaultKey above.
+from .mint import Minter, MintError, MintedToken, decode_minted_token, narrow_key, usd_to_micros  # noqa: E402

@@ -2,6 +2,10 @@
 
 Nothing here imports Celery: it works in any worker, thread or script.
 
+Pass a ``Minter`` where a client goes to mint the keys locally instead (docs/minting.md): no
+control API call at the task's start, no admin token on the worker. Minted keys are not revoked
+at the end (they expire at ``expires_in``) unless ``revoke_with=client`` is given.
+
     from keyleash.celery import with_vault_key, current_vault_key
 
     @app.task
@@ -17,6 +21,7 @@ import logging
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, TypeVar, Union
 
 from . import Keyleash, VaultKey, _current_keys
+from .mint import Minter, _mint_entry, clip_label
 
 __all__ = ["vault_key", "vault_keys", "with_vault_key", "current_vault_key"]
 
@@ -34,11 +39,27 @@ def _revoke_all(client: Keyleash, keys: Mapping[str, VaultKey]) -> None:
             log.warning("keyleash: could not revoke vault key %s (it stays usable until it expires): %s", key.get("id"), e)
 
 
+KeySource = Union[Keyleash, Minter]
+
+
 @contextlib.contextmanager
-def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None) -> Iterator[Dict[str, VaultKey]]:
+def vault_keys(client: KeySource, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None, revoke_with: Optional[Keyleash] = None) -> Iterator[Dict[str, VaultKey]]:
     """Issues one key per entry of ``vendors`` (``{"stripe": {"allowed_endpoints": [...], ...}}``;
     an entry's ``vendor`` defaults to its name), yields ``{name: key}``, revokes them all on exit.
-    ``budgets``: budget ids every key is attached to (an entry's own ``budgets`` replaces them)."""
+    ``budgets``: budget ids every key is attached to (an entry's own ``budgets`` replaces them).
+
+    ``client`` a ``Minter``: the keys are minted locally, and revoked on exit only through
+    ``revoke_with`` (a ``Keyleash`` client), if given."""
+    if isinstance(client, Minter):
+        minted = {name: _mint_entry(client, name, spec, expires_in=expires_in, label=label, metadata=metadata, budgets=budgets) for name, spec in vendors.items()}
+        token = _current_keys.set(dict(minted))
+        try:
+            yield minted
+        finally:
+            _current_keys.reset(token)
+            if revoke_with is not None:
+                _revoke_all(revoke_with, minted)
+        return
     issued: Dict[str, VaultKey] = {}
     try:
         for name, spec in vendors.items():
@@ -64,25 +85,28 @@ def vault_keys(client: Keyleash, vendors: Mapping[str, Mapping[str, Any]], expir
 
 
 @contextlib.contextmanager
-def vault_key(client: Keyleash, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None) -> Iterator[VaultKey]:
+def vault_key(client: KeySource, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None, revoke_with: Optional[Keyleash] = None) -> Iterator[VaultKey]:
     """``with vault_key(client, "stripe", [...], daily_usd_cap=50) as key:`` — a 30-minute key by
-    default, revoked when the block exits (also on an exception)."""
+    default, revoked when the block exits (also on an exception). ``vault_key(minter, ...)``
+    mints it instead (see ``vault_keys``)."""
     spec: Dict[str, Any] = {"vendor": vendor, "allowed_endpoints": allowed_endpoints}
     if daily_usd_cap is not None:
         spec["daily_usd_cap"] = daily_usd_cap
     if mode is not None:
         spec["mode"] = mode
-    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata, budgets=budgets) as keys:
+    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata, budgets=budgets, revoke_with=revoke_with) as keys:
         yield keys[vendor]
 
 
-def with_vault_key(client: Keyleash, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None, budgets: Optional[Union[Iterable[str], Callable[..., Iterable[str]]]] = None) -> Callable[[F], F]:
+def with_vault_key(client: KeySource, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None, budgets: Optional[Union[Iterable[str], Callable[..., Iterable[str]]]] = None, revoke_with: Optional[Keyleash] = None) -> Callable[[F], F]:
     """Decorator: each call of the function runs with its own key(s), issued at the start and
     revoked in ``finally``. Read them with ``current_vault_key()``, or pass ``inject="vault_key"``
     to receive the key (or, with ``vendors``, the ``{name: key}`` dict) as that keyword argument.
     ``label`` and ``budgets`` (budget ids the keys are attached to, e.g.
     ``budgets=lambda user_id, **_: [f"user:{user_id}"]``) may be functions of the call's
-    arguments. Put it under ``@app.task``."""
+    arguments. Put it under ``@app.task``. ``with_vault_key(minter, ...)`` mints the keys
+    instead (checked once here, so a bad spec fails at import); ``revoke_with=client`` also
+    revokes them at the end."""
     if vendors is None:
         if not vendor or not allowed_endpoints:
             raise ValueError("with_vault_key: give vendor and allowed_endpoints, or vendors")
@@ -91,13 +115,16 @@ def with_vault_key(client: Keyleash, vendor: Optional[str] = None, allowed_endpo
             spec["daily_usd_cap"] = daily_usd_cap
         vendors = {vendor: spec}
     single = vendor if len(vendors) == 1 and vendor else None
+    if isinstance(client, Minter):
+        for name, spec in vendors.items():
+            _mint_entry(client, name, spec, expires_in=expires_in, label=(None if callable(label) else label) or "startup check", metadata=metadata, budgets=None if callable(budgets) else budgets)
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            lbl = label(*args, **kwargs) if callable(label) else (label or f"task {fn.__module__}.{fn.__qualname__}")
+            lbl = label(*args, **kwargs) if callable(label) else (label or clip_label(f"task {fn.__module__}.{fn.__qualname__}"))
             bud = budgets(*args, **kwargs) if callable(budgets) else budgets
-            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata, budgets=bud) as keys:
+            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata, budgets=bud, revoke_with=revoke_with) as keys:
                 if inject:
                     kwargs[inject] = keys[single] if single else keys
                 return fn(*args, **kwargs)

@@ -1,4 +1,5 @@
-"""Flask extension: a vault key per request, issued in ``before_request``, revoked in ``teardown_request``.
+"""Flask extension: a vault key per request, issued in ``before_request``, revoked in ``teardown_request``
+(or minted locally from a minting key, with no control API call: ``minter=Minter()``).
 
     from keyleash import Keyleash
     from keyleash.flask import KeyleashFlask
@@ -11,16 +12,22 @@
 In a view or tool function: ``g.vault_key`` (the token), ``g.vault_key_id``, ``g.vault_keys``
 (name → key) and, per entry, ``g.<name>_vault_key``. Set ``KEYLEASH_USE_VAULT_KEYS = False`` (or
 ``USE_VAULT_KEYS = False``) in the app config to issue nothing, e.g. in unit tests.
+
+Minting instead of issuing (docs/minting.md): ``KeyleashFlask(app, minter=Minter(), vendor=...,
+allowed_endpoints=[...])``. Each request's key is made locally, so a request never waits on the
+control API and needs no admin token; calls still go through the proxy (``KEYLEASH_PROXY_URL``).
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 from flask import Flask, current_app, g, jsonify, request
 
 from . import CapExhaustedError, Keyleash, KeyleashConnectionError, KeyleashError, ProxySession, VaultKey
+from .mint import Minter, MintError, _mint_entry, clip_label
 
 __all__ = ["KeyleashFlask", "DEFAULT_SKIP_PATHS", "UNAVAILABLE_CODE", "current_vault_key", "proxy_session"]
 
@@ -41,6 +48,12 @@ class KeyleashFlask:
     entry's own ``budgets`` replaces them) may be functions of the request. ``fail_open=False``
     answers 503 ``vault_key_unavailable`` when keys cannot be issued within ``issue_timeout``
     seconds; ``fail_open=True`` runs the view without a key and logs a warning. ``cap_exhausted_status=402`` turns an uncaught ``CapExhaustedError`` into that status.
+
+    ``minter``: mint the keys locally instead (no network call at request start, no admin token
+    needed). The spec is checked by a trial mint here, so a bad one fails at startup. Minted keys
+    are not revoked at teardown (that would be a control API call per request; they expire at
+    ``expires_in``) unless ``revoke_minted=True``, which revokes them through ``client``. The proxy
+    URL comes from ``client``, else ``KEYLEASH_PROXY_URL`` in the app config or the environment.
     """
 
     def __init__(
@@ -61,6 +74,8 @@ class KeyleashFlask:
         skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
         skip: Optional[Callable[[Any], bool]] = None,
         cap_exhausted_status: Optional[int] = None,
+        minter: Optional[Minter] = None,
+        revoke_minted: bool = False,
     ):
         if vendors is None:
             if not vendor or not allowed_endpoints:
@@ -81,6 +96,11 @@ class KeyleashFlask:
         self.skip_paths = tuple(skip_paths)
         self.skip = skip
         self.cap_exhausted_status = cap_exhausted_status
+        self.minter = minter
+        self.revoke_minted = revoke_minted
+        if minter is not None:
+            for name, spec in self.vendors.items():
+                self._mint(name, spec, label=_static(label) or "startup check", metadata=_static(metadata), budgets=_static(self.budgets))
         if app is not None:
             self.init_app(app)
 
@@ -105,6 +125,17 @@ class KeyleashFlask:
             self.client = Keyleash(cfg.get("KEYLEASH_API_URL"), cfg.get("KEYLEASH_PROXY_URL"), cfg.get("KEYLEASH_ADMIN_TOKEN"))
         return self.client
 
+    def _proxy_url(self) -> str:
+        if self.client is not None:
+            return self.client.proxy_url
+        url = current_app.config.get("KEYLEASH_PROXY_URL") or os.environ.get("KEYLEASH_PROXY_URL")
+        if not url:
+            raise RuntimeError("keyleash: KEYLEASH_PROXY_URL is not set (app config or environment), and no client was given")
+        return url
+
+    def _mint(self, name: str, spec: Mapping[str, Any], label: Any, metadata: Any, budgets: Any) -> VaultKey:
+        return _mint_entry(self.minter, name, spec, expires_in=self.expires_in, mode=self.mode, label=label, metadata=metadata, budgets=budgets)  # type: ignore[arg-type]
+
     def _enabled(self) -> bool:
         cfg = current_app.config
         return bool(cfg.get("KEYLEASH_USE_VAULT_KEYS", True)) and bool(cfg.get("USE_VAULT_KEYS", True))
@@ -124,10 +155,20 @@ class KeyleashFlask:
             setattr(g, f"{name}_vault_key_id", None)
         if not self._enabled() or self._skipped():
             return None
-        client = self._client()
-        label = self.label(request) if callable(self.label) else (self.label or f"flask {request.method} {request.path}")
+        label = self.label(request) if callable(self.label) else (self.label or clip_label(f"flask {request.method} {request.path}"))
         metadata = self.metadata(request) if callable(self.metadata) else self.metadata
         budgets = self.budgets(request) if callable(self.budgets) else self.budgets
+        if self.minter is not None:
+            try:
+                minted = {name: self._mint(name, spec, label, metadata, budgets) for name, spec in self.vendors.items()}
+            except MintError as e:  # e.g. a label or metadata made from this request
+                if self.fail_open:
+                    log.warning("keyleash: could not mint a vault key (%s); fail_open is on, so %s %s runs without one", e, request.method, request.path)
+                    return None
+                return jsonify(code=UNAVAILABLE_CODE, message=f"could not mint a vault key for this request: {e}"), 503
+            self._expose(minted)
+            return None
+        client = self._client()
         deadline = time.monotonic() + self.issue_timeout
         issued: Dict[str, VaultKey] = {}
         try:
@@ -153,18 +194,22 @@ class KeyleashFlask:
                 log.warning("keyleash: could not issue a vault key (%s); fail_open is on, so %s %s runs without one", e, request.method, request.path)
                 return None
             return jsonify(code=UNAVAILABLE_CODE, message=f"could not issue a vault key for this request: {e}"), 503
-        g.vault_keys = issued
-        first = next(iter(issued.values()))
+        self._expose(issued)
+        return None
+
+    @staticmethod
+    def _expose(keys: Dict[str, VaultKey]) -> None:
+        g.vault_keys = keys
+        first = next(iter(keys.values()))
         g.vault_key = first["token"]
         g.vault_key_id = first["id"]
-        for name, key in issued.items():
+        for name, key in keys.items():
             setattr(g, f"{name}_vault_key", key["token"])
             setattr(g, f"{name}_vault_key_id", key["id"])
-        return None
 
     def _teardown_request(self, exc: Optional[BaseException]) -> None:
         keys = g.pop("vault_keys", None) or {}
-        if keys:
+        if keys and (self.minter is None or self.revoke_minted):
             _revoke_all(self._client(), keys)
 
     # -- helpers for views and tools -------------------------------------------------------------
@@ -174,7 +219,11 @@ class KeyleashFlask:
         key = current_vault_key(name)
         if key is None:
             raise RuntimeError("keyleash: no vault key in this request (skipped path, keys off, or issuing failed with fail_open)")
-        return self._client().session(key)
+        return ProxySession(self._proxy_url(), key["token"])
+
+
+def _static(value: Any) -> Any:
+    return None if callable(value) else value
 
 
 def _revoke_all(client: Keyleash, keys: Mapping[str, VaultKey]) -> None:

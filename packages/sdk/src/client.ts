@@ -106,6 +106,11 @@ export interface VaultKey {
   last_used_at?: string | null;
   budgets?: string[];
   rate_limit?: RateLimit | null;
+  /** `issued` through the control API, or `minted` from a minting key. */
+  origin?: 'issued' | 'minted';
+  minting_key_id?: string | null;
+  /** The key a narrowed key was narrowed from. */
+  parent_id?: string | null;
   [k: string]: unknown;
 }
 
@@ -120,6 +125,8 @@ export interface ListKeysParams {
   mode?: Mode;
   labelPrefix?: string;
   metadata?: Record<string, string>;
+  /** Only keys minted from this minting key. */
+  mintingKey?: string;
   /** 1–100 (server default 20). */
   limit?: number;
   cursor?: string;
@@ -195,6 +202,52 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** What a minting key may mint (docs/minting.md). */
+export interface CreateMintingKeyParams {
+  /** The vendors minted keys may be for. */
+  vendors: string[];
+  /** The widest patterns a minted key can have. */
+  allowedEndpoints: string[];
+  /** The highest daily cap (USD) a minted key gets; null or omitted: no maximum. */
+  maxDailyUsdCap?: number | string | null;
+  /** The longest a minted key lives: `"30s"`, `"5m"`, `"1h"`, `"1d"` or seconds. Default `1h`. */
+  maxTtl?: string | number;
+  /** Budgets every minted key counts against, whatever its caveats say. */
+  budgets?: string[];
+  /** Further budgets minted keys may name: ids, or prefixes ending in `*` (`user:*`). */
+  allowedBudgets?: string[];
+  mode?: Mode;
+  label?: string;
+  metadata?: Record<string, string>;
+}
+
+export interface MintingKey {
+  object: 'minting_key';
+  id: string;
+  label: string;
+  mode: Mode;
+  vendors: string[];
+  allowed_endpoints: string[];
+  max_daily_usd_cap: number | null;
+  max_daily_cap_micros: number | null;
+  /** Seconds. */
+  max_ttl: number;
+  budgets: string[];
+  allowed_budgets: string[];
+  metadata: Record<string, string>;
+  status: 'active' | 'revoked';
+  /** The current secret version. */
+  version: number;
+  versions: Array<{ version: number; created_at: string; retires_at: string | null }>;
+  created_at: string;
+  revoked_at: string | null;
+  /** In the answers to create and rotate only: give it to `new Minter(secret)`. */
+  secret?: string;
+  /** In the answer to revoke only: the minted keys in use it revoked. */
+  keys_revoked?: number;
+  [k: string]: unknown;
+}
+
 const trimSlash = (u: string) => u.replace(/\/+$/, '');
 const budgetPath = (id: string) => `/v1/budgets/${encodeURIComponent(id)}`;
 
@@ -244,6 +297,7 @@ export class Keyleash {
     if (params.vendor) q.set('vendor', params.vendor);
     if (params.mode) q.set('mode', params.mode);
     if (params.labelPrefix !== undefined) q.set('label_prefix', params.labelPrefix);
+    if (params.mintingKey !== undefined) q.set('minting_key', params.mintingKey);
     for (const [k, v] of Object.entries(params.metadata ?? {})) q.append(`metadata[${k}]`, v);
     if (params.limit !== undefined) q.set('limit', String(params.limit));
     if (params.cursor) q.set('cursor', params.cursor);
@@ -288,6 +342,46 @@ export class Keyleash {
     if (params.dryRun !== undefined) body.dry_run = params.dryRun;
     if (params.all !== undefined) body.all = params.all;
     return this.#call<RevokeKeysResult>('POST', '/v1/keys/revoke', body, opts);
+  }
+
+  /** Creates a minting key (the API answers 201); its `secret` is in this answer only. */
+  createMintingKey(params: CreateMintingKeyParams, opts?: CallOptions): Promise<MintingKey & { secret: string }> {
+    const body: Record<string, unknown> = { vendors: params.vendors, allowed_endpoints: params.allowedEndpoints };
+    if (params.maxDailyUsdCap !== undefined) body.max_daily_usd_cap = params.maxDailyUsdCap;
+    if (params.maxTtl !== undefined) body.max_ttl = params.maxTtl;
+    if (params.budgets !== undefined) body.budgets = params.budgets;
+    if (params.allowedBudgets !== undefined) body.allowed_budgets = params.allowedBudgets;
+    if (params.mode !== undefined) body.mode = params.mode;
+    if (params.label !== undefined) body.label = params.label;
+    if (params.metadata !== undefined) body.metadata = params.metadata;
+    return this.#call('POST', '/v1/minting_keys', body, opts);
+  }
+
+  getMintingKey(id: string, opts?: CallOptions): Promise<MintingKey> {
+    return this.#call('GET', `/v1/minting_keys/${encodeURIComponent(id)}`, undefined, opts);
+  }
+
+  /** One page of minting keys, newest first. */
+  listMintingKeys(params: { limit?: number; cursor?: string } = {}, opts?: CallOptions): Promise<List<MintingKey>> {
+    const q = new URLSearchParams();
+    if (params.limit !== undefined) q.set('limit', String(params.limit));
+    if (params.cursor) q.set('cursor', params.cursor);
+    const qs = q.toString();
+    return this.#call('GET', `/v1/minting_keys${qs ? `?${qs}` : ''}`, undefined, opts);
+  }
+
+  /**
+   * A new secret (version + 1). Keys minted under older versions keep working for
+   * `gracePeriod` (default: the minting key's max TTL; 0 stops them now).
+   */
+  rotateMintingKey(id: string, params: { gracePeriod?: string | number } = {}, opts?: CallOptions): Promise<MintingKey & { secret: string }> {
+    const body = params.gracePeriod === undefined ? {} : { grace_period: params.gracePeriod };
+    return this.#call('POST', `/v1/minting_keys/${encodeURIComponent(id)}/rotate`, body, opts);
+  }
+
+  /** Revokes a minting key and every key minted from it, used or not. Idempotent. */
+  revokeMintingKey(id: string, opts?: CallOptions): Promise<MintingKey> {
+    return this.#call('DELETE', `/v1/minting_keys/${encodeURIComponent(id)}`, undefined, opts);
   }
 
   /** Creates a budget (the API answers 201). A taken id throws `BudgetExistsError`. */

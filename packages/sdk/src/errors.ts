@@ -66,6 +66,10 @@ export class BudgetFrozenError extends KeyleashError {
     return typeof this.body?.budget === 'string' ? this.body.budget : undefined;
   }
 }
+/** Control API: no minting key with that id (404 `minting_key_not_found`). */
+export class MintingKeyNotFoundError extends KeyleashError {
+  override name = 'MintingKeyNotFoundError';
+}
 /** Control API: the admin token's policy does not allow this (403 `policy_violation`; `param` names the field). */
 export class PolicyViolationError extends KeyleashError {
   override name = 'PolicyViolationError';
@@ -156,6 +160,7 @@ const BY_CODE: Record<string, new (status: number, body: KeyleashErrorBody) => K
   invalid_json: InvalidRequestError,
   mode_unavailable: InvalidRequestError,
   key_not_found: KeyNotFoundError,
+  minting_key_not_found: MintingKeyNotFoundError,
   budget_not_found: BudgetNotFoundError,
   budget_exists: BudgetExistsError,
   budget_in_use: BudgetInUseError,

@@ -1,10 +1,10 @@
 import type { IssuedKey } from './client.js';
 import {
-  DEFAULT_ISSUE_TIMEOUT_MS,
+  acquireScope,
   defaultLogger,
-  issueKeys,
   keySpecs,
   revokeScope,
+  scopeProxyUrl,
   type Logger,
   type MultiKeyOptions,
   type SingleKeyOptions,
@@ -66,8 +66,7 @@ export async function begin<Req>(options: MiddlewareOptions<Req>, req: Req, meth
   const budgets = typeof options.budgets === 'function' ? options.budgets(req) : options.budgets;
   try {
     const specs = keySpecs(options as SingleKeyOptions, { label, metadata, budgets });
-    const keys: Map<string, IssuedKey> = await issueKeys(options.client, specs, options.issueTimeoutMs ?? DEFAULT_ISSUE_TIMEOUT_MS, logger);
-    const scope: VaultKeyScope = { proxyUrl: options.client.proxyUrl, client: options.client, keys };
+    const scope: VaultKeyScope = await acquireScope(options, specs, logger);
     let ended: Promise<void> | undefined;
     return { kind: 'ok', scope, end: () => (ended ??= revokeScope(scope, logger)) };
   } catch (error) {
@@ -78,7 +77,7 @@ export async function begin<Req>(options: MiddlewareOptions<Req>, req: Req, meth
         path,
         error: (error as Error)?.message,
       });
-      return { kind: 'failed-open', scope: { proxyUrl: options.client.proxyUrl, keys: new Map() }, error };
+      return { kind: 'failed-open', scope: { proxyUrl: scopeProxyUrl(options), keys: new Map() }, error };
     }
     return { kind: 'failed-closed', error };
   }

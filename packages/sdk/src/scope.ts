@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IssuedKey, IssueKeyParams, Keyleash, Mode, RateLimit } from './client.js';
 import { KeyleashConnectionError, NoVaultKeyError } from './errors.js';
+import type { Minter } from './mint.js';
 
 // Request-scoped vault keys: issue → run with the key(s) in AsyncLocalStorage → revoke in finally.
 
@@ -28,7 +29,17 @@ export interface KeySpec {
 }
 
 interface CommonOptions {
-  client: Keyleash;
+  /** Issues (and revokes) the keys; its `proxyUrl` is the scope's. Optional with a `minter`. */
+  client?: Keyleash;
+  /**
+   * Mint the keys locally from this minting key instead of issuing them: no call to the
+   * gateway when the scope starts. They are not revoked when it ends (their TTL does that)
+   * unless `revokeMinted` is true and a `client` is given.
+   */
+  minter?: Minter;
+  revokeMinted?: boolean;
+  /** The proxy base URL, when there is no `client` (default `KEYLEASH_PROXY_URL`). */
+  proxyUrl?: string;
   label?: string;
   metadata?: Record<string, string>;
   /**
@@ -66,6 +77,7 @@ export type VaultKeyOptions = SingleKeyOptions | MultiKeyOptions;
 
 export interface VaultKeyScope {
   proxyUrl: string;
+  /** The client that revokes the scope's keys when it ends; none for keys that are left to expire. */
   client?: Keyleash;
   /** Entry name → key, in the order they were declared. Empty on a fail-open request. */
   keys: Map<string, IssuedKey>;
@@ -145,6 +157,40 @@ export async function issueKeys(
   }
 }
 
+/** The proxy URL a scope's calls go to. @internal */
+export function scopeProxyUrl(options: Pick<CommonOptions, 'client' | 'proxyUrl'>): string {
+  const url = options.client?.proxyUrl ?? options.proxyUrl ?? process.env.KEYLEASH_PROXY_URL;
+  if (!url) throw new TypeError('keyleash: give `client` or `proxyUrl` (or set KEYLEASH_PROXY_URL)');
+  return url.replace(/\/+$/, '');
+}
+
+/**
+ * The keys of a scope: minted on the spot when there is a `minter` (no I/O), else issued.
+ * Resolves to the scope, whose `client` is set when its keys are to be revoked at the end.
+ * @internal
+ */
+export async function acquireScope(
+  options: Pick<CommonOptions, 'client' | 'minter' | 'revokeMinted' | 'proxyUrl' | 'issueTimeoutMs'>,
+  specs: Array<[string, IssueKeyParams]>,
+  logger: Logger,
+): Promise<VaultKeyScope> {
+  const proxyUrl = scopeProxyUrl(options);
+  if (options.minter) {
+    const minter = options.minter;
+    const keys = new Map<string, IssuedKey>();
+    for (const [name, p] of specs) {
+      if (p.mode !== undefined && p.mode !== minter.mode) throw new TypeError(`keyleash: a ${minter.mode} minting key cannot mint ${p.mode} keys`);
+      if (p.rateLimit !== undefined) throw new TypeError('keyleash: minted keys have no rate_limit of their own; put one on a budget');
+      const { mode: _mode, rateLimit: _rate, ...rest } = p;
+      keys.set(name, minter.mint(rest));
+    }
+    return { proxyUrl, keys, ...(options.revokeMinted && options.client ? { client: options.client } : {}) };
+  }
+  if (!options.client) throw new TypeError('keyleash: give `client` (to issue keys) or `minter` (to mint them)');
+  const keys = await issueKeys(options.client, specs, options.issueTimeoutMs ?? DEFAULT_ISSUE_TIMEOUT_MS, logger);
+  return { proxyUrl, client: options.client, keys };
+}
+
 async function revokeQuietly(client: Keyleash, id: string, logger: Logger): Promise<void> {
   try {
     await client.revokeKey(id, { ignoreNotFound: true });
@@ -175,16 +221,15 @@ export function runInScope<T>(scope: VaultKeyScope, fn: () => T): T {
  * when `fn` settles — also when it throws. Inside, `currentVaultKey()` and the client helpers
  * (`stripeClient()`, `vaultFetch()`, …) find the key anywhere down the call stack.
  * If issuing fails (or takes longer than `issueTimeoutMs`), `fn` does not run and the error is thrown.
+ * With a `minter`, the keys are minted locally instead (see `CommonOptions.minter`).
  */
 export function withVaultKey<T>(options: SingleKeyOptions, fn: (key: IssuedKey) => T | Promise<T>): Promise<T>;
 export function withVaultKey<T>(options: MultiKeyOptions, fn: (keys: Record<string, IssuedKey>) => T | Promise<T>): Promise<T>;
 export async function withVaultKey<T>(options: VaultKeyOptions, fn: (arg: any) => T | Promise<T>): Promise<T> {
   const logger = defaultLogger(options.logger);
-  const specs = keySpecs(options);
-  const keys = await issueKeys(options.client, specs, options.issueTimeoutMs ?? DEFAULT_ISSUE_TIMEOUT_MS, logger);
-  const scope: VaultKeyScope = { proxyUrl: options.client.proxyUrl, client: options.client, keys };
+  const scope = await acquireScope(options, keySpecs(options), logger);
   try {
-    const arg = options.vendors ? Object.fromEntries(keys) : keys.values().next().value;
+    const arg = options.vendors ? Object.fromEntries(scope.keys) : scope.keys.values().next().value;
     return await storage.run(scope, () => fn(arg));
   } finally {
     await revokeScope(scope, logger);
