@@ -40,6 +40,13 @@ export function evaluateTargets(s) {
       t.push({ target: 'Postgres+Redis scales with processes (1 → 2 workers)', value: s6.pgredis?.unavailable ?? 'not run', met: null });
     }
   }
+  const s8 = s['8-minting'];
+  if (s8?.mint) {
+    t.push({ target: 'Minting ≥ 100,000 keys/s in one Node process', value: `${n(s8.mint.per_second)} keys/s`, met: s8.mint.per_second >= 100_000 });
+    t.push({ target: 'Minting p99 ≤ 50 µs', value: `${f(s8.mint.p99_us, 1)} µs`, met: s8.mint.p99_us <= 50 });
+    t.push({ target: "A minted key's first use adds ≤ 1 ms over an issued key's (p50)", value: `${f(s8.first_use.added_p50_ms, 3)} ms (p99 ${f(s8.first_use.added_p99_ms, 3)} ms)`, met: s8.first_use.added_p50_ms <= 1 });
+    t.push({ target: 'Later uses of a minted key cost the same as an issued key (throughput ≥ 95 %)', value: pct(s8.later_throughput.minted_ratio), met: s8.later_throughput.minted_ratio >= 0.95 });
+  }
   return t;
 }
 
@@ -130,6 +137,25 @@ export function markdown(run) {
     }
     out.push('', `Portkey streaming through a custom host answered: \`${s7.portkey_stream_answer}\`, so it has no row in scenario 2: Portkey 1.15.2 on Node 20 logs \`TypeError: immutable\` from \`Headers.append\` in its response-header rewrite for a streamed answer (its own bug, seen in its log; non-streamed calls work).`, '');
   } else if (s7) out.push('### 7. Peer: Portkey', '', `Not measured: ${s7.unavailable ?? s7.error}`, '');
+
+  const s8 = s['8-minting'];
+  if (s8?.mint) {
+    out.push('### 8. Minted keys', '', `Minting and narrowing: the SDK's \`Minter.mint\` / \`narrowKey\` (packages/sdk) called in the bench process, ${n(s8.mint.calls)} times back to back for the rate, then each call timed on its own for the percentiles (the timer alone: ${f(s8.timer_overhead_p50_us, 2)} µs). The floor is what a mint cannot avoid: 18 random bytes and one HMAC-SHA256 over a block of the same size.`, '');
+    out.push('| operation | per second | p50 µs | p99 µs | p99.9 µs | max µs |', '|---|---|---|---|---|---|');
+    for (const [name, r] of [['crypto floor (random bytes + HMAC)', s8.crypto_floor], ['mint a key (Minter.mint)', s8.mint], ['narrow a key (narrowKey)', s8.narrow]]) {
+      out.push(`| ${name} | ${n(r.per_second)} | ${f(r.p50_us, 2)} | ${f(r.p99_us, 2)} | ${f(r.p999_us, 2)} | ${f(r.max_us, 1)} |`);
+    }
+    out.push('', `Minting runs at ${pct(s8.mint.vs_crypto_floor)} of the crypto floor${s8.mint.vs_issuance ? ` and ${n(s8.mint.vs_issuance)}× the rate of \`POST /v1/keys\` in this run (scenario 3: ${n(s8.issuance_keys_per_s)} keys/s)` : ''}, with no network call and no gateway needed.`, '');
+    const fu = s8.first_use;
+    const lu = s8.later_use;
+    out.push(`Through the proxy, one call at a time (${n(fu.issued.calls)} fresh keys of each kind, kinds alternating): a key's first call — issued: found by hash (the key cache is filled at issuance); minted: chain verified and its record created in the store; narrowed: the same for a key and its parent — then its second call.`, '');
+    out.push('| key | first call p50 ms | first call p99 ms | second call p50 ms | second call p99 ms |', '|---|---|---|---|---|');
+    for (const k of ['issued', 'minted', 'narrowed']) out.push(`| ${k} | ${f(fu[k].p50_ms, 3)} | ${f(fu[k].p99_ms, 3)} | ${f(lu[k].p50_ms, 3)} | ${f(lu[k].p99_ms, 3)} |`);
+    out.push(`| **minted − issued** | **${f(fu.added_p50_ms, 3)}** | ${f(fu.added_p99_ms, 3)} | ${f(lu.added_p50_ms, 3)} | |`, '');
+    const lt = s8.later_throughput;
+    out.push('Later calls under load (50 connections, 50 keys of each kind, each used before):', '', '| key | req/s | vs issued keys | non-2xx |', '|---|---|---|---|');
+    out.push(`| issued | ${n(lt.issued.rps)} | 100 % | ${n(lt.issued.non2xx)} |`, `| minted | ${n(lt.minted.rps)} | ${pct(lt.minted_ratio)} | ${n(lt.minted.non2xx)} |`, `| narrowed once | ${n(lt.narrowed.rps)} | ${pct(lt.narrowed_ratio)} | ${n(lt.narrowed.non2xx)} |`, '');
+  } else if (s8?.error) out.push('### 8. Minted keys', '', `Failed: ${s8.error}`, '');
 
   if (run.profile) {
     out.push('### Profile of the keyleash proxy under the scenario-1 load', '', `\`node --cpu-prof\`, ${run.profile.duration_s} s of load, ${n(run.profile.samples)} samples. Self time by function (top 25) and by component:`, '');

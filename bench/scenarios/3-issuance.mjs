@@ -23,6 +23,7 @@ export async function run(ctx) {
     warmupS: 0,
     make: () => ({ path: '/v1/keys', body, headers: { ...headers, authorization: `Bearer ${ADMIN_TOKEN}` } }),
   });
+  ctx.issuanceKeysPerSecond = sat.rps;
   // p99 of one issue at the saturating load: 10 connections in flight, so ≈ 10 / keys-per-second.
   return { saturated: sat, moderate, keys_per_s: sat.rps, ok: sat.requests > 0 && sat.non2xx === 0 && moderate.unexpected_status === 0 };
 }
