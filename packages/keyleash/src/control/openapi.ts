@@ -3,6 +3,7 @@ import { ERRORS } from '../errors.js';
 import { issueKeySchema } from '../keys/service.js';
 import { bulkRevokeSchema } from './routes/bulk-revoke.js';
 import { createBudgetSchema, updateBudgetSchema } from '../budgets/service.js';
+import { createMintingKeySchema, rotateMintingKeySchema } from '../keys/minting.js';
 
 // The control API's OpenAPI document. Request schemas come from the same zod schemas the routes
 // validate with; a test checks every route the app serves is described here.
@@ -44,6 +45,39 @@ const keyView = {
     last_used_at: nullable({ ...str, format: 'date-time' }),
     budgets: { type: 'array', items: str, description: 'The budgets every call of this key also reserves against.' },
     rate_limit: nullable(rateLimit),
+    origin: { enum: ['issued', 'minted'], description: 'issued through POST /v1/keys, or minted from a minting key (docs/minting.md).' },
+    minting_key_id: nullable(str),
+    parent_id: nullable({ ...str, description: 'The key a narrowed key was narrowed from; its spend counts against it too.' }),
+    used: { const: false, description: 'Only on a minted key revoked before its first use: its scope was never seen, so those fields are null.' },
+  },
+};
+
+const mintingKeyView = {
+  type: 'object',
+  required: ['object', 'id', 'mode', 'vendors', 'allowed_endpoints', 'max_daily_usd_cap', 'max_ttl', 'status', 'version', 'versions', 'created_at'],
+  properties: {
+    object: { const: 'minting_key' },
+    id: { ...str, description: 'Public id (mk_…).' },
+    secret: { ...str, description: 'klm_<mode>_… for the SDKs\' Minter. Only in the answers to create and rotate.' },
+    label: str,
+    mode: { enum: ['test', 'live'] },
+    vendors: { type: 'array', items: str },
+    allowed_endpoints: { type: 'array', items: str, description: 'The widest patterns a minted key can have.' },
+    max_daily_usd_cap: nullable(num),
+    max_daily_cap_micros: nullable(int),
+    max_ttl: { ...int, description: 'Seconds a minted key lives at most, from its iat.' },
+    budgets: { type: 'array', items: str, description: 'Budgets every minted key counts against.' },
+    allowed_budgets: { type: 'array', items: str, description: 'Further budgets minted keys may name (ids, or prefixes ending in *).' },
+    metadata: { type: 'object', additionalProperties: str },
+    status: { enum: ['active', 'revoked'] },
+    version: { ...int, description: 'The current secret version.' },
+    versions: {
+      type: 'array',
+      items: { type: 'object', properties: { version: int, created_at: { ...str, format: 'date-time' }, retires_at: nullable({ ...str, format: 'date-time' }) } },
+    },
+    created_at: { ...str, format: 'date-time' },
+    revoked_at: nullable({ ...str, format: 'date-time' }),
+    keys_revoked: { ...int, description: 'Only in the answer to DELETE: the minted keys in use it revoked.' },
   },
 };
 
@@ -239,6 +273,10 @@ export function openapiDocument() {
         UpdateBudgetRequest: z.toJSONSchema(updateBudgetSchema, { io: 'input' }),
         Budget: budgetView,
         BudgetList: list('Budget'),
+        CreateMintingKeyRequest: z.toJSONSchema(createMintingKeySchema, { io: 'input' }),
+        RotateMintingKeyRequest: z.toJSONSchema(rotateMintingKeySchema, { io: 'input' }),
+        MintingKey: mintingKeyView,
+        MintingKeyList: list('MintingKey'),
         AlertDelivery: {
           type: 'object',
           description:
@@ -279,6 +317,7 @@ export function openapiDocument() {
             q('vendor', 'Only keys for this vendor'),
             q('mode', 'test or live', { enum: ['test', 'live'] }),
             q('label_prefix', 'Only keys whose label starts with this'),
+            q('minting_key', 'Only keys minted from this minting key'),
             q('metadata[key]', 'Only keys whose metadata has key=value; repeatable'),
             q('limit', '1-100, default 20', int),
             q('cursor', 'next_cursor from the previous page'),
@@ -322,6 +361,42 @@ export function openapiDocument() {
             'Every given field must match. An empty filter is refused (400) unless `all` is true. `dry_run` counts without revoking.',
           requestBody: { required: true, content: json('BulkRevokeRequest') },
           responses: { '200': { description: 'How many matched and were revoked', content: json('BulkRevokeResult') }, ...errors(400, 401, 403) },
+        },
+      },
+      '/v1/minting_keys': {
+        post: {
+          operationId: 'createMintingKey',
+          summary: 'Create a minting key: whoever holds its secret mints vault keys within its policy, offline (docs/minting.md)',
+          requestBody: { required: true, content: json('CreateMintingKeyRequest') },
+          responses: { '201': { description: 'Created; `secret` is shown only here.', content: json('MintingKey') }, ...errors(400, 401, 403) },
+        },
+        get: {
+          operationId: 'listMintingKeys',
+          summary: 'List minting keys, newest first (never their secrets)',
+          parameters: [q('limit', '1-100, default 20', int), q('cursor', 'next_cursor from the previous page')],
+          responses: { '200': { description: 'A page of minting keys', content: json('MintingKeyList') }, ...errors(400, 401) },
+        },
+      },
+      '/v1/minting_keys/{id}': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        get: {
+          operationId: 'getMintingKey',
+          summary: 'Read a minting key and its secret versions',
+          responses: { '200': { description: 'The minting key', content: json('MintingKey') }, ...errors(401, 404) },
+        },
+        delete: {
+          operationId: 'revokeMintingKey',
+          summary: 'Revoke a minting key and every key minted from it, used or not (idempotent)',
+          responses: { '200': { description: 'The revoked minting key', content: json('MintingKey') }, ...errors(401, 404) },
+        },
+      },
+      '/v1/minting_keys/{id}/rotate': {
+        parameters: [{ name: 'id', in: 'path', required: true, schema: str }],
+        post: {
+          operationId: 'rotateMintingKey',
+          summary: 'A new secret; keys of the older ones work until the grace period ends, then are refused',
+          requestBody: { required: false, content: json('RotateMintingKeyRequest') },
+          responses: { '200': { description: 'Rotated; the new `secret` is shown only here.', content: json('MintingKey') }, ...errors(400, 401, 404) },
         },
       },
       '/v1/budgets': {
