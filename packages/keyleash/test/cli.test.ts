@@ -59,6 +59,27 @@ describe('keyleash CLI', { timeout: 30_000 }, () => {
     }
   });
 
+  it('minting-keys create shows the secret once; get, list, rotate and revoke work on it', async () => {
+    const created = await run(['minting-keys', 'create', '--vendor', 'stripe', '--endpoint', '/v1/payment_intents', '--max-cap', '50', '--max-ttl', '10m', '--allow-budget', 'user:*', '--label', 'cli-mint']);
+    expect(created.code, created.stderr).toBe(0);
+    const secrets = created.stdout.match(/klm_test_[0-9A-Za-z]{24}_1_[A-Za-z0-9_-]{43}/g);
+    expect(secrets).toHaveLength(1);
+    const id = /created (mk_[0-9A-Za-z]{24})/.exec(created.stdout)![1]!;
+    expect(created.stdout).toContain('$50.00 a day per key');
+    const got = await run(['minting-keys', 'get', id]);
+    expect(got.stdout).toContain('user:* (may name)');
+    expect(got.stdout).not.toContain('klm_');
+    expect(json(await run(['minting-keys', 'list', '--json'])).data.map((m: { id: string }) => m.id)).toContain(id);
+    const rotated = await run(['minting-keys', 'rotate', id, '--grace', '5m', '--json']);
+    expect(json(rotated)).toMatchObject({ id, version: 2 });
+    expect(json(rotated).secret).toMatch(/^klm_test_.*_2_/);
+    const revoked = await run(['minting-keys', 'revoke', id]);
+    expect(revoked.stdout).toContain(`revoked ${id}; 0 minted key(s)`);
+    expect((await run(['minting-keys', 'get', 'mk_000000000000000000000000'])).code).toBe(3);
+    expect((await run(['minting-keys', 'create', '--vendor', 'stripe'])).code).toBe(2);
+    expect((await run(['minting-keys', '--help'])).stdout).toContain('Exit codes:');
+  });
+
   it('keys create issues a key and shows its token once; --json gives the API answer', async () => {
     const human = await run(['keys', 'create', '--vendor', 'stripe', '--endpoint', '/v1/payment_intents', '--cap', '25', '--ttl', '10m', '--label', 'cli-human', '--meta', 'team=cli']);
     expect(human.code, human.stderr).toBe(0);

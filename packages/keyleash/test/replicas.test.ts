@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
 import { ADMIN_TOKEN, STRIPE_TEST_SECRET, freePort, CLI } from './harness.js';
+import { mint, narrow } from './mint.js';
 import { dropSchema, flushPrefix, pgRedisAvailable, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from './pg-redis-env.js';
 
 // Three real gateway processes (built dist/, `keyleash serve`) on one Postgres and one Redis,
@@ -171,6 +172,30 @@ describe.skipIf(!available)('three gateway replicas on one Postgres + Redis', ()
     }
     const accepted = seen.B!.concat(seen.C!).filter((c) => c.status === 200).length; // before the revocation
     expect(sandbox.requests).toHaveLength(3 + accepted);
+  }, 30_000);
+
+  it('meters a minted key and its narrowed keys exactly across replicas, and a minting key revoked through A stops them on every replica', async () => {
+    sandbox.requests.length = 0;
+    sandbox.respond = null;
+    const mk = await admin(replicas[0]!, 'POST', '/v1/minting_keys', { vendors: ['stripe'], allowed_endpoints: ['/v1/payment_intents'], max_daily_usd_cap: 1000 });
+    expect(mk.status).toBe(201);
+    const root = mint(mk.body.secret, { cap: 100_000_000, endpoints: ['/v1/payment_intents'] });
+    const children = Array.from({ length: 6 }, () => narrow(root.token, mk.body.id));
+    // First uses race on every replica at once: each chain is created once, and the root's $100
+    // cap holds over all of them ($5 calls: exactly 20 pass).
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => pay(replicas[i % 3]!, children[i % 6]!.token, 500)));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(20);
+    expect(results.filter((r) => r.status === 429 && r.body.limit?.id === root.id)).toHaveLength(40);
+    for (const r of replicas) expect((await admin(r, 'GET', `/v1/keys/${root.id}`)).body.spend_today_usd).toBe(100);
+    const unused = mint(mk.body.secret, { endpoints: ['/v1/payment_intents'] });
+
+    const del = await admin(replicas[0]!, 'DELETE', `/v1/minting_keys/${mk.body.id}`);
+    expect(del.body).toMatchObject({ status: 'revoked', keys_revoked: 7 });
+    const probes = await Promise.all(
+      [replicas[1]!, replicas[2]!].flatMap((r) => [pay(r, children[0]!.token, 1), pay(r, root.token, 1), pay(r, unused.token, 1)]),
+    );
+    for (const p of probes) expect([p.status, p.body.code]).toEqual([401, 'key_revoked']);
+    expect(sandbox.requests).toHaveLength(20);
   }, 30_000);
 
   it('refuses an expired key on every replica', async () => {

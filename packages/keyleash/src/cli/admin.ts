@@ -7,7 +7,7 @@ import { makeOut, relative, table, usd, type Out } from './output.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
 
-export const ADMIN_COMMANDS = new Set(['keys', 'kill', 'audit', 'vendors']);
+export const ADMIN_COMMANDS = new Set(['keys', 'minting-keys', 'kill', 'audit', 'vendors']);
 
 const CONNECTION_HELP = `Connection (every admin command):
   --api-url URL        control API base (env KEYLEASH_API_URL, default http://127.0.0.1:8080)
@@ -32,6 +32,28 @@ Examples:
   keyleash keys list --label-prefix flask- --meta user_id=u42
   keyleash keys get key_2x9… --json
   keyleash keys revoke key_2x9…
+
+${CONNECTION_HELP}
+
+${EXIT_CODES_HELP}`,
+  'minting-keys': `keyleash minting-keys — minting keys: backends holding one mint vault keys offline
+
+Usage:
+  keyleash minting-keys create --vendor V [--vendor …] --endpoint PATTERN [--endpoint …]
+                               [--max-cap USD] [--max-ttl 1h] [--budget B …] [--allow-budget B|PREFIX* …]
+                               [--mode test|live] [--label L] [--meta k=v …]
+  keyleash minting-keys list   [--limit N]
+  keyleash minting-keys get    ID
+  keyleash minting-keys rotate ID [--grace 1h]
+  keyleash minting-keys revoke ID
+
+The secret (klm_…) is printed by create and rotate only: give it to the backend as
+KEYLEASH_MINTING_KEY. Revoking a minting key stops every key minted from it. See docs/minting.md.
+
+Examples:
+  keyleash minting-keys create --vendor stripe --endpoint /v1/payment_intents --max-cap 100 --max-ttl 1h --allow-budget 'user:*'
+  keyleash minting-keys rotate mk_2x9… --grace 10m
+  keyleash minting-keys revoke mk_2x9…
 
 ${CONNECTION_HELP}
 
@@ -318,6 +340,114 @@ async function keysCommand(args: string[]): Promise<number> {
   return code;
 }
 
+function mintingKeyDetail(out: Out, m: any): string {
+  const rows: [string, string][] = [
+    ['id', m.id],
+    ['label', m.label || '(none)'],
+    ['mode', m.mode],
+    ['status', statusText(out, m.status)],
+    ['vendors', m.vendors.join(', ')],
+    ['endpoints', m.allowed_endpoints.join(', ')],
+    ['max cap', m.max_daily_usd_cap === null ? 'no maximum' : `${usd(m.max_daily_usd_cap)} a day per key`],
+    ['max ttl', `${m.max_ttl} s`],
+    ['budgets', [...m.budgets, ...m.allowed_budgets.map((b: string) => `${b} (may name)`)].join(', ') || '(none)'],
+    ['version', `${m.version}${m.versions.length > 1 ? ` (older: ${m.versions.slice(0, -1).map((v: any) => `v${v.version} until ${v.retires_at}`).join(', ')})` : ''}`],
+    ['created', m.created_at],
+  ];
+  if (m.revoked_at) rows.push(['revoked', m.revoked_at]);
+  return rows.map(([k, v]) => `${out.dim(k.padEnd(10))} ${v}`).join('\n') + '\n';
+}
+
+async function mintingKeysCommand(args: string[]): Promise<number> {
+  const sub = args[0]?.startsWith('-') ? undefined : args[0];
+  const rest = sub === undefined ? args : args.slice(1);
+  const { values, positionals } = parse(
+    rest,
+    {
+      vendor: { type: 'string', multiple: true },
+      endpoint: { type: 'string', multiple: true },
+      'max-cap': { type: 'string' },
+      'max-ttl': { type: 'string' },
+      budget: { type: 'string', multiple: true },
+      'allow-budget': { type: 'string', multiple: true },
+      mode: { type: 'string' },
+      label: { type: 'string' },
+      meta: { type: 'string', multiple: true },
+      limit: { type: 'string' },
+      grace: { type: 'string' },
+    },
+    'minting-keys',
+  );
+  if (values.help || sub === undefined || sub === 'help') {
+    process.stdout.write(HELP['minting-keys'] + '\n');
+    return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  if (!['create', 'list', 'get', 'rotate', 'revoke'].includes(sub)) throw usage(`unknown minting-keys command "${sub}"`, 'minting-keys');
+  const ctx = context(values);
+  const { out } = ctx;
+  const ttl = (v: string) => (/^[0-9]+$/.test(v) ? Number(v) : v);
+  const showSecret = (m: any) => {
+    ctx.write(`${out.bold('secret')}  ${m.secret}\n${out.dim('The secret is shown only this once: give it to the backend as KEYLEASH_MINTING_KEY.')}\n`);
+  };
+
+  if (sub === 'create') {
+    if (!values.vendor?.length) throw usage('minting-keys create needs at least one --vendor', 'minting-keys');
+    if (!values.endpoint?.length) throw usage('minting-keys create needs at least one --endpoint', 'minting-keys');
+    const body: Record<string, unknown> = { vendors: values.vendor, allowed_endpoints: values.endpoint };
+    if (values['max-cap'] !== undefined) body.max_daily_usd_cap = values['max-cap'];
+    if (values['max-ttl'] !== undefined) body.max_ttl = ttl(values['max-ttl']);
+    if (values.budget?.length) body.budgets = values.budget;
+    if (values['allow-budget']?.length) body.allowed_budgets = values['allow-budget'];
+    if (values.mode !== undefined) body.mode = values.mode;
+    if (values.label !== undefined) body.label = values.label;
+    const meta = metaPairs(values.meta, 'minting-keys');
+    if (meta) body.metadata = meta;
+    const m = await call(ctx.conn, 'POST', '/v1/minting_keys', body);
+    if (ctx.json) ctx.write(JSON.stringify(m) + '\n');
+    else {
+      ctx.write(`${out.green('✔')} created ${out.bold(m.id)}\n${mintingKeyDetail(out, m)}`);
+      showSecret(m);
+    }
+    return EXIT.ok;
+  }
+  if (sub === 'list') {
+    const page = await call(ctx.conn, 'GET', `/v1/minting_keys${qs({ limit: values.limit ?? 100 })}`);
+    if (ctx.json) ctx.write(JSON.stringify(page) + '\n');
+    else if (page.data.length === 0) ctx.write(out.dim('No minting keys.\n'));
+    else {
+      const rows = page.data.map((m: any) => [
+        m.id,
+        m.label || out.dim('(none)'),
+        m.mode === 'live' ? out.yellow(m.mode) : m.mode,
+        statusText(out, m.status),
+        m.vendors.join(', '),
+        m.max_daily_usd_cap === null ? 'no max' : usd(m.max_daily_usd_cap),
+        `v${m.version}`,
+      ]);
+      ctx.write(table(out, ['ID', 'LABEL', 'MODE', 'STATUS', 'VENDORS', 'MAX CAP', 'VERSION'], rows));
+    }
+    return EXIT.ok;
+  }
+  if (positionals.length !== 1) throw usage(`minting-keys ${sub} takes one minting key id`, 'minting-keys');
+  const path = `/v1/minting_keys/${encodeURIComponent(positionals[0]!)}`;
+  if (sub === 'get') {
+    const m = await call(ctx.conn, 'GET', path);
+    ctx.write(ctx.json ? JSON.stringify(m) + '\n' : mintingKeyDetail(out, m));
+  } else if (sub === 'rotate') {
+    const m = await call(ctx.conn, 'POST', `${path}/rotate`, values.grace === undefined ? {} : { grace_period: ttl(values.grace) });
+    if (ctx.json) ctx.write(JSON.stringify(m) + '\n');
+    else {
+      ctx.write(`${out.green('✔')} rotated ${out.bold(m.id)} to version ${m.version}\n`);
+      showSecret(m);
+    }
+  } else {
+    const m = await call(ctx.conn, 'DELETE', path);
+    if (ctx.json) ctx.write(JSON.stringify(m) + '\n');
+    else ctx.write(`${out.green('✔')} revoked ${out.bold(m.id)}; ${m.keys_revoked} minted key(s) in use were revoked with it\n`);
+  }
+  return EXIT.ok;
+}
+
 async function killCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
@@ -475,6 +605,7 @@ export async function runAdminCommand(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === 'keys') return await keysCommand(rest);
+    if (command === 'minting-keys') return await mintingKeysCommand(rest);
     if (command === 'kill') return await killCommand(rest);
     if (command === 'audit') return await auditCommand(rest);
     if (command === 'vendors') return await vendorsCommand(rest);

@@ -25,6 +25,8 @@ Usage:
 
 Operating a running gateway (over its control API; see \`keyleash <command> --help\`):
   keyleash keys create|list|get|revoke   Issue, list, read and revoke vault keys
+  keyleash minting-keys create|list|get|rotate|revoke
+                               Minting keys, from which backends mint vault keys offline
   keyleash kill --label-prefix P | --meta k=v [--dry-run] [--yes]
                                The kill switch: revoke every active key matching a filter
   keyleash audit tail [--decision deny]  Follow the audit log live

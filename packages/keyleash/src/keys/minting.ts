@@ -28,6 +28,8 @@ const BUDGET_PATTERN = /^[A-Za-z0-9_.:@-]{0,99}\*$/;
 const DEFAULT_MAX_TTL = 3600;
 /** How long a replica trusts its copy of a minting key before reading it again. */
 const POLICY_TTL_MS = 30_000;
+/** How long an id the store does not know is answered without asking it again. */
+const UNKNOWN_TTL_MS = 5_000;
 
 export const createMintingKeySchema = z.strictObject({
   label: z.string().max(200).default('').describe('Free text to find the minting key by, e.g. "flask-backend".'),
@@ -117,6 +119,8 @@ function notFound(id: string): KeyleashError {
 export class MintingService {
   private readonly now: () => number;
   private readonly loaded = new Map<string, Loaded>();
+  /** Minting key ids recently not found, so made-up tokens cannot send every call to the store. */
+  private readonly unknown = new Map<string, number>();
 
   constructor(private readonly o: MintingServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -188,6 +192,7 @@ export class MintingService {
       revokedAt: null,
     };
     await this.o.store.createMintingKey(record);
+    this.unknown.delete(record.id);
     return { ...this.view(record), secret: this.secretOf(record, 1) };
   }
 
@@ -271,11 +276,16 @@ export class MintingService {
     const hit = this.loaded.get(id);
     // A version this replica has not seen means a rotation elsewhere: read again at once.
     if (hit && now - hit.loadedAt < POLICY_TTL_MS && hit.secrets.has(version)) return hit;
+    const missedAt = this.unknown.get(id);
+    if (missedAt !== undefined && now - missedAt < UNKNOWN_TTL_MS) return null;
     const record = await this.o.store.getMintingKey(id);
     if (!record) {
       this.loaded.delete(id);
+      if (this.unknown.size > 10_000) this.unknown.clear();
+      this.unknown.set(id, now);
       return null;
     }
+    this.unknown.delete(id);
     const compiled = compileEndpoints(record.allowedEndpoints);
     const policy: MintingPolicy = {
       id: record.id,
