@@ -44,7 +44,7 @@ var (
 	metadataKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,40}$`)
 	budgetIDRE    = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,100}$`)
 	ttlRE         = regexp.MustCompile(`^([1-9][0-9]{0,8})(s|m|h|d)$`)
-	usdRE         = regexp.MustCompile(`^([0-9]{1,12})(?:\.([0-9]{1,6}))?$`)
+	usdRE         = regexp.MustCompile(`^([0-9]{1,9})(?:\.([0-9]{1,6}))?$`)
 )
 
 var endpointMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
@@ -560,9 +560,9 @@ func Narrow(parent string, p NarrowParams) (*VaultKey, error) {
 	}, nil
 }
 
-// USDToMicros converts USD (≥ 0, at most 6 decimals, at most 12 integer digits) to exact
-// micro-dollars, as minted caps carry them. It goes through the shortest decimal text of the
-// float, so 19.99 is 19990000, never 19989999.
+// USDToMicros converts USD (≥ 0, at most 6 decimals, at most 9 integer digits, so every
+// micro-dollar stays exact as a JSON number) to exact micro-dollars, as minted caps carry them.
+// It goes through the shortest decimal text of the float, so 19.99 is 19990000, never 19989999.
 func USDToMicros(usd float64) (int64, error) { return usdToMicros(usd, "usd") }
 
 func usdToMicros(usd float64, param string) (int64, error) {
