@@ -219,8 +219,11 @@ describe('keyleash CLI', { timeout: 30_000 }, () => {
     const report = json(ok);
     expect(report.ok).toBe(true);
     expect(report.checks.map((c: any) => [c.check, c.status])).toEqual(
-      expect.arrayContaining([['config', 'ok'], ['store', 'ok'], ['vendor stripe', 'ok'], ['gateway', 'ok']]),
+      expect.arrayContaining([['config', 'ok'], ['store', 'ok'], ['vendor stripe', 'ok'], ['gateway', 'ok'], ['mint key', 'warn']]),
     );
+    const withMintKey = await run(['doctor', '--config', config, '--json'], { KEYLEASH_ADMIN_TOKEN: undefined, KEYLEASH_MINT_KEY: 'doctor_mint_key_0123456789' });
+    expect(json(withMintKey).checks).toContainEqual(expect.objectContaining({ check: 'mint key', status: 'ok' }));
+    expect(withMintKey.stdout).not.toContain('doctor_mint_key_0123456789');
     expect(ok.stdout).not.toContain(STRIPE_TEST_SECRET);
     expect(ok.stdout).not.toContain(ADMIN_TOKEN);
 

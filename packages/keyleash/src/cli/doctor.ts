@@ -116,6 +116,15 @@ export async function runDoctor(argv: string[]): Promise<number> {
 
   if (config) {
     checks.push(await checkStore(config));
+    checks.push(
+      config.mint_key !== undefined
+        ? { check: 'mint key', status: 'ok', detail: 'mint_key is set: minting keys survive an admin-token rotation' }
+        : {
+            check: 'mint key',
+            status: 'warn',
+            detail: 'mint_key is not set: minting secrets derive from admin_token, so rotating it invalidates every minting key (set KEYLEASH_MINT_KEY, the same on every replica)',
+          },
+    );
     const catalog = buildCatalog(config);
     if (catalog.size === 0) checks.push({ check: 'vendors', status: 'warn', detail: 'no vendor is configured: no key can be issued' });
     await Promise.all(
