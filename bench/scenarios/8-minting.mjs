@@ -83,11 +83,28 @@ export async function run(ctx) {
       second[kind].push(await call(token));
     }
   }
+  // Later calls, one at a time, the kinds interleaved call by call over keys used before: the
+  // same-moment comparison, free of the drift between separate load runs.
+  // Caps as high as the issued keys' ($1,000,000 a day), so no call ends at a cap.
+  const loadParams = { ...params, dailyUsdCap: 1_000_000 };
+  const used = { issued: [], minted: [], narrowed: [] };
+  for (let i = 0; i < 20; i++) {
+    used.issued.push((await issueKey(ctx.keyleash.apiUrl, stripeKey())).token);
+    used.minted.push(minter.mint(loadParams).token);
+    used.narrowed.push(narrowKey(minter.mint(loadParams), { dailyUsdCap: 1_000_000 }).token);
+  }
+  for (const kind of Object.keys(used)) for (const token of used[kind]) await call(token);
+  const later = { issued: [], minted: [], narrowed: [] };
+  const order = [['issued', 'minted', 'narrowed'], ['minted', 'narrowed', 'issued'], ['narrowed', 'issued', 'minted']];
+  for (let i = 0; i < (smoke ? 300 : 3000); i++) {
+    for (const kind of order[i % 3]) later[kind].push(await call(used[kind][i % 20]));
+  }
   await pool.close();
   const ms = (l) => {
     const s = stats(l);
-    return { p50_ms: r4(s.p50), p90_ms: r4(s.p90), p99_ms: r4(s.p99), calls: s.count };
+    return { p50_ms: r4(s.p50), p90_ms: r4(s.p90), p99_ms: r4(s.p99), mean_ms: r4(l.reduce((a, b) => a + b, 0) / l.length), calls: s.count };
   };
+  const interleaved = Object.fromEntries(Object.entries(later).map(([k, l]) => [k, ms(l)]));
   const firstUse = Object.fromEntries(Object.entries(first).map(([k, l]) => [k, ms(l)]));
   const laterUse = Object.fromEntries(Object.entries(second).map(([k, l]) => [k, ms(l)]));
 
@@ -95,20 +112,25 @@ export async function run(ctx) {
   const load = { path: '/stripe/v1/payment_intents', headers: FORM, body: PI_BODY, connections: 50, durationS: ctx.t.durationS, warmupS: ctx.t.warmupS };
   const issuedKeys = [];
   for (let i = 0; i < 50; i++) issuedKeys.push((await issueKey(ctx.keyleash.apiUrl, stripeKey())).token);
-  const mintedKeys = Array.from({ length: 50 }, () => minter.mint(params).token);
-  const narrowedKeys = Array.from({ length: 50 }, () => narrowKey(minter.mint(params), { dailyUsdCap: 1000 }).token);
+  const mintedKeys = Array.from({ length: 50 }, () => minter.mint(loadParams).token);
+  const narrowedKeys = Array.from({ length: 50 }, () => narrowKey(minter.mint(loadParams), { dailyUsdCap: 1_000_000 }).token);
   const p1 = new Pool(ctx.keyleash.proxyUrl, { connections: 4 });
   for (const tk of [...mintedKeys, ...narrowedKeys]) {
     const res = await p1.request({ path: load.path, method: 'POST', headers: { ...FORM, authorization: `Bearer ${tk}` }, body: PI_BODY });
     await res.body.dump();
   }
   await p1.close();
-  // Measured in the order A B C C B A and averaged, so a drift over the run (the SQLite file and
-  // its WAL grow as it goes) weighs on every kind alike.
-  const kinds = { issued: issuedKeys, minted: mintedKeys, narrowed: narrowedKeys };
-  const runs = { issued: [], minted: [], narrowed: [] };
-  for (const kind of ['issued', 'minted', 'narrowed', 'narrowed', 'minted', 'issued']) {
-    runs[kind].push(await throughput(ctx.keyleash.proxyUrl, { ...load, auth: kinds[kind].map((k) => `Bearer ${k}`) }));
+  // A control: issued keys whose requests carry as many more bytes as a minted token does, in a
+  // Cookie (read by the proxy's HTTP parser, never forwarded), to tell the token's size from
+  // the minted path's own cost.
+  const pad = { cookie: `pad=${'x'.repeat(Math.max(0, mintedKeys[0].length - issuedKeys[0].length - 12))}` };
+  // Measured in the order A B C D D C B A and averaged, so a drift over the run (the SQLite file
+  // and its WAL grow as it goes) weighs on every kind alike.
+  const kinds = { issued: [issuedKeys, {}], issued_padded: [issuedKeys, pad], minted: [mintedKeys, {}], narrowed: [narrowedKeys, {}] };
+  const runs = { issued: [], issued_padded: [], minted: [], narrowed: [] };
+  for (const kind of ['issued', 'issued_padded', 'minted', 'narrowed', 'narrowed', 'minted', 'issued_padded', 'issued']) {
+    const [keys, extra] = kinds[kind];
+    runs[kind].push(await throughput(ctx.keyleash.proxyUrl, { ...load, headers: { ...FORM, ...extra }, auth: keys.map((k) => `Bearer ${k}`) }));
   }
   const both = ([a, b]) => ({
     rps: Math.round((a.rps + b.rps) / 2),
@@ -118,6 +140,7 @@ export async function run(ctx) {
     rps_each: [a.rps, b.rps],
   });
   const tIssued = both(runs.issued);
+  const tPadded = both(runs.issued_padded);
   const tMinted = both(runs.minted);
   const tNarrowed = both(runs.narrowed);
 
@@ -130,7 +153,22 @@ export async function run(ctx) {
     issuance_keys_per_s: issuance,
     first_use: { ...firstUse, added_p50_ms: r4(firstUse.minted.p50_ms - firstUse.issued.p50_ms), added_p99_ms: r4(firstUse.minted.p99_ms - firstUse.issued.p99_ms), narrowed_added_p50_ms: r4(firstUse.narrowed.p50_ms - firstUse.issued.p50_ms) },
     later_use: { ...laterUse, added_p50_ms: r4(laterUse.minted.p50_ms - laterUse.issued.p50_ms) },
-    later_throughput: { issued: tIssued, minted: tMinted, narrowed: tNarrowed, minted_ratio: r4(tMinted.rps / tIssued.rps), narrowed_ratio: r4(tNarrowed.rps / tIssued.rps) },
-    ok: mint.per_second > 0 && [tIssued, tMinted, tNarrowed].every((x) => x.requests > 0 && x.non2xx === 0 && x.errors === 0),
+    later_interleaved: {
+      ...interleaved,
+      minted_mean_ratio: r4(interleaved.minted.mean_ms / interleaved.issued.mean_ms),
+      narrowed_mean_ratio: r4(interleaved.narrowed.mean_ms / interleaved.issued.mean_ms),
+    },
+    later_throughput: {
+      issued: tIssued,
+      issued_padded: tPadded,
+      minted: tMinted,
+      narrowed: tNarrowed,
+      minted_ratio: r4(tMinted.rps / tIssued.rps),
+      padded_ratio: r4(tPadded.rps / tIssued.rps),
+      minted_vs_padded: r4(tMinted.rps / tPadded.rps),
+      narrowed_ratio: r4(tNarrowed.rps / tIssued.rps),
+      token_chars: { issued: issuedKeys[0].length, minted: mintedKeys[0].length },
+    },
+    ok: mint.per_second > 0 && [tIssued, tPadded, tMinted, tNarrowed].every((x) => x.requests > 0 && x.non2xx === 0 && x.errors === 0),
   };
 }

@@ -18,7 +18,7 @@ export const ERRORS = {
   csrf_token_invalid: { status: 403, message: 'A dashboard change needs its CSRF token in the X-Keyleash-CSRF header.' },
   budget_not_found: { status: 404, message: 'No budget with that id.' },
   budget_exists: { status: 409, message: 'A budget with that id already exists.' },
-  budget_in_use: { status: 409, message: 'Active keys are attached to the budget.' },
+  budget_in_use: { status: 409, message: 'Active keys or a minting key use the budget.' },
   policy_violation: { status: 403, message: 'The key asked for is outside what this admin token may issue.' },
   minting_key_not_found: { status: 404, message: 'No minting key with that id.' },
 

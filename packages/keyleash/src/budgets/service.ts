@@ -142,7 +142,10 @@ export class BudgetService {
     const r = await this.o.store.deleteBudget(tenantId, id, this.now());
     if (r === 'not_found') throw notFound(id);
     if (r === 'in_use') {
-      throw new KeyleashError('budget_in_use', `Active keys are attached to budget ${JSON.stringify(id)}; revoke them first (POST /v1/keys/revoke {"budget": ...}).`);
+      throw new KeyleashError(
+        'budget_in_use',
+        `Active keys, or a minting key, use budget ${JSON.stringify(id)}; revoke them first (POST /v1/keys/revoke {"budget": ...}, DELETE /v1/minting_keys/{id}).`,
+      );
     }
     return { object: 'budget', id, deleted: true };
   }

@@ -1449,6 +1449,17 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await store.rotateMintingKey('acme', mk.id, v3, NOW)).toEqual({ ok: false, code: 'not_found' });
       });
 
+      it("a budget a minting key attaches to its keys cannot be deleted until the minting key is revoked", async () => {
+        const budget = makeBudget({ id: 'team:mint' });
+        await store.createBudget(budget);
+        const mk = makeMintingKey({ budgetIds: ['team:mint'] });
+        await store.createMintingKey(mk);
+        await store.createMintingKey(makeMintingKey({ tenantId: 'acme', budgetIds: ['team:other'] }));
+        expect(await store.deleteBudget('default', 'team:mint', NOW)).toBe('in_use');
+        await store.revokeMintingKey('default', mk.id, NOW);
+        expect(await store.deleteBudget('default', 'team:mint', NOW)).toBe('deleted');
+      });
+
       it('revoking a minting key revokes every key minted from it, at once', async () => {
         const mk = makeMintingKey();
         await store.createMintingKey(mk);

@@ -349,7 +349,7 @@ export interface Store {
   listBudgets(tenantId: string, limit: number, cursor: string | null): Promise<Page<BudgetRecord>>;
   /** Changes limit, frozen and/or metadata at once (reserve sees it at once); null if unknown. */
   updateBudget(tenantId: string, id: string, patch: BudgetPatch, now: number): Promise<BudgetRecord | null>;
-  /** Deletes a budget no active key is attached to (`in_use` otherwise). */
+  /** Deletes a budget no active key or minting key is attached to (`in_use` otherwise). */
   deleteBudget(tenantId: string, id: string, now: number): Promise<DeleteBudgetResult>;
   /** Settled spend plus open reservations of every attached key in `window` (see budgetWindow). */
   budgetSpend(tenantId: string, id: string, window: string): Promise<number>;

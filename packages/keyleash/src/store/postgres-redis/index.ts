@@ -981,6 +981,13 @@ export class PgRedisStore implements Store {
         c,
       );
       if (used.rows[0]) return 'in_use';
+      // A minting key attaches it to every key it will mint.
+      const minting = await this.query(
+        'SELECT 1 FROM minting_keys WHERE tenant_id = $1 AND revoked_at IS NULL AND budget_ids ? $2 LIMIT 1',
+        [tenantId, id],
+        c,
+      );
+      if (minting.rows[0]) return 'in_use';
       await this.query('DELETE FROM key_budgets WHERE tenant_id = $1 AND budget_id = $2', [tenantId, id], c);
       await this.query('DELETE FROM budgets WHERE tenant_id = $1 AND id = $2', [tenantId, id], c);
       await this.redis.del(this.budgetHash(tenantId, id)).catch((e: unknown) => {

@@ -305,6 +305,8 @@ export class SqliteStore implements Store {
       budget: db.prepare('SELECT * FROM budgets WHERE tenant_id = ? AND id = ?'),
       updateBudget: db.prepare(`UPDATE budgets SET limit_micros = @limit_micros, frozen = @frozen, metadata = @metadata,
         rate_requests = @rate_requests, rate_per_ms = @rate_per_ms, updated_at = @updated_at WHERE tenant_id = @tenant_id AND id = @id`),
+      budgetOfMintingKey: db.prepare(`SELECT 1 FROM minting_keys WHERE tenant_id = ? AND revoked_at IS NULL
+        AND EXISTS (SELECT 1 FROM json_each(minting_keys.budget_ids) WHERE value = ?) LIMIT 1`).pluck(),
       budgetInUse: db.prepare(`SELECT 1 FROM key_budgets kb JOIN keys k ON k.id = kb.key_id
         WHERE kb.tenant_id = ? AND kb.budget_id = ? AND k.revoked_at IS NULL AND k.expires_at > ? LIMIT 1`).pluck(),
       deleteBudgetLinks: db.prepare('DELETE FROM key_budgets WHERE tenant_id = ? AND budget_id = ?'),
@@ -704,6 +706,8 @@ export class SqliteStore implements Store {
     return this.db.transaction((): DeleteBudgetResult => {
       if (!this.stmts.budget.get(tenantId, id)) return 'not_found';
       if (this.stmts.budgetInUse.get(tenantId, id, now)) return 'in_use';
+      // A minting key attaches it to every key it will mint.
+      if (this.stmts.budgetOfMintingKey.get(tenantId, id)) return 'in_use';
       this.stmts.deleteBudgetLinks.run(tenantId, id);
       this.stmts.deleteBudgetSpend.run(tenantId, id);
       this.stmts.deleteBudget.run(tenantId, id);
