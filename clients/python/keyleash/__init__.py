@@ -248,14 +248,18 @@ def ttl_for_timeout(timeout_seconds: float, margin: float = 0.2) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-class VaultKey(dict):
-    """A key as the API sends it (a dict), with attribute access: ``key.id``, ``key.token``."""
+class _ApiObject(dict):
+    """An object as the API sends it (a dict), with attribute access to its fields."""
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+class VaultKey(_ApiObject):
+    """A key as the API sends it (a dict), with attribute access: ``key.id``, ``key.token``."""
 
     @property
     def token(self) -> Optional[str]:  # only in the answer to issuing
@@ -266,17 +270,11 @@ class VaultKey(dict):
         return f"VaultKey({shown!r})"
 
 
-class MintingKey(dict):
+class MintingKey(_ApiObject):
     """A minting key as the API sends it (a dict), with attribute access: ``mk.id``, ``mk.secret``.
 
     ``secret`` (``klm_…``) is only in the answers to creating and rotating; ``minter()`` mints with it.
     """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
     @property
     def secret(self) -> Optional[str]:

@@ -441,3 +441,30 @@ export function reservationFromRow(r: Record<string, unknown>): Reservation {
     settledAt: num(r.settled_at),
   };
 }
+
+/** Maps a minting_keys row (either backend: JSON as text in SQLite, parsed in Postgres). */
+export function mintingKeyFromRow(r: Record<string, unknown>): MintingKeyRecord {
+  const json = <T>(v: unknown): T => (typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
+  const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    id: r.id as string,
+    tenantId: r.tenant_id as string,
+    label: r.label as string,
+    mode: r.mode as Mode,
+    vendors: json(r.vendors),
+    allowedEndpoints: json(r.allowed_endpoints),
+    maxCapMicros: num(r.max_cap_micros),
+    maxTtlSeconds: Number(r.max_ttl_seconds),
+    budgetIds: json(r.budget_ids),
+    allowedBudgets: json(r.allowed_budgets),
+    metadata: json(r.metadata),
+    versions: json(r.versions),
+    createdAt: Number(r.created_at),
+    revokedAt: num(r.revoked_at),
+  };
+}
+
+/** A rotation's versions: each older one retires at `retireAt` (or earlier, if already set), then `next`. */
+export function retireVersions(versions: readonly MintingKeyVersion[], retireAt: number, next: MintingKeyVersion): MintingKeyVersion[] {
+  return [...versions.map((v) => ({ ...v, retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt) })), next];
+}

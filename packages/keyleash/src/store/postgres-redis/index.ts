@@ -33,6 +33,8 @@ import {
   type StaleReservation,
   type CreateMintedResult,
   type MintedRevocation,
+  mintingKeyFromRow,
+  retireVersions,
   type MintingKeyRecord,
   type MintingKeyVersion,
   type RevokeMintingKeyResult,
@@ -113,41 +115,6 @@ function rateOf(r: { rate_requests: number | null; rate_per_ms: number | null })
 const KEY_COLS = `id, tenant_id, token_hash, label, vendor, mode, allowed_endpoints, daily_cap_micros, metadata,
   created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms, minting_key_id, mint_version, ancestor_ids`;
 
-interface MintingKeyRow {
-  id: string;
-  tenant_id: string;
-  label: string;
-  mode: Mode;
-  vendors: string[];
-  allowed_endpoints: string[];
-  max_cap_micros: number | null;
-  max_ttl_seconds: number;
-  budget_ids: string[];
-  allowed_budgets: string[];
-  metadata: Record<string, string>;
-  versions: MintingKeyVersion[];
-  created_at: number;
-  revoked_at: number | null;
-}
-
-function mintingKeyFromRow(r: MintingKeyRow): MintingKeyRecord {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    label: r.label,
-    mode: r.mode,
-    vendors: r.vendors,
-    allowedEndpoints: r.allowed_endpoints,
-    maxCapMicros: r.max_cap_micros,
-    maxTtlSeconds: r.max_ttl_seconds,
-    budgetIds: r.budget_ids,
-    allowedBudgets: r.allowed_budgets,
-    metadata: r.metadata,
-    versions: r.versions,
-    createdAt: r.created_at,
-    revokedAt: r.revoked_at,
-  };
-}
 
 /** Key rows the advisory lock of a minted key id serializes: its first use against its revocation. */
 const MINTED_LOCK = `SELECT pg_advisory_xact_lock(hashtext('keyleash:minted:' || $1))`;
@@ -1069,7 +1036,7 @@ export class PgRedisStore implements Store {
   }
 
   async getMintingKey(id: string, tenantId?: string): Promise<MintingKeyRecord | null> {
-    const { rows } = await this.query<MintingKeyRow>(
+    const { rows } = await this.query<Record<string, unknown>>(
       `SELECT * FROM minting_keys WHERE id = $1 ${tenantId === undefined ? '' : 'AND tenant_id = $2'}`,
       tenantId === undefined ? [id] : [id, tenantId],
     );
@@ -1078,7 +1045,7 @@ export class PgRedisStore implements Store {
 
   async listMintingKeys(tenantId: string, limit: number, cursor: string | null): Promise<Page<MintingKeyRecord>> {
     const after = decodeCursor(cursor);
-    const { rows } = await this.query<MintingKeyRow>(
+    const { rows } = await this.query<Record<string, unknown>>(
       `SELECT * FROM minting_keys WHERE tenant_id = $1 ${after ? 'AND (created_at, id) < ($3, $4)' : ''}
        ORDER BY created_at DESC, id DESC LIMIT $2`,
       after ? [tenantId, limit + 1, after.t, after.id] : [tenantId, limit + 1],
@@ -1106,12 +1073,11 @@ export class PgRedisStore implements Store {
 
   async rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
     return this.tx(async (c): Promise<RotateMintingKeyResult> => {
-      const { rows } = await this.query<MintingKeyRow>('SELECT * FROM minting_keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, tenantId], c);
-      const row = rows[0];
-      if (!row) return { ok: false, code: 'not_found' };
-      if (row.revoked_at !== null) return { ok: false, code: 'revoked' };
-      const versions: MintingKeyVersion[] = row.versions.map((v) => ({ ...v, retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt) }));
-      versions.push(next);
+      const { rows } = await this.query<Record<string, unknown>>('SELECT * FROM minting_keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, tenantId], c);
+      const record = rows[0] ? mintingKeyFromRow(rows[0]) : null;
+      if (!record) return { ok: false, code: 'not_found' };
+      if (record.revokedAt !== null) return { ok: false, code: 'revoked' };
+      const versions = retireVersions(record.versions, retireAt, next);
       await this.query('UPDATE minting_keys SET versions = $2 WHERE id = $1', [id, JSON.stringify(versions)], c);
       // In the transaction, like a revocation: if Redis cannot take the earlier expiry, nothing changes.
       const shortened = await this.query<{ id: string }>(
@@ -1120,7 +1086,7 @@ export class PgRedisStore implements Store {
         c,
       );
       await this.scriptEach('SHORTEN', shortened.rows.map((k) => this.hashKey(k.id)), retireAt);
-      return { ok: true, record: mintingKeyFromRow({ ...row, versions }) };
+      return { ok: true, record: { ...record, versions } };
     });
   }
 

@@ -17,6 +17,8 @@ import {
   type StaleReservation,
   type CreateMintedResult,
   type MintedRevocation,
+  mintingKeyFromRow,
+  retireVersions,
   type MintingKeyRecord,
   type MintingKeyVersion,
   type RevokeMintingKeyResult,
@@ -70,41 +72,6 @@ interface KeyRow {
   ancestor_ids: string;
 }
 
-interface MintingKeyRow {
-  id: string;
-  tenant_id: string;
-  label: string;
-  mode: Mode;
-  vendors: string;
-  allowed_endpoints: string;
-  max_cap_micros: number | null;
-  max_ttl_seconds: number;
-  budget_ids: string;
-  allowed_budgets: string;
-  metadata: string;
-  versions: string;
-  created_at: number;
-  revoked_at: number | null;
-}
-
-function mintingKeyFromRow(r: MintingKeyRow): MintingKeyRecord {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    label: r.label,
-    mode: r.mode,
-    vendors: JSON.parse(r.vendors) as string[],
-    allowedEndpoints: JSON.parse(r.allowed_endpoints) as string[],
-    maxCapMicros: r.max_cap_micros,
-    maxTtlSeconds: r.max_ttl_seconds,
-    budgetIds: JSON.parse(r.budget_ids) as string[],
-    allowedBudgets: JSON.parse(r.allowed_budgets) as string[],
-    metadata: JSON.parse(r.metadata) as Record<string, string>,
-    versions: JSON.parse(r.versions) as MintingKeyVersion[],
-    createdAt: r.created_at,
-    revokedAt: r.revoked_at,
-  };
-}
 
 interface BudgetRow {
   tenant_id: string;
@@ -743,14 +710,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  private mintingKeyRow(id: string, tenantId?: string): MintingKeyRow | undefined {
-    const row = this.stmts.mintingKey.get(id) as MintingKeyRow | undefined;
-    return row && (tenantId === undefined || row.tenant_id === tenantId) ? row : undefined;
+  private mintingKeyRecord(id: string, tenantId?: string): MintingKeyRecord | undefined {
+    const row = this.stmts.mintingKey.get(id) as Record<string, unknown> | undefined;
+    return row && (tenantId === undefined || row.tenant_id === tenantId) ? mintingKeyFromRow(row) : undefined;
   }
 
   async getMintingKey(id: string, tenantId?: string): Promise<MintingKeyRecord | null> {
-    const row = this.mintingKeyRow(id, tenantId);
-    return row ? mintingKeyFromRow(row) : null;
+    return this.mintingKeyRecord(id, tenantId) ?? null;
   }
 
   async listMintingKeys(tenantId: string, limit: number, cursor: string | null): Promise<Page<MintingKeyRecord>> {
@@ -760,7 +726,7 @@ export class SqliteStore implements Store {
         `SELECT * FROM minting_keys WHERE tenant_id = ? ${after ? 'AND (created_at < ? OR (created_at = ? AND id < ?))' : ''}
          ORDER BY created_at DESC, id DESC LIMIT ?`,
       )
-      .all(...(after ? [tenantId, after.t, after.t, after.id, limit + 1] : [tenantId, limit + 1])) as MintingKeyRow[];
+      .all(...(after ? [tenantId, after.t, after.t, after.id, limit + 1] : [tenantId, limit + 1])) as Array<Record<string, unknown>>;
     const more = rows.length > limit;
     const items = rows.slice(0, limit).map(mintingKeyFromRow);
     const last = items[items.length - 1];
@@ -769,24 +735,20 @@ export class SqliteStore implements Store {
 
   async rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
     return this.db.transaction((): RotateMintingKeyResult => {
-      const row = this.mintingKeyRow(id, tenantId);
-      if (!row) return { ok: false, code: 'not_found' };
-      if (row.revoked_at !== null) return { ok: false, code: 'revoked' };
-      const versions: MintingKeyVersion[] = (JSON.parse(row.versions) as MintingKeyVersion[]).map((v) => ({
-        ...v,
-        retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt),
-      }));
-      versions.push(next);
+      const record = this.mintingKeyRecord(id, tenantId);
+      if (!record) return { ok: false, code: 'not_found' };
+      if (record.revokedAt !== null) return { ok: false, code: 'revoked' };
+      const versions = retireVersions(record.versions, retireAt, next);
       this.stmts.setVersions.run(JSON.stringify(versions), id);
       this.stmts.shortenMinted.run(retireAt, id, next.version, retireAt);
-      return { ok: true, record: mintingKeyFromRow({ ...row, versions: JSON.stringify(versions) }) };
+      return { ok: true, record: { ...record, versions } };
     }).immediate();
   }
 
   async revokeMintingKey(tenantId: string, id: string, now: number): Promise<RevokeMintingKeyResult> {
     return this.db.transaction((): RevokeMintingKeyResult => {
       const changed = this.stmts.revokeMintingKey.run(now, id, tenantId).changes;
-      if (changed === 0) return { result: this.mintingKeyRow(id, tenantId) ? 'already_revoked' : 'not_found', keys: [] };
+      if (changed === 0) return { result: this.mintingKeyRecord(id, tenantId) ? 'already_revoked' : 'not_found', keys: [] };
       const keys = (this.stmts.revokeMinted.all(now, id, now) as Array<{ id: string; token_hash: string }>).map((k) => ({
         id: k.id,
         tokenHash: k.token_hash,
@@ -808,9 +770,9 @@ export class SqliteStore implements Store {
   private createMintedTx(keys: readonly KeyRecord[], _now: number): CreateMintedResult {
     return this.db.transaction((): CreateMintedResult => {
       const first = keys[0];
-      const mk = first?.mintingKeyId ? this.mintingKeyRow(first.mintingKeyId, first.tenantId) : undefined;
+      const mk = first?.mintingKeyId ? this.mintingKeyRecord(first.mintingKeyId, first.tenantId) : undefined;
       if (!first || !mk) return { ok: false, code: 'minting_key_not_found' };
-      const retiresAt = (JSON.parse(mk.versions) as MintingKeyVersion[]).find((v) => v.version === first.mintVersion)?.retiresAt ?? null;
+      const retiresAt = mk.versions.find((v) => v.version === first.mintVersion)?.retiresAt ?? null;
       const out: KeyRecord[] = [];
       for (const k of keys) {
         const existing = this.stmts.keyById.get(k.id) as KeyRow | undefined;
@@ -824,7 +786,7 @@ export class SqliteStore implements Store {
         const record: KeyRecord = {
           ...k,
           expiresAt: retiresAt === null ? k.expiresAt : Math.min(k.expiresAt, retiresAt),
-          revokedAt: mk.revoked_at ?? early?.revoked_at ?? null,
+          revokedAt: mk.revokedAt ?? early?.revoked_at ?? null,
         };
         this.insertKey(record);
         out.push(record);
@@ -841,7 +803,7 @@ export class SqliteStore implements Store {
         const row = this.stmts.keyById.get(id) as KeyRow;
         return { result: (changed === 1 ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: row.token_hash };
       }
-      if (!this.mintingKeyRow(mintingKeyId, tenantId)) return { result: 'not_found' as RevokeResult, tokenHash: null };
+      if (!this.mintingKeyRecord(mintingKeyId, tenantId)) return { result: 'not_found' as RevokeResult, tokenHash: null };
       const r = this.stmts.insertMintedRevocation.run(id, tenantId, mintingKeyId, now);
       return { result: (r.changes === 1 ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: null };
     }).immediate();
