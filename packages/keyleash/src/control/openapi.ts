@@ -19,6 +19,9 @@ const rateLimit = {
   properties: { requests: int, per: { enum: ['second', 'minute', 'hour'] } },
 };
 
+// Fields marked "null only when used is false" are unknown for a minted key revoked before its first use.
+const unknownBeforeUse = (s: object) => ({ ...nullable(s), description: 'null only when `used` is false.' });
+
 const keyView = {
   type: 'object',
   required: ['object', 'id', 'label', 'vendor', 'mode', 'allowed_endpoints', 'daily_usd_cap', 'status', 'created_at', 'expires_at'],
@@ -26,16 +29,16 @@ const keyView = {
     object: { const: 'vault_key' },
     id: { ...str, description: 'Public id, used to read and revoke the key.' },
     token: { ...str, description: 'The secret vault key (vk_test_… / vk_live_…). Only in the answer to POST /v1/keys.' },
-    label: str,
-    vendor: str,
-    mode: { enum: ['test', 'live'] },
-    allowed_endpoints: { type: 'array', items: str },
+    label: unknownBeforeUse(str),
+    vendor: unknownBeforeUse(str),
+    mode: unknownBeforeUse({ enum: ['test', 'live'] }),
+    allowed_endpoints: unknownBeforeUse({ type: 'array', items: str }),
     daily_usd_cap: nullable(num),
     daily_cap_micros: nullable(int),
-    metadata: { type: 'object', additionalProperties: str },
+    metadata: unknownBeforeUse({ type: 'object', additionalProperties: str }),
     status: { enum: ['active', 'expired', 'revoked'] },
-    created_at: { ...str, format: 'date-time' },
-    expires_at: { ...str, format: 'date-time' },
+    created_at: unknownBeforeUse({ ...str, format: 'date-time' }),
+    expires_at: unknownBeforeUse({ ...str, format: 'date-time' }),
     revoked_at: nullable({ ...str, format: 'date-time' }),
     spend_today_usd: { ...num, description: 'Settled spend plus open reservations in the current UTC day.' },
     spend_today_micros: int,
