@@ -116,7 +116,13 @@ const KEY_COLS = `id, tenant_id, token_hash, label, vendor, mode, allowed_endpoi
   created_at, expires_at, revoked_at, budget_ids, rate_requests, rate_per_ms, minting_key_id, mint_version, ancestor_ids`;
 
 
-/** Key rows the advisory lock of a minted key id serializes: its first use against its revocation. */
+/**
+ * Key $1 and every key narrowed from it, as an array: `key_id = ANY(…)` stays on the
+ * reservations index, where `key_id = $1 OR key_id IN (…)` makes Postgres scan the table.
+ */
+const SELF_AND_DESCENDANTS = `ARRAY(SELECT $1::text UNION ALL SELECT key_id FROM key_lineage WHERE ancestor_id = $1)`;
+
+/** Serializes a minted key id's first use against its revocation before use (both take it). */
 const MINTED_LOCK = `SELECT pg_advisory_xact_lock(hashtext('keyleash:minted:' || $1))`;
 
 interface BudgetRow {
@@ -452,7 +458,7 @@ export class PgRedisStore implements Store {
     const { rows } = await this.query<{ n: number; last: number | null; spent: number }>(
       `SELECT count(*) FILTER (WHERE key_id = $1) AS n, max(created_at) FILTER (WHERE key_id = $1) AS last,
          COALESCE(SUM(COALESCE(final_micros, estimate_micros)) FILTER (WHERE day = $2), 0) AS spent
-       FROM reservations WHERE key_id = $1 OR key_id IN (SELECT key_id FROM key_lineage WHERE ancestor_id = $1)`,
+       FROM reservations WHERE key_id = ANY(${SELF_AND_DESCENDANTS})`,
       [id, day],
     );
     const r = rows[0]!;
@@ -758,7 +764,7 @@ export class PgRedisStore implements Store {
       if (!rows[0]) return;
       const sum = await this.query<{ s: number }>(
         `SELECT COALESCE(SUM(COALESCE(final_micros, estimate_micros)), 0) AS s FROM reservations
-         WHERE day = $2 AND (key_id = $1 OR key_id IN (SELECT key_id FROM key_lineage WHERE ancestor_id = $1))`,
+         WHERE key_id = ANY(${SELF_AND_DESCENDANTS}) AND day = $2`,
         [keyId, day],
         c,
       );
