@@ -82,6 +82,11 @@ export class KeyleashError extends Error {
   }
 }
 
+/** `invalid_request` naming the field at fault: "<param>: <message>". */
+export function invalidParam(param: string, message: string): KeyleashError {
+  return new KeyleashError('invalid_request', `${param}: ${message}`, { param });
+}
+
 export function errorBody(
   code: ErrorCode,
   message?: string,

@@ -197,7 +197,7 @@ describe.skipIf(!available)('postgres+redis: Redis is a cache of the Postgres le
     const life = { createdAt: NOW - 1000, expiresAt: NOW + 3_600_000 };
     const root = makeMintedKey(mk, undefined, { dailyCapMicros: 10 * USD, ...life });
     const child = makeMintedKey(mk, root, { dailyCapMicros: 20 * USD, ...life });
-    expect((await a.createMintedKeys([root, child], NOW)).ok).toBe(true);
+    expect((await a.createMintedKeys([root, child])).ok).toBe(true);
     const settled = req(child.id, 3 * USD);
     const open1 = req(child.id, 2 * USD);
     expect((await a.reserve(settled)).ok).toBe(true);
@@ -229,7 +229,7 @@ describe.skipIf(!available)('postgres+redis: Redis is a cache of the Postgres le
     const life = { createdAt: NOW - 1000, expiresAt: NOW + 3_600_000 };
     const root = makeMintedKey(mk, undefined, { dailyCapMicros: 500 * USD, ...life });
     const children = Array.from({ length: 20 }, () => makeMintedKey(mk, root, { dailyCapMicros: null, ...life }));
-    for (const child of children) expect((await (children.indexOf(child) % 2 ? a : b).createMintedKeys([root, child], NOW)).ok).toBe(true);
+    for (const child of children) expect((await (children.indexOf(child) % 2 ? a : b).createMintedKeys([root, child])).ok).toBe(true);
     const calls: Array<Promise<{ ok: boolean }>> = [];
     const flushes: Array<Promise<number>> = [];
     for (let i = 0; i < 300; i++) {

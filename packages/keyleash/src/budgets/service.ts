@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { KeyleashError } from '../errors.js';
+import { invalidParam as invalid, KeyleashError } from '../errors.js';
+import { BUDGET_ID, metadataProblem } from '../policy/fields.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { utcDay } from '../policy/ttl.js';
 import { rateLimitSchema, rateLimitView, toRateLimit } from '../policy/rate.js';
@@ -9,8 +10,6 @@ import { budgetWindow, DEFAULT_TENANT, type BudgetPatch, type BudgetRecord, type
 // Named budgets above keys (`user:u42`, `team:billing`, `tenant:acme`): a USD limit per period
 // that every attached key's calls reserve against, atomically with the key's own cap.
 
-export const BUDGET_ID = /^[A-Za-z0-9_.:@-]{1,100}$/;
-const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
 
 const usd = z.union([z.number(), z.string()]);
 const metadata = z.record(z.string(), z.string().max(500));
@@ -50,18 +49,13 @@ export interface BudgetView {
   updated_at: string;
 }
 
-function invalid(param: string, message: string): KeyleashError {
-  return new KeyleashError('invalid_request', `${param}: ${message}`, { param });
-}
-
 function notFound(id: string): KeyleashError {
   return new KeyleashError('budget_not_found', `No budget with id ${JSON.stringify(id.slice(0, 100))}.`);
 }
 
 function checkMetadata(m: Record<string, string>): void {
-  const entries = Object.entries(m);
-  if (entries.length > 50) throw invalid('metadata', 'may hold at most 50 pairs');
-  for (const [k] of entries) if (!METADATA_KEY.test(k)) throw invalid(`metadata.${k}`, 'keys are 1-40 of A-Z a-z 0-9 _ . : -');
+  const bad = metadataProblem(m);
+  if (bad) throw invalid(bad.param, bad.reason);
 }
 
 export class BudgetService {

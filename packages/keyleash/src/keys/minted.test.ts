@@ -1,9 +1,10 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileEndpoints, isEndpointAllowed, type EndpointPattern } from '../policy/endpoints.js';
 import type { KeyRecord } from '../store/store.js';
+import { narrowToken as append, signChain } from '../../test/mint.js';
 import { verifyMintedToken, type MintingPolicy, type MintedVerification } from './minted.js';
 
 // The verifier alone: pure, so its safety is shown with tables and property tests, no server.
@@ -42,19 +43,7 @@ const policy = (o: Partial<MintingPolicy> = {}): MintingPolicy => ({
 });
 const verify = (token: string, p = policy(), now = NOW) => verifyMintedToken(token, p, (v) => (v === 1 ? SECRET : undefined), now);
 
-const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
-const mac = (k: Buffer, s: string) => createHmac('sha256', k).update(s).digest();
-function sign(blocks: unknown[], mode = 'test'): string {
-  const segs = blocks.map(b64);
-  let sig = mac(SECRET, segs[0]!);
-  for (const s of segs.slice(1)) sig = mac(sig, s);
-  return `vk_${mode}_m1.${segs.join('.')}.${sig.toString('base64url')}`;
-}
-function append(token: string, block: unknown): string {
-  const cut = token.lastIndexOf('.');
-  const seg = b64(block);
-  return `${token.slice(0, cut)}.${seg}.${mac(Buffer.from(token.slice(cut + 1), 'base64url'), seg).toString('base64url')}`;
-}
+const sign = (blocks: Array<object | string>, mode = 'test') => signChain(SECRET, mode, blocks);
 let n = 0;
 const id = () => `mkey_${MK.slice(3)}_${String(++n).padStart(24, '0')}`;
 
@@ -295,8 +284,8 @@ describe('minted tokens: caveats the verifier refuses', () => {
   });
 
   it('refuses a block that is not a JSON object', () => {
-    const segs = [Buffer.from('[1,2]').toString('base64url')];
-    const t = `vk_test_m1.${segs[0]}.${mac(SECRET, segs[0]!).toString('base64url')}`;
-    expect(verify(t)).toMatchObject({ ok: false });
+    expect(verify(sign(['[1,2]']))).toMatchObject({ ok: false, code: 'invalid_key' });
+    expect(verify(append(sign([base()]), '[1,2]'))).toEqual({ ok: false, code: 'invalid_key', reason: 'block 1 is not a JSON object' });
+    expect(verify(append(sign([base()]), 'not json'))).toEqual({ ok: false, code: 'invalid_key', reason: 'block 1 is not a JSON object' });
   });
 });

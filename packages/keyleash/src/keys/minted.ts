@@ -8,6 +8,7 @@ import {
   restrictMethods,
   type EndpointPattern,
 } from '../policy/endpoints.js';
+import { BUDGET_ID, metadataProblem } from '../policy/fields.js';
 import type { KeyRecord } from '../store/store.js';
 import type { Mode } from './token.js';
 
@@ -31,8 +32,6 @@ export const CLOCK_SKEW_SECONDS = 60;
 const HEAD_LEN = 'vk_test_m1.'.length;
 const SEGMENT_RE = /^[A-Za-z0-9_-]+$/;
 const SIG_CHARS = 43;
-const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
-const BUDGET_ID = /^[A-Za-z0-9_.:@-]{1,100}$/;
 
 export function isMintedToken(token: string): boolean {
   return token.startsWith('vk_test_m1.') || token.startsWith('vk_live_m1.');
@@ -64,13 +63,16 @@ function decodeBlock(segment: string): Record<string, unknown> | null {
   }
 }
 
+function mintingKeyOf(block0: Record<string, unknown> | null): { mintingKeyId: string; version: number } | null {
+  if (!block0 || typeof block0.mk !== 'string' || !MINTING_KEY_ID_RE.test(block0.mk)) return null;
+  if (!Number.isSafeInteger(block0.kv) || (block0.kv as number) < 1) return null;
+  return { mintingKeyId: block0.mk, version: block0.kv as number };
+}
+
 /** The minting key and secret version a token names, read before anything is verified. */
 export function peekMintingKey(token: string): { mintingKeyId: string; version: number } | null {
   const s = split(token);
-  const b = s && decodeBlock(s.segments[0]!);
-  if (!b || typeof b.mk !== 'string' || !MINTING_KEY_ID_RE.test(b.mk)) return null;
-  if (!Number.isSafeInteger(b.kv) || (b.kv as number) < 1) return null;
-  return { mintingKeyId: b.mk, version: b.kv as number };
+  return s && mintingKeyOf(decodeBlock(s.segments[0]!));
 }
 
 /** What a minting key allows, as the verifier needs it. */
@@ -123,13 +125,8 @@ const methods: Check<string[]> = (v) =>
   Array.isArray(v) && v.length > 0 && v.length <= ENDPOINT_METHODS.size && v.every((m) => typeof m === 'string' && ENDPOINT_METHODS.has(m))
     ? (v as string[])
     : undefined;
-const metadata: Check<Record<string, string>> = (v) => {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
-  const entries = Object.entries(v as Record<string, unknown>);
-  if (entries.length > 50) return undefined;
-  for (const [k, x] of entries) if (!METADATA_KEY.test(k) || typeof x !== 'string' || x.length > 500) return undefined;
-  return v as Record<string, string>;
-};
+const metadata: Check<Record<string, string>> = (v) =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) && !metadataProblem(v as Record<string, unknown>) ? (v as Record<string, string>) : undefined;
 const budgets: Check<string[]> = (v) =>
   Array.isArray(v) && v.length <= 20 && v.every((b) => typeof b === 'string' && BUDGET_ID.test(b)) ? (v as string[]) : undefined;
 
@@ -200,7 +197,8 @@ export function verifyMintedToken(
 ): MintedVerification {
   const s = split(token);
   if (!s) return fail('the token is malformed');
-  const peek = peekMintingKey(token);
+  const block0 = decodeBlock(s.segments[0]!);
+  const peek = mintingKeyOf(block0);
   if (!peek || peek.mintingKeyId !== policy.id) return fail('the token names another minting key');
   const version = policy.versions.find((v) => v.version === peek.version);
   const secret = version && secretOf(peek.version);
@@ -220,7 +218,7 @@ export function verifyMintedToken(
 
   const blocks: Array<Record<string, any>> = [];
   for (const [i, seg] of s.segments.entries()) {
-    const raw = decodeBlock(seg);
+    const raw = i === 0 ? block0 : decodeBlock(seg);
     if (!raw) return fail(`block ${i} is not a JSON object`);
     const b = i === 0 ? readBlock(raw, ROOT_FIELDS, ROOT_REQUIRED) : readBlock(raw, NARROW_FIELDS, ['id']);
     if (typeof b === 'string') return fail(`block ${i}: ${b}`);

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { KeyleashError, type ErrorCode } from '../errors.js';
+import { invalidParam as invalid, KeyleashError, type ErrorCode } from '../errors.js';
+import { BUDGET_ID, metadataProblem } from '../policy/fields.js';
 import { compileEndpoints, type EndpointPattern } from '../policy/endpoints.js';
 import { checkIssuePolicy } from '../policy/issue-policy.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds } from '../policy/ttl.js';
 import type { KeyCache } from '../proxy/key-cache.js';
 import { DEFAULT_TENANT, type KeyRecord, type MintingKeyRecord, type Store } from '../store/store.js';
-import { BUDGET_ID, type BudgetService } from '../budgets/service.js';
+import type { BudgetService } from '../budgets/service.js';
 import { ROOT_PRINCIPAL, type Principal } from '../control/principal.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import {
@@ -23,7 +24,6 @@ import { newId } from './token.js';
 // Minting keys (docs/minting.md): the control API that creates, rotates and revokes them, and
 // the proxy's first-use path for the keys minted from them.
 
-const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
 const BUDGET_PATTERN = /^[A-Za-z0-9_.:@-]{0,99}\*$/;
 const DEFAULT_MAX_TTL = 3600;
 /** How long a replica trusts its copy of a minting key before reading it again. */
@@ -108,10 +108,6 @@ interface Loaded {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function invalid(param: string, message: string): KeyleashError {
-  return new KeyleashError('invalid_request', `${param}: ${message}`, { param });
-}
-
 function notFound(id: string): KeyleashError {
   return new KeyleashError('minting_key_not_found', `No minting key with id ${JSON.stringify(id.slice(0, 64))}.`);
 }
@@ -165,9 +161,8 @@ export class MintingService {
         throw new KeyleashError('policy_violation', `${param}: ${violation.reason}`, { param });
       }
     }
-    const entries = Object.entries(input.metadata);
-    if (entries.length > 50) throw invalid('metadata', 'may hold at most 50 pairs');
-    for (const [k] of entries) if (!METADATA_KEY.test(k)) throw invalid(`metadata.${k}`, 'keys are 1-40 of A-Z a-z 0-9 _ . : -');
+    const bad = metadataProblem(input.metadata);
+    if (bad) throw invalid(bad.param, bad.reason);
     const budgetIds = input.budgets.length ? await this.o.budgets.resolveForIssue(input.budgets, principal.tenantId) : [];
     for (const [i, b] of input.allowed_budgets.entries()) {
       if (!BUDGET_ID.test(b) && !BUDGET_PATTERN.test(b)) throw invalid(`allowed_budgets.${i}`, 'must be a budget id or a prefix ending in "*"');
@@ -323,7 +318,7 @@ export class MintingService {
     }
     const known = await this.o.store.getKeyByHash(tokenHash);
     if (known) return { ok: true, record: known };
-    const created = await this.o.store.createMintedKeys(v.keys, now);
+    const created = await this.o.store.createMintedKeys(v.keys);
     if (created.ok) return { ok: true, record: created.keys[created.keys.length - 1]! };
     if (created.code === 'budget_not_found') {
       return { ok: false, code: 'invalid_key', message: `The minted vault key names budget ${JSON.stringify(created.id)}, which does not exist.` };

@@ -1,19 +1,18 @@
 import { z } from 'zod';
-import { KeyleashError } from '../errors.js';
+import { invalidParam as invalid, KeyleashError } from '../errors.js';
+import { metadataProblem } from '../policy/fields.js';
 import { compileEndpoints } from '../policy/endpoints.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
 import { rateLimitSchema, rateLimitView, toRateLimit } from '../policy/rate.js';
 import type { KeyCache } from '../proxy/key-cache.js';
-import { DEFAULT_TENANT, keyStatus, type KeyFilter, type KeyRecord, type KeyUsage, type Page, type Store } from '../store/store.js';
+import { DEFAULT_TENANT, keyStatus, type RevokeResult, type KeyFilter, type KeyRecord, type KeyUsage, type Page, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import type { BudgetService } from '../budgets/service.js';
 import { ROOT_PRINCIPAL, type Principal } from '../control/principal.js';
 import { checkIssuePolicy, defaultTtlWithin } from '../policy/issue-policy.js';
 import { generateToken, hashToken, newId, type Mode } from './token.js';
 import { MINTED_ID_RE } from './minted.js';
-
-const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
 
 export const issueKeySchema = z.strictObject({
   label: z.string().max(200).default('').describe('Free text to find the key by, e.g. "flask-u42-run7".'),
@@ -132,10 +131,6 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-function invalid(param: string, message: string): KeyleashError {
-  return new KeyleashError('invalid_request', `${param}: ${message}`, { param });
-}
-
 export function zodToKeyleashError(err: z.ZodError): KeyleashError {
   const issue = err.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
@@ -198,11 +193,8 @@ export class KeyService {
       throw new KeyleashError('policy_violation', `${violation.param}: ${violation.reason}`, { param: violation.param });
     }
 
-    const entries = Object.entries(input.metadata);
-    if (entries.length > 50) throw invalid('metadata', 'may hold at most 50 pairs');
-    for (const [k] of entries) {
-      if (!METADATA_KEY.test(k)) throw invalid(`metadata.${k}`, 'keys are 1-40 of A-Z a-z 0-9 _ . : -');
-    }
+    const bad = metadataProblem(input.metadata);
+    if (bad) throw invalid(bad.param, bad.reason);
 
     let budgetIds: string[] = [];
     if (input.budgets?.length) {
@@ -244,7 +236,7 @@ export class KeyService {
     if (!record) {
       const early = MINTED_ID_RE.test(id) ? await this.o.store.getMintedRevocation(id, tenantId) : null;
       if (early) return unusedMintedView(id, early.mintingKeyId, early.revokedAt);
-      throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+      throw keyNotFound(id);
     }
     return this.view(await this.withLineage(record), await this.o.store.keyUsage(id, utcDay(this.now())));
   }
@@ -281,24 +273,25 @@ export class KeyService {
    */
   async revoke(id: string, tenantId: string = DEFAULT_TENANT): Promise<KeyView | UnusedMintedKeyView> {
     const now = this.now();
-    let r = await this.o.store.revokeKey(id, now, tenantId);
-    const minted = r === 'not_found' ? MINTED_ID_RE.exec(id) : null;
+    const minted = MINTED_ID_RE.exec(id);
+    let r: RevokeResult;
     if (minted) {
+      // The store marks its record, or, before its first use, records the revocation for it.
       const mintingKeyId = `mk_${minted[1]}`;
-      const early = await this.o.store.revokeMintedKey(tenantId, id, mintingKeyId, now);
-      if (early.result === 'not_found') throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
-      if (early.tokenHash === null) {
-        if (early.result === 'revoked') this.o.onEvent?.(tenantId, 'key.revoked', { key_id: id, label: null, vendor: null });
+      const m = await this.o.store.revokeMintedKey(tenantId, id, mintingKeyId, now);
+      if (m.result === 'not_found') throw keyNotFound(id);
+      if (m.tokenHash === null) {
+        if (m.result === 'revoked') this.o.onEvent?.(tenantId, 'key.revoked', { key_id: id, label: null, vendor: null });
         const rec = await this.o.store.getMintedRevocation(id, tenantId);
         return unusedMintedView(id, mintingKeyId, rec?.revokedAt ?? now);
       }
-      // First used between the two calls: it has a record now, revoked like any other.
-      r = early.result;
-    } else if (r === 'not_found') {
-      throw new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
+      r = m.result;
+    } else {
+      r = await this.o.store.revokeKey(id, now, tenantId);
+      if (r === 'not_found') throw keyNotFound(id);
     }
     const record = await this.o.store.getKeyById(id, tenantId);
-    if (!record) throw new KeyleashError('key_not_found');
+    if (!record) throw keyNotFound(id);
     this.o.cache.markRevoked(record.tokenHash, record.revokedAt ?? now);
     if (r === 'revoked') this.o.onEvent?.(tenantId, 'key.revoked', { key_id: id, label: record.label, vendor: record.vendor });
     return this.view(record, await this.o.store.keyUsage(id, utcDay(now)));
@@ -382,6 +375,10 @@ export class KeyService {
       parent_id: k.ancestorIds?.length ? k.ancestorIds[k.ancestorIds.length - 1]! : null,
     };
   }
+}
+
+function keyNotFound(id: string): KeyleashError {
+  return new KeyleashError('key_not_found', `No key with id ${JSON.stringify(id.slice(0, 64))}.`);
 }
 
 function unusedMintedView(id: string, mintingKeyId: string, revokedAt: number): UnusedMintedKeyView {

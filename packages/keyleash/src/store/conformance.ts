@@ -1430,8 +1430,8 @@ export function runStoreConformance(factory: StoreFactory): void {
         await store.createMintingKey(mk);
         const old = makeMintedKey(mk, undefined, { expiresAt: NOW + 2 * HOUR });
         const soon = makeMintedKey(mk, undefined, { expiresAt: NOW + 60_000 });
-        expect(await store.createMintedKeys([old], NOW)).toMatchObject({ ok: true });
-        expect(await store.createMintedKeys([soon], NOW)).toMatchObject({ ok: true });
+        expect(await store.createMintedKeys([old])).toMatchObject({ ok: true });
+        expect(await store.createMintedKeys([soon])).toMatchObject({ ok: true });
         const v2 = { version: 2, salt: 'salt-2', createdAt: NOW, retiresAt: null };
         const r = await store.rotateMintingKey('default', mk.id, v2, NOW + HOUR);
         expect(r).toEqual({ ok: true, record: { ...mk, versions: [{ ...mk.versions[0]!, retiresAt: NOW + HOUR }, v2] } });
@@ -1444,7 +1444,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(again.ok && again.record.versions.map((v) => v.retiresAt)).toEqual([NOW + HOUR, NOW + 2 * HOUR, null]);
         // A key minted under a retired version is created to expire when it retires.
         const late = makeMintedKey(mk, undefined, { mintVersion: 1, expiresAt: NOW + 3 * HOUR });
-        const created = await store.createMintedKeys([late], NOW);
+        const created = await store.createMintedKeys([late]);
         expect(created.ok && created.keys[0]!.expiresAt).toBe(NOW + HOUR);
         expect(await store.rotateMintingKey('acme', mk.id, v3, NOW)).toEqual({ ok: false, code: 'not_found' });
       });
@@ -1465,7 +1465,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         await store.createMintingKey(mk);
         const a = makeMintedKey(mk, undefined, { dailyCapMicros: null });
         const b = makeMintedKey(mk, a);
-        await store.createMintedKeys([a, b], NOW);
+        await store.createMintedKeys([a, b]);
         expect((await store.reserve(reserveReq(b.id, USD))).ok).toBe(true);
         expect(await store.revokeMintingKey('acme', mk.id, NOW)).toEqual({ result: 'not_found', keys: [] });
         const r = await store.revokeMintingKey('default', mk.id, NOW + 1);
@@ -1479,7 +1479,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await store.revokeMintingKey('default', 'mk_missing', NOW)).toEqual({ result: 'not_found', keys: [] });
         // Its keys used for the first time afterwards are created revoked.
         const late = makeMintedKey(mk);
-        const created = await store.createMintedKeys([late], NOW + 3);
+        const created = await store.createMintedKeys([late]);
         expect(created.ok && created.keys[0]!.revokedAt).toBe(NOW + 1);
         expect(await store.reserve(reserveReq(late.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
         expect(await store.rotateMintingKey('default', mk.id, { version: 2, salt: 's', createdAt: NOW, retiresAt: null }, NOW)).toEqual({
@@ -1499,25 +1499,25 @@ export function runStoreConformance(factory: StoreFactory): void {
       it('creates a chain on first use, root first, and finds it the same afterwards', async () => {
         const root = makeMintedKey(mk, undefined, { metadata: { user_id: 'u42' } });
         const child = makeMintedKey(mk, root, { dailyCapMicros: 5 * USD, allowedEndpoints: ['POST /v1/refunds'] });
-        const first = await store.createMintedKeys([root, child], NOW);
+        const first = await store.createMintedKeys([root, child]);
         expect(first).toEqual({ ok: true, keys: [root, child] });
         expect(await store.getKeyById(child.id)).toEqual(child);
         expect(await store.getKeyByHash(root.tokenHash)).toEqual(root);
         // Another replica (or a racing call) creating the same chain finds it as it is.
-        expect(await store.createMintedKeys([root, { ...child, createdAt: NOW + 5 }], NOW + 5)).toEqual({ ok: true, keys: [root, child] });
+        expect(await store.createMintedKeys([root, { ...child, createdAt: NOW + 5 }])).toEqual({ ok: true, keys: [root, child] });
         const sibling = makeMintedKey(mk, root);
-        expect(await store.createMintedKeys([root, sibling], NOW)).toEqual({ ok: true, keys: [root, sibling] });
+        expect(await store.createMintedKeys([root, sibling])).toEqual({ ok: true, keys: [root, sibling] });
         expect(sorted(ids(await listAllKeys({ mintingKeyId: mk.id })))).toEqual(sorted([root.id, child.id, sibling.id]));
         expect(await listAllKeys({ mintingKeyId: 'mk_other' })).toEqual([]);
       });
 
       it('refuses an id that another token already holds, and writes nothing', async () => {
         const root = makeMintedKey(mk);
-        await store.createMintedKeys([root], NOW);
-        expect(await store.createMintedKeys([{ ...root, tokenHash: 'hash_other' }], NOW)).toEqual({ ok: false, code: 'conflict', id: root.id });
+        await store.createMintedKeys([root]);
+        expect(await store.createMintedKeys([{ ...root, tokenHash: 'hash_other' }])).toEqual({ ok: false, code: 'conflict', id: root.id });
         const fresh = makeMintedKey(mk);
         const clash = makeMintedKey(mk, fresh, { id: root.id, tokenHash: 'hash_clash' });
-        expect(await store.createMintedKeys([fresh, clash], NOW)).toEqual({ ok: false, code: 'conflict', id: root.id });
+        expect(await store.createMintedKeys([fresh, clash])).toEqual({ ok: false, code: 'conflict', id: root.id });
         expect(await store.getKeyById(fresh.id)).toBeNull();
       });
 
@@ -1525,14 +1525,14 @@ export function runStoreConformance(factory: StoreFactory): void {
         const budget = makeBudget({ id: 'user:u42' });
         await store.createBudget(budget);
         const root = makeMintedKey(mk, undefined, { budgetIds: ['user:u42', 'user:gone'] });
-        expect(await store.createMintedKeys([root], NOW)).toEqual({ ok: false, code: 'budget_not_found', id: 'user:gone' });
+        expect(await store.createMintedKeys([root])).toEqual({ ok: false, code: 'budget_not_found', id: 'user:gone' });
         expect(await store.getKeyById(root.id)).toBeNull();
         const stranger = makeMintedKey(makeMintingKey());
-        expect(await store.createMintedKeys([stranger], NOW)).toEqual({ ok: false, code: 'minting_key_not_found' });
+        expect(await store.createMintedKeys([stranger])).toEqual({ ok: false, code: 'minting_key_not_found' });
         const wrongTenant = makeMintedKey(mk, undefined, { tenantId: 'acme' });
-        expect(await store.createMintedKeys([wrongTenant], NOW)).toEqual({ ok: false, code: 'minting_key_not_found' });
+        expect(await store.createMintedKeys([wrongTenant])).toEqual({ ok: false, code: 'minting_key_not_found' });
         const ok = makeMintedKey(mk, undefined, { budgetIds: ['user:u42'] });
-        expect((await store.createMintedKeys([ok], NOW)).ok).toBe(true);
+        expect((await store.createMintedKeys([ok])).ok).toBe(true);
         expect((await store.reserve(reserveReq(ok.id, 3 * USD))).ok).toBe(true);
         expect(await store.budgetSpend('default', 'user:u42', DAY)).toBe(3 * USD);
       });
@@ -1542,8 +1542,8 @@ export function runStoreConformance(factory: StoreFactory): void {
         const child = makeMintedKey(mk, root, { dailyCapMicros: 8 * USD });
         const grandchild = makeMintedKey(mk, child, { dailyCapMicros: 6 * USD });
         const sibling = makeMintedKey(mk, root, { dailyCapMicros: 8 * USD });
-        await store.createMintedKeys([root, child, grandchild], NOW);
-        await store.createMintedKeys([root, sibling], NOW);
+        await store.createMintedKeys([root, child, grandchild]);
+        await store.createMintedKeys([root, sibling]);
         expect(await store.reserve(reserveReq(grandchild.id, 4 * USD))).toEqual({ ok: true, spentMicros: 4 * USD });
         expect((await store.keyUsage(child.id, DAY)).spentMicros).toBe(4 * USD);
         expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(4 * USD);
@@ -1578,8 +1578,8 @@ export function runStoreConformance(factory: StoreFactory): void {
         const root = makeMintedKey(mk, undefined, { dailyCapMicros: 50 * USD });
         const a = makeMintedKey(mk, root, { dailyCapMicros: 40 * USD });
         const b = makeMintedKey(mk, root, { dailyCapMicros: 40 * USD });
-        await store.createMintedKeys([root, a], NOW);
-        await store.createMintedKeys([root, b], NOW);
+        await store.createMintedKeys([root, a]);
+        await store.createMintedKeys([root, b]);
         const results = await Promise.all(Array.from({ length: 100 }, (_, i) => store.reserve(reserveReq(i % 2 ? a.id : b.id, USD))));
         expect(results.filter((r) => r.ok)).toHaveLength(50);
         expect((await store.keyUsage(root.id, DAY)).spentMicros).toBe(50 * USD);
@@ -1591,8 +1591,8 @@ export function runStoreConformance(factory: StoreFactory): void {
         const child = makeMintedKey(mk, root, { dailyCapMicros: null });
         const other = makeMintedKey(mk, undefined, { dailyCapMicros: null, expiresAt: NOW + 10 });
         const otherChild = makeMintedKey(mk, other, { dailyCapMicros: null, expiresAt: NOW + HOUR });
-        await store.createMintedKeys([root, child], NOW);
-        await store.createMintedKeys([other, otherChild], NOW);
+        await store.createMintedKeys([root, child]);
+        await store.createMintedKeys([other, otherChild]);
         expect((await store.reserve(reserveReq(child.id, 0))).ok).toBe(true);
         expect(await store.revokeKey(root.id, NOW)).toBe('revoked');
         expect(await store.reserve(reserveReq(child.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
@@ -1609,7 +1609,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await store.getMintedRevocation(child.id, 'default')).toEqual({ id: child.id, tenantId: 'default', mintingKeyId: mk.id, revokedAt: NOW });
         expect(await store.getMintedRevocation(child.id, 'acme')).toBeNull();
         expect(await store.getMintedRevocation(root.id, 'default')).toBeNull();
-        const created = await store.createMintedKeys([root, child], NOW + 2);
+        const created = await store.createMintedKeys([root, child]);
         expect(created).toEqual({ ok: true, keys: [root, { ...child, revokedAt: NOW }] });
         expect(await store.reserve(reserveReq(child.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
         expect((await store.reserve(reserveReq(root.id, 0))).ok).toBe(true);

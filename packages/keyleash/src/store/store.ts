@@ -289,6 +289,11 @@ export interface MintingKeyRecord {
 
 export type RotateMintingKeyResult = { ok: true; record: MintingKeyRecord } | { ok: false; code: 'not_found' | 'revoked' };
 
+/** Of the keys a minting-key revocation revoked, those still in use (not expired). */
+export function inUse(rows: ReadonlyArray<{ id: string; token_hash: string; expires_at: number }>, now: number): RevokeMintingKeyResult['keys'] {
+  return rows.filter((k) => Number(k.expires_at) > now).map((k) => ({ id: k.id, tokenHash: k.token_hash }));
+}
+
 export interface RevokeMintingKeyResult {
   result: RevokeResult;
   /** The minted keys in use that this revocation revoked. */
@@ -301,6 +306,13 @@ export type CreateMintedResult =
   /** `conflict`: an id of the chain already belongs to another token. */
   | { ok: false; code: 'conflict' | 'minting_key_not_found'; id?: string }
   | { ok: false; code: 'budget_not_found'; id: string };
+
+/** Thrown inside a backend's createMintedKeys transaction to roll it back with this answer. */
+export class MintedRefusal extends Error {
+  constructor(readonly result: Exclude<CreateMintedResult, { ok: true }>) {
+    super(result.code);
+  }
+}
 
 /** A revocation of a minted key that was never used (there is no key record to mark). */
 export interface MintedRevocation {
@@ -374,7 +386,7 @@ export interface Store {
    * created revoked when its minting key (or a revocation before use) says so, and expires no
    * later than its secret version retires. Every budget must exist.
    */
-  createMintedKeys(keys: readonly KeyRecord[], now: number): Promise<CreateMintedResult>;
+  createMintedKeys(keys: readonly KeyRecord[]): Promise<CreateMintedResult>;
   /**
    * Revokes a minted key by id whether or not it was ever used: marks its record, or records
    * the revocation for its first use. `not_found` when its minting key is not the tenant's.

@@ -33,6 +33,8 @@ import {
   type StaleReservation,
   type CreateMintedResult,
   type MintedRevocation,
+  inUse,
+  MintedRefusal,
   mintingKeyFromRow,
   retireVersions,
   type MintingKeyRecord,
@@ -1104,8 +1106,8 @@ export class PgRedisStore implements Store {
         c,
       );
       if (!rows[0]) return null;
-      const result: RevokeResult = rows[0].revoked_at === null ? 'revoked' : 'already_revoked';
-      if (result === 'revoked') await this.query('UPDATE minting_keys SET revoked_at = $2 WHERE id = $1', [id, now], c);
+      if (rows[0].revoked_at !== null) return { result: 'already_revoked' as RevokeResult, keys: [] };
+      await this.query('UPDATE minting_keys SET revoked_at = $2 WHERE id = $1', [id, now], c);
       // First uses lock the minting key row FOR SHARE, so every key of it is in this update or
       // is created revoked after it.
       const keys = await this.query<{ id: string; token_hash: string; expires_at: number }>(
@@ -1114,7 +1116,7 @@ export class PgRedisStore implements Store {
         c,
       );
       await this.scriptEach('REVOKE', keys.rows.map((k) => this.hashKey(k.id)));
-      return { result, keys: keys.rows };
+      return { result: 'revoked' as RevokeResult, keys: keys.rows };
     });
     if (!out) return { result: 'not_found', keys: [] };
     if (out.keys.length) {
@@ -1122,16 +1124,12 @@ export class PgRedisStore implements Store {
       for (const k of out.keys) pipe.publish(this.channel, JSON.stringify({ h: k.token_hash, at: now }));
       await pipe.exec().catch(() => {});
     }
-    return { result: out.result, keys: out.keys.filter((k) => k.expires_at > now).map((k) => ({ id: k.id, tokenHash: k.token_hash })) };
+    return { result: out.result, keys: inUse(out.keys, now) };
   }
 
-  async createMintedKeys(keys: readonly KeyRecord[], _now: number): Promise<CreateMintedResult> {
+  async createMintedKeys(keys: readonly KeyRecord[]): Promise<CreateMintedResult> {
     const first = keys[0];
     if (!first?.mintingKeyId) return { ok: false, code: 'minting_key_not_found' };
-    // A refusal is thrown inside the transaction so that it rolls back what the chain wrote so far.
-    const refuse = (r: CreateMintedResult) => {
-      throw Object.assign(new Error('refused'), { refusal: r });
-    };
     return this.tx(async (c): Promise<CreateMintedResult> => {
       // FOR SHARE: a revocation of the minting key waits for this first use, or this sees it.
       const { rows } = await this.query<{ revoked_at: number | null; versions: MintingKeyVersion[] }>(
@@ -1147,14 +1145,14 @@ export class PgRedisStore implements Store {
         await this.query(MINTED_LOCK, [k.id], c);
         const existing = await this.query<KeyRow>(`SELECT ${KEY_COLS} FROM keys WHERE id = $1`, [k.id], c);
         if (existing.rows[0]) {
-          if (existing.rows[0].token_hash !== k.tokenHash) refuse({ ok: false, code: 'conflict', id: k.id });
+          if (existing.rows[0].token_hash !== k.tokenHash) throw new MintedRefusal({ ok: false, code: 'conflict', id: k.id });
           out.push(keyFromRow(existing.rows[0]));
           continue;
         }
         if (k.budgetIds.length) {
           const found = await this.query<{ id: string }>('SELECT id FROM budgets WHERE tenant_id = $1 AND id = ANY($2::text[])', [k.tenantId, k.budgetIds], c);
           const missing = k.budgetIds.find((b) => !found.rows.some((r) => r.id === b));
-          if (missing !== undefined) refuse({ ok: false, code: 'budget_not_found', id: missing });
+          if (missing !== undefined) throw new MintedRefusal({ ok: false, code: 'budget_not_found', id: missing });
         }
         const early = await this.query<{ revoked_at: number }>('SELECT revoked_at FROM minted_revocations WHERE id = $1', [k.id], c);
         const record: KeyRecord = {
@@ -1169,8 +1167,7 @@ export class PgRedisStore implements Store {
       }
       return { ok: true, keys: out };
     }).catch((e: unknown) => {
-      const refusal = (e as { refusal?: CreateMintedResult }).refusal;
-      if (refusal) return refusal;
+      if (e instanceof MintedRefusal) return e.result;
       throw e;
     });
   }

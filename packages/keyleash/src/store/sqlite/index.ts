@@ -17,6 +17,8 @@ import {
   type StaleReservation,
   type CreateMintedResult,
   type MintedRevocation,
+  inUse,
+  MintedRefusal,
   mintingKeyFromRow,
   retireVersions,
   type MintingKeyRecord,
@@ -199,13 +201,6 @@ function auditFromRow(r: AuditRow): AuditRecord {
   };
 }
 
-/** Thrown inside a transaction to roll it back with an answer. */
-class MintedRefusal extends Error {
-  constructor(readonly result: CreateMintedResult) {
-    super(result.ok ? 'ok' : result.code);
-  }
-}
-
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
   const row = db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null };
@@ -254,9 +249,7 @@ export class SqliteStore implements Store {
       setVersions: db.prepare('UPDATE minting_keys SET versions = ? WHERE id = ?'),
       shortenMinted: db.prepare(`UPDATE keys SET expires_at = ? WHERE minting_key_id = ? AND mint_version < ? AND expires_at > ?`),
       revokeMintingKey: db.prepare('UPDATE minting_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL'),
-      revokeMinted: db.prepare(`UPDATE keys SET revoked_at = ? WHERE minting_key_id = ? AND revoked_at IS NULL AND expires_at > ?
-        RETURNING id, token_hash`),
-      revokeMintedExpired: db.prepare('UPDATE keys SET revoked_at = ? WHERE minting_key_id = ? AND revoked_at IS NULL'),
+      revokeMinted: db.prepare('UPDATE keys SET revoked_at = ? WHERE minting_key_id = ? AND revoked_at IS NULL RETURNING id, token_hash, expires_at'),
       mintedRevocation: db.prepare('SELECT * FROM minted_revocations WHERE id = ?'),
       insertMintedRevocation: db.prepare(`INSERT INTO minted_revocations (id, tenant_id, minting_key_id, revoked_at) VALUES (?, ?, ?, ?)
         ON CONFLICT (id) DO NOTHING`),
@@ -749,25 +742,21 @@ export class SqliteStore implements Store {
     return this.db.transaction((): RevokeMintingKeyResult => {
       const changed = this.stmts.revokeMintingKey.run(now, id, tenantId).changes;
       if (changed === 0) return { result: this.mintingKeyRecord(id, tenantId) ? 'already_revoked' : 'not_found', keys: [] };
-      const keys = (this.stmts.revokeMinted.all(now, id, now) as Array<{ id: string; token_hash: string }>).map((k) => ({
-        id: k.id,
-        tokenHash: k.token_hash,
-      }));
-      this.stmts.revokeMintedExpired.run(now, id);
-      return { result: 'revoked', keys };
+      const revoked = this.stmts.revokeMinted.all(now, id) as Array<{ id: string; token_hash: string; expires_at: number }>;
+      return { result: 'revoked', keys: inUse(revoked, now) };
     }).immediate();
   }
 
-  async createMintedKeys(keys: readonly KeyRecord[], now: number): Promise<CreateMintedResult> {
+  async createMintedKeys(keys: readonly KeyRecord[]): Promise<CreateMintedResult> {
     try {
-      return this.createMintedTx(keys, now);
+      return this.createMintedTx(keys);
     } catch (e) {
       if (e instanceof MintedRefusal) return e.result;
       throw e;
     }
   }
 
-  private createMintedTx(keys: readonly KeyRecord[], _now: number): CreateMintedResult {
+  private createMintedTx(keys: readonly KeyRecord[]): CreateMintedResult {
     return this.db.transaction((): CreateMintedResult => {
       const first = keys[0];
       const mk = first?.mintingKeyId ? this.mintingKeyRecord(first.mintingKeyId, first.tenantId) : undefined;
