@@ -3,7 +3,6 @@ package keyleash
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -91,50 +90,27 @@ type BudgetDeleted struct {
 
 func budgetPath(id string) string { return "/v1/budgets/" + url.PathEscape(id) }
 
-func (c *Client) budgetCall(ctx context.Context, method, path string, body any, want int) (*Budget, error) {
-	var b Budget
-	if err := c.call(ctx, method, path, body, want, &b); err != nil {
-		return nil, err
-	}
-	return &b, nil
-}
-
 // CreateBudget creates a budget (the API answers 201); a taken id is ErrBudgetExists.
 func (c *Client) CreateBudget(ctx context.Context, p CreateBudgetParams) (*Budget, error) {
-	return c.budgetCall(ctx, http.MethodPost, "/v1/budgets", p, http.StatusCreated)
+	return callFor[Budget](ctx, c, http.MethodPost, "/v1/budgets", p, http.StatusCreated)
 }
 
 // GetBudget reads a budget with its spend and remaining limit in the current window
 // (ErrBudgetNotFound if there is none).
 func (c *Client) GetBudget(ctx context.Context, id string) (*Budget, error) {
-	return c.budgetCall(ctx, http.MethodGet, budgetPath(id), nil, http.StatusOK)
+	return callFor[Budget](ctx, c, http.MethodGet, budgetPath(id), nil, http.StatusOK)
 }
 
 // ListBudgets returns one page of budgets by id; limit 0 means the server default, cursor ""
 // the first page.
 func (c *Client) ListBudgets(ctx context.Context, limit int, cursor string) (*BudgetList, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", fmt.Sprint(limit))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	path := "/v1/budgets"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var l BudgetList
-	if err := c.call(ctx, http.MethodGet, path, nil, http.StatusOK, &l); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return callFor[BudgetList](ctx, c, http.MethodGet, pagePath("/v1/budgets", limit, cursor), nil, http.StatusOK)
 }
 
 // UpdateBudget changes a budget's limit, frozen state, metadata or rate limit; effective for the
 // next call.
 func (c *Client) UpdateBudget(ctx context.Context, id string, p UpdateBudgetParams) (*Budget, error) {
-	return c.budgetCall(ctx, http.MethodPatch, budgetPath(id), p, http.StatusOK)
+	return callFor[Budget](ctx, c, http.MethodPatch, budgetPath(id), p, http.StatusOK)
 }
 
 // DeleteBudget deletes a budget. While an active key is attached it is ErrBudgetInUse.
@@ -153,18 +129,18 @@ func (c *Client) BudgetSpend(ctx context.Context, id, window string) (*Budget, e
 	if window != "" {
 		path += "?" + url.Values{"window": {window}}.Encode()
 	}
-	return c.budgetCall(ctx, http.MethodGet, path, nil, http.StatusOK)
+	return callFor[Budget](ctx, c, http.MethodGet, path, nil, http.StatusOK)
 }
 
 // FreezeBudget freezes a budget: every call of every attached key is refused (403
 // budget_frozen) and no key can be issued against it.
 func (c *Client) FreezeBudget(ctx context.Context, id string) (*Budget, error) {
-	return c.budgetCall(ctx, http.MethodPost, budgetPath(id)+"/freeze", nil, http.StatusOK)
+	return callFor[Budget](ctx, c, http.MethodPost, budgetPath(id)+"/freeze", nil, http.StatusOK)
 }
 
 // UnfreezeBudget unfreezes a budget.
 func (c *Client) UnfreezeBudget(ctx context.Context, id string) (*Budget, error) {
-	return c.budgetCall(ctx, http.MethodPost, budgetPath(id)+"/unfreeze", nil, http.StatusOK)
+	return callFor[Budget](ctx, c, http.MethodPost, budgetPath(id)+"/unfreeze", nil, http.StatusOK)
 }
 
 // CapLimit says what refused a cap_exhausted call: Kind "key" (the key's daily cap) or "budget"

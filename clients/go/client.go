@@ -220,6 +220,31 @@ func (c *Client) httpClient() *http.Client {
 
 var defaultHTTPClient = &http.Client{Timeout: 10 * time.Second}
 
+// callFor is call decoding the answer into a new T.
+func callFor[T any](ctx context.Context, c *Client, method, path string, body any, want int) (*T, error) {
+	var out T
+	if err := c.call(ctx, method, path, body, want, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// pagePath is a list route's path for one page: limit 0 means the server default, cursor "" the
+// first page.
+func pagePath(base string, limit int, cursor string) string {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if len(q) == 0 {
+		return base
+	}
+	return base + "?" + q.Encode()
+}
+
 func (c *Client) call(ctx context.Context, method, path string, body any, want int, out any) error {
 	if c.APIURL == "" || c.AdminToken == "" {
 		return errors.New("keyleash: Client needs APIURL and AdminToken (or KEYLEASH_API_URL / KEYLEASH_ADMIN_TOKEN)")

@@ -3,7 +3,6 @@ package keyleash
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -74,44 +73,21 @@ type MintingKeyList struct {
 
 func mintingKeyPath(id string) string { return "/v1/minting_keys/" + url.PathEscape(id) }
 
-func (c *Client) mintingKeyCall(ctx context.Context, method, path string, body any, want int) (*MintingKey, error) {
-	var k MintingKey
-	if err := c.call(ctx, method, path, body, want, &k); err != nil {
-		return nil, err
-	}
-	return &k, nil
-}
-
 // CreateMintingKey creates a minting key (the API answers 201). The answer's Secret is shown only
 // this once.
 func (c *Client) CreateMintingKey(ctx context.Context, p CreateMintingKeyParams) (*MintingKey, error) {
-	return c.mintingKeyCall(ctx, http.MethodPost, "/v1/minting_keys", p, http.StatusCreated)
+	return callFor[MintingKey](ctx, c, http.MethodPost, "/v1/minting_keys", p, http.StatusCreated)
 }
 
 // GetMintingKey reads a minting key (never its secret); an unknown id is ErrMintingKeyNotFound.
 func (c *Client) GetMintingKey(ctx context.Context, id string) (*MintingKey, error) {
-	return c.mintingKeyCall(ctx, http.MethodGet, mintingKeyPath(id), nil, http.StatusOK)
+	return callFor[MintingKey](ctx, c, http.MethodGet, mintingKeyPath(id), nil, http.StatusOK)
 }
 
 // ListMintingKeys returns one page of minting keys; limit 0 means the server default, cursor ""
 // the first page.
 func (c *Client) ListMintingKeys(ctx context.Context, limit int, cursor string) (*MintingKeyList, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", fmt.Sprint(limit))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	path := "/v1/minting_keys"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var l MintingKeyList
-	if err := c.call(ctx, http.MethodGet, path, nil, http.StatusOK, &l); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return callFor[MintingKeyList](ctx, c, http.MethodGet, pagePath("/v1/minting_keys", limit, cursor), nil, http.StatusOK)
 }
 
 // RotateMintingKey makes a new secret (version + 1), returned in Secret. Keys minted with older
@@ -125,12 +101,12 @@ func (c *Client) RotateMintingKey(ctx context.Context, id string, grace time.Dur
 	if grace > 0 {
 		body["grace_period"] = int64((grace + time.Second - 1) / time.Second)
 	}
-	return c.mintingKeyCall(ctx, http.MethodPost, mintingKeyPath(id)+"/rotate", body, http.StatusOK)
+	return callFor[MintingKey](ctx, c, http.MethodPost, mintingKeyPath(id)+"/rotate", body, http.StatusOK)
 }
 
 // RevokeMintingKey revokes a minting key: from then on every key minted from it is refused
 // (key_revoked), used or not; KeysRevoked counts the ones in use. Idempotent; an unknown id is
 // ErrMintingKeyNotFound.
 func (c *Client) RevokeMintingKey(ctx context.Context, id string) (*MintingKey, error) {
-	return c.mintingKeyCall(ctx, http.MethodDelete, mintingKeyPath(id), nil, http.StatusOK)
+	return callFor[MintingKey](ctx, c, http.MethodDelete, mintingKeyPath(id), nil, http.StatusOK)
 }

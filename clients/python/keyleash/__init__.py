@@ -8,7 +8,7 @@ import contextvars
 import json
 import math
 import os
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 import requests
 
@@ -321,6 +321,17 @@ class ProxySession(requests.Session):
 _UNSET: Any = object()
 
 
+def _every_page(list_page: Callable[[Optional[str]], Dict[str, Any]]) -> Iterator[Any]:
+    """Every item of a list route, following ``next_cursor`` page after page."""
+    cursor = None
+    while True:
+        page = list_page(cursor)
+        yield from page["data"]
+        if not page.get("has_more") or not page.get("next_cursor"):
+            return
+        cursor = page["next_cursor"]
+
+
 def _budget_path(budget_id: str) -> str:
     return f"/v1/budgets/{requests.utils.quote(budget_id, safe='')}"
 
@@ -430,13 +441,7 @@ class Keyleash:
 
     def iter_keys(self, **filters: Any) -> Iterator[VaultKey]:
         """Every key matching the filters, page after page."""
-        cursor = None
-        while True:
-            page = self.list_keys(cursor=cursor, **filters)
-            yield from page["data"]
-            if not page.get("has_more") or not page.get("next_cursor"):
-                return
-            cursor = page["next_cursor"]
+        return _every_page(lambda c: self.list_keys(cursor=c, **filters))
 
     def revoke_key(self, key_id: str, missing_ok: bool = False, timeout: Optional[float] = None) -> Optional[VaultKey]:
         """Revokes a key (idempotent). An unknown id raises ``KeyNotFoundError`` unless ``missing_ok``."""
@@ -529,13 +534,7 @@ class Keyleash:
 
     def iter_minting_keys(self, limit: Optional[int] = None) -> Iterator[MintingKey]:
         """Every minting key, page after page."""
-        cursor = None
-        while True:
-            page = self.list_minting_keys(limit=limit, cursor=cursor)
-            yield from page["data"]
-            if not page.get("has_more") or not page.get("next_cursor"):
-                return
-            cursor = page["next_cursor"]
+        return _every_page(lambda c: self.list_minting_keys(limit=limit, cursor=c))
 
     def rotate_minting_key(self, minting_key_id: str, grace_period: Union[str, int, None] = None) -> MintingKey:
         """A new secret (``version`` + 1), in ``mk.secret``. Keys minted with older versions keep
@@ -589,13 +588,7 @@ class Keyleash:
 
     def iter_budgets(self, limit: Optional[int] = None) -> Iterator[Dict[str, Any]]:
         """Every budget, page after page."""
-        cursor = None
-        while True:
-            page = self.list_budgets(limit=limit, cursor=cursor)
-            yield from page["data"]
-            if not page.get("has_more") or not page.get("next_cursor"):
-                return
-            cursor = page["next_cursor"]
+        return _every_page(lambda c: self.list_budgets(limit=limit, cursor=c))
 
     def update_budget(
         self,
