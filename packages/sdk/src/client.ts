@@ -55,11 +55,14 @@ export interface UpdateBudgetParams {
   rateLimit?: RateLimit | null;
 }
 
-export interface ListBudgetsParams {
+/** One page of a list route. */
+export interface PageParams {
   /** 1–100 (server default 20). */
   limit?: number;
   cursor?: string;
 }
+
+export type ListBudgetsParams = PageParams;
 
 export interface Budget {
   object: 'budget';
@@ -250,6 +253,13 @@ export interface MintingKey {
 
 const trimSlash = (u: string) => u.replace(/\/+$/, '');
 const budgetPath = (id: string) => `/v1/budgets/${encodeURIComponent(id)}`;
+const pagePath = (base: string, p: PageParams) => {
+  const q = new URLSearchParams();
+  if (p.limit !== undefined) q.set('limit', String(p.limit));
+  if (p.cursor) q.set('cursor', p.cursor);
+  const qs = q.toString();
+  return qs ? `${base}?${qs}` : base;
+};
 
 export class Keyleash {
   readonly apiUrl: string;
@@ -362,12 +372,8 @@ export class Keyleash {
   }
 
   /** One page of minting keys, newest first. */
-  listMintingKeys(params: { limit?: number; cursor?: string } = {}, opts?: CallOptions): Promise<List<MintingKey>> {
-    const q = new URLSearchParams();
-    if (params.limit !== undefined) q.set('limit', String(params.limit));
-    if (params.cursor) q.set('cursor', params.cursor);
-    const qs = q.toString();
-    return this.#call('GET', `/v1/minting_keys${qs ? `?${qs}` : ''}`, undefined, opts);
+  listMintingKeys(params: PageParams = {}, opts?: CallOptions): Promise<List<MintingKey>> {
+    return this.#call('GET', pagePath('/v1/minting_keys', params), undefined, opts);
   }
 
   /**
@@ -400,11 +406,7 @@ export class Keyleash {
 
   /** One page of budgets by id, each with its spend in the current window. */
   listBudgets(params: ListBudgetsParams = {}, opts?: CallOptions): Promise<List<Budget>> {
-    const q = new URLSearchParams();
-    if (params.limit !== undefined) q.set('limit', String(params.limit));
-    if (params.cursor) q.set('cursor', params.cursor);
-    const qs = q.toString();
-    return this.#call<List<Budget>>('GET', `/v1/budgets${qs ? `?${qs}` : ''}`, undefined, opts);
+    return this.#call<List<Budget>>('GET', pagePath('/v1/budgets', params), undefined, opts);
   }
 
   /** Every budget, following `next_cursor` page by page. */
