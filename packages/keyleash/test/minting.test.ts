@@ -326,6 +326,13 @@ for (const backend of await backends('minting')) {
       expect((await charge(mint(again.body.secret).token, 1)).status).toBe(200);
     });
 
+    it('gives concurrent rotations their own versions, and every new secret works', async () => {
+      const mk = await mintingKey();
+      const [a, b] = await Promise.all([1, 2].map(() => t.admin('POST', `/v1/minting_keys/${mk.id}/rotate`, { grace_period: '10m' })));
+      expect([a!.body.version, b!.body.version].sort()).toEqual([2, 3]);
+      for (const secret of [mk.secret, a!.body.secret, b!.body.secret]) expect((await charge(mint(secret).token, 1)).status).toBe(200);
+    });
+
     it("keeps minting keys and their keys to their tenant", async () => {
       const acme = (method: string, path: string, body?: object) =>
         fetch(t.apiUrl + path, {

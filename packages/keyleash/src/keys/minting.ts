@@ -216,15 +216,13 @@ export class MintingService {
       grace = r.seconds;
     }
     const now = this.now();
-    const version = current.versions[current.versions.length - 1]!.version + 1;
-    const next = { version, salt: randomBytes(32).toString('base64url'), createdAt: now, retiresAt: null };
-    const r = await this.o.store.rotateMintingKey(tenantId, id, next, now + grace * 1000);
+    const r = await this.o.store.rotateMintingKey(tenantId, id, { salt: randomBytes(32).toString('base64url'), createdAt: now }, now + grace * 1000);
     if (!r.ok) {
       if (r.code === 'not_found') throw notFound(id);
       throw new KeyleashError('invalid_request', `id: minting key ${id} is revoked and cannot be rotated`, { param: 'id' });
     }
     this.loaded.delete(id);
-    return { ...this.view(r.record), secret: this.secretOf(r.record, version) };
+    return { ...this.view(r.record), secret: this.secretOf(r.record, r.record.versions[r.record.versions.length - 1]!.version) };
   }
 
   /** Idempotent: revoking a revoked minting key answers as the first time did (keys_revoked 0). */

@@ -1433,13 +1433,13 @@ export function runStoreConformance(factory: StoreFactory): void {
         expect(await store.createMintedKeys([old])).toMatchObject({ ok: true });
         expect(await store.createMintedKeys([soon])).toMatchObject({ ok: true });
         const v2 = { version: 2, salt: 'salt-2', createdAt: NOW, retiresAt: null };
-        const r = await store.rotateMintingKey('default', mk.id, v2, NOW + HOUR);
+        const r = await store.rotateMintingKey('default', mk.id, { salt: 'salt-2', createdAt: NOW }, NOW + HOUR);
         expect(r).toEqual({ ok: true, record: { ...mk, versions: [{ ...mk.versions[0]!, retiresAt: NOW + HOUR }, v2] } });
         expect(await store.getMintingKey(mk.id)).toEqual(r.ok && r.record);
         expect((await store.getKeyById(old.id))?.expiresAt).toBe(NOW + HOUR);
         expect((await store.getKeyById(soon.id))?.expiresAt).toBe(NOW + 60_000);
         // A later rotation never pushes an earlier retirement back.
-        const v3 = { version: 3, salt: 'salt-3', createdAt: NOW, retiresAt: null };
+        const v3 = { salt: 'salt-3', createdAt: NOW };
         const again = await store.rotateMintingKey('default', mk.id, v3, NOW + 2 * HOUR);
         expect(again.ok && again.record.versions.map((v) => v.retiresAt)).toEqual([NOW + HOUR, NOW + 2 * HOUR, null]);
         // A key minted under a retired version is created to expire when it retires.
@@ -1447,6 +1447,15 @@ export function runStoreConformance(factory: StoreFactory): void {
         const created = await store.createMintedKeys([late]);
         expect(created.ok && created.keys[0]!.expiresAt).toBe(NOW + HOUR);
         expect(await store.rotateMintingKey('acme', mk.id, v3, NOW)).toEqual({ ok: false, code: 'not_found' });
+      });
+
+      it('numbers concurrent rotations one after another, each with its own salt', async () => {
+        const mk = makeMintingKey();
+        await store.createMintingKey(mk);
+        await Promise.all(['a', 'b', 'c'].map((salt) => store.rotateMintingKey('default', mk.id, { salt, createdAt: NOW }, NOW + HOUR)));
+        const versions = (await store.getMintingKey(mk.id))!.versions;
+        expect(versions.map((v) => v.version)).toEqual([1, 2, 3, 4]);
+        expect(sorted(versions.slice(1).map((v) => v.salt))).toEqual(['a', 'b', 'c']);
       });
 
       it("a budget a minting key attaches to its keys cannot be deleted until the minting key is revoked", async () => {
@@ -1482,7 +1491,7 @@ export function runStoreConformance(factory: StoreFactory): void {
         const created = await store.createMintedKeys([late]);
         expect(created.ok && created.keys[0]!.revokedAt).toBe(NOW + 1);
         expect(await store.reserve(reserveReq(late.id, 0))).toEqual({ ok: false, code: 'key_revoked' });
-        expect(await store.rotateMintingKey('default', mk.id, { version: 2, salt: 's', createdAt: NOW, retiresAt: null }, NOW)).toEqual({
+        expect(await store.rotateMintingKey('default', mk.id, { salt: 's', createdAt: NOW }, NOW)).toEqual({
           ok: false,
           code: 'revoked',
         });

@@ -287,6 +287,9 @@ export interface MintingKeyRecord {
   revokedAt: number | null;
 }
 
+/** What a rotation adds; the store numbers it. */
+export type NewMintingKeyVersion = Pick<MintingKeyVersion, 'salt' | 'createdAt'>;
+
 export type RotateMintingKeyResult = { ok: true; record: MintingKeyRecord } | { ok: false; code: 'not_found' | 'revoked' };
 
 /** Of the keys a minting-key revocation revoked, those still in use (not expired). */
@@ -377,7 +380,7 @@ export interface Store {
    * Adds `next` as the current version and retires every older version at `retireAt` (keeping
    * an earlier retirement), shortening every key minted under them to expire by then.
    */
-  rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult>;
+  rotateMintingKey(tenantId: string, id: string, next: NewMintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult>;
   /** Revokes the minting key and every key minted from it, at once and on every replica. */
   revokeMintingKey(tenantId: string, id: string, now: number): Promise<RevokeMintingKeyResult>;
   /**
@@ -476,7 +479,12 @@ export function mintingKeyFromRow(r: Record<string, unknown>): MintingKeyRecord 
   };
 }
 
-/** A rotation's versions: each older one retires at `retireAt` (or earlier, if already set), then `next`. */
-export function retireVersions(versions: readonly MintingKeyVersion[], retireAt: number, next: MintingKeyVersion): MintingKeyVersion[] {
-  return [...versions.map((v) => ({ ...v, retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt) })), next];
+/**
+ * A rotation's versions: each older one retires at `retireAt` (or earlier, if already set), then
+ * `next` as the version after the newest. Numbered inside the rotation's transaction, so two
+ * rotations at once can never hand out one version with two salts.
+ */
+export function retireVersions(versions: readonly MintingKeyVersion[], retireAt: number, next: NewMintingKeyVersion): MintingKeyVersion[] {
+  const version = Math.max(0, ...versions.map((v) => v.version)) + 1;
+  return [...versions.map((v) => ({ ...v, retiresAt: v.retiresAt === null ? retireAt : Math.min(v.retiresAt, retireAt) })), { ...next, version, retiresAt: null }];
 }

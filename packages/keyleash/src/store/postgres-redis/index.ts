@@ -39,6 +39,7 @@ import {
   retireVersions,
   type MintingKeyRecord,
   type MintingKeyVersion,
+  type NewMintingKeyVersion,
   type RevokeMintingKeyResult,
   type RotateMintingKeyResult,
 } from '../store.js';
@@ -1079,7 +1080,7 @@ export class PgRedisStore implements Store {
     if (!results || failed) throw new StoreUnavailableError('redis', failed?.[0] ?? new Error('pipeline failed'));
   }
 
-  async rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
+  async rotateMintingKey(tenantId: string, id: string, next: NewMintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
     return this.tx(async (c): Promise<RotateMintingKeyResult> => {
       const { rows } = await this.query<Record<string, unknown>>('SELECT * FROM minting_keys WHERE id = $1 AND tenant_id = $2 FOR UPDATE', [id, tenantId], c);
       const record = rows[0] ? mintingKeyFromRow(rows[0]) : null;
@@ -1090,7 +1091,7 @@ export class PgRedisStore implements Store {
       // In the transaction, like a revocation: if Redis cannot take the earlier expiry, nothing changes.
       const shortened = await this.query<{ id: string }>(
         'UPDATE keys SET expires_at = $1 WHERE minting_key_id = $2 AND mint_version < $3 AND expires_at > $1 RETURNING id',
-        [retireAt, id, next.version],
+        [retireAt, id, versions[versions.length - 1]!.version],
         c,
       );
       await this.scriptEach('SHORTEN', shortened.rows.map((k) => this.hashKey(k.id)), retireAt);

@@ -22,7 +22,7 @@ import {
   mintingKeyFromRow,
   retireVersions,
   type MintingKeyRecord,
-  type MintingKeyVersion,
+  type NewMintingKeyVersion,
   type RevokeMintingKeyResult,
   type RotateMintingKeyResult,
 } from '../store.js';
@@ -726,14 +726,14 @@ export class SqliteStore implements Store {
     return { items, nextCursor: more && last ? encodeCursor({ t: last.createdAt, id: last.id }) : null };
   }
 
-  async rotateMintingKey(tenantId: string, id: string, next: MintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
+  async rotateMintingKey(tenantId: string, id: string, next: NewMintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
     return this.db.transaction((): RotateMintingKeyResult => {
       const record = this.mintingKeyRecord(id, tenantId);
       if (!record) return { ok: false, code: 'not_found' };
       if (record.revokedAt !== null) return { ok: false, code: 'revoked' };
       const versions = retireVersions(record.versions, retireAt, next);
       this.stmts.setVersions.run(JSON.stringify(versions), id);
-      this.stmts.shortenMinted.run(retireAt, id, next.version, retireAt);
+      this.stmts.shortenMinted.run(retireAt, id, versions[versions.length - 1]!.version, retireAt);
       return { ok: true, record: { ...record, versions } };
     }).immediate();
   }
