@@ -37,6 +37,7 @@ export const ERRORS = {
   idempotency_key_reused: { status: 400, message: 'This Idempotency-Key was already used with a different request.' },
   rate_limited: { status: 429, message: 'Too many requests.' },
   body_too_large: { status: 413, message: 'The request body is too large.' },
+  request_timeout: { status: 408, message: 'The request body did not arrive in time.' },
   invalid_body: { status: 400, message: 'The request body cannot be forwarded as sent.' },
 
   // proxy: the vendor

@@ -146,13 +146,23 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     connectTimeoutMs: config.proxy.connect_timeout_ms,
     headersTimeoutMs: config.proxy.headers_timeout_ms,
     bodyTimeoutMs: config.proxy.body_timeout_ms,
+    requestTimeoutMs: config.proxy.request_timeout_ms,
+    requestIdleTimeoutMs: config.proxy.request_idle_timeout_ms,
     connectionsPerUpstream: config.proxy.connections_per_upstream,
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
   const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, now });
 
-  const serverOptions = { requestTimeout: 0, headersTimeout: 30_000, maxHeaderSize: 32 * 1024 };
+  // The handler times a call's body itself (answering request_timeout); Node's own request
+  // timeout is the backstop for what it does not see, e.g. a body held back while a key is looked up.
+  const backstopMs = 2 * config.proxy.request_timeout_ms;
+  const serverOptions = {
+    requestTimeout: backstopMs,
+    headersTimeout: Math.min(30_000, backstopMs),
+    connectionsCheckingInterval: Math.min(30_000, config.proxy.request_timeout_ms),
+    maxHeaderSize: 32 * 1024,
+  };
   const proxyTls = readTls(config.listen.proxy.tls);
   const proxy = (proxyTls ? createHttpsServer({ ...serverOptions, ...proxyTls }) : createServer(serverOptions)) as Server;
   proxy.on('request', (req: IncomingMessage, res: ServerResponse) => {

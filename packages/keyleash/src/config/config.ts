@@ -145,6 +145,10 @@ export const configSchema = z.strictObject({
       connect_timeout_ms: z.number().int().positive().default(5_000),
       headers_timeout_ms: z.number().int().positive().default(60_000),
       body_timeout_ms: z.number().int().positive().default(120_000),
+      /** The caller's whole request body must arrive within this, counted from its headers. */
+      request_timeout_ms: z.number().int().positive().default(30_000),
+      /** Longest gap allowed between two pieces of the caller's request body. */
+      request_idle_timeout_ms: z.number().int().positive().default(10_000),
       connections_per_upstream: z.number().int().positive().default(128),
       /** How long a reservation may stay open before it is settled at its estimate. */
       stale_reservation_after: ttl.default(600),
@@ -155,6 +159,8 @@ export const configSchema = z.strictObject({
       connect_timeout_ms: 5_000,
       headers_timeout_ms: 60_000,
       body_timeout_ms: 120_000,
+      request_timeout_ms: 30_000,
+      request_idle_timeout_ms: 10_000,
       connections_per_upstream: 128,
       stale_reservation_after: 600,
       key_cache_size: 100_000,

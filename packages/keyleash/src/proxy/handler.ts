@@ -24,7 +24,7 @@ import { reserveRefusal } from './refusal.js';
 import { idempotencyOf } from './idempotency.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { redactSecretEchoes } from './leaks.js';
-import { screenRequest } from './screen.js';
+import { bodyOverridesMethod, METHOD_OVERRIDE, screenRequest } from './screen.js';
 
 export interface ProxyOptions {
   store: Store;
@@ -44,6 +44,9 @@ export interface ProxyOptions {
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
+  /** The caller's body must arrive within this of the call's start, with no gap over `requestIdleTimeoutMs`. */
+  requestTimeoutMs?: number;
+  requestIdleTimeoutMs?: number;
   connectionsPerUpstream: number;
   now?: () => number;
 }
@@ -56,7 +59,7 @@ interface CallContext {
   key: CachedKey | null;
 }
 
-type ReadBody = { ok: true; body: Buffer } | { ok: false };
+type ReadBody = { ok: true; body: Buffer } | { ok: false; reason: 'too_large' | 'timeout' | 'aborted' };
 
 /** Vendor error bodies up to this size are read whole so echoes of the real secret can be cut. */
 const MAX_REDACTED_ERROR_BYTES = 256 * 1024;
@@ -121,10 +124,7 @@ export class ProxyHandler {
       key: null,
     };
 
-    // 0. Screen: an address that keeps failing to authenticate waits; ambiguous credentials are refused.
-    const address = req.socket.remoteAddress ?? '';
-    const wait = this.throttle.retryAfter(address, ctx.started);
-    if (wait > 0) return this.deny(req, res, ctx, 'rate_limited', 'Too many failed authentications from this address.', undefined, undefined, wait);
+    // 0. Screen: ambiguous credentials and requests are refused.
     const rawQuery = (req.url ?? '').split('?')[1] ?? '';
     const screened = screenRequest(req, rawQuery);
     if (screened) return this.deny(req, res, ctx, screened.code, screened.message);
@@ -181,13 +181,11 @@ export class ProxyHandler {
     }
 
     // 3. Read and prepare the body (the whole body: it is priced, and re-framed upstream).
-    const read = await this.readBody(req);
-    if (!read.ok) return this.deny(req, res, ctx, 'body_too_large');
+    const read = await this.readBody(req, ctx.started);
+    if (!read.ok) return this.deny(req, res, ctx, read.reason === 'timeout' ? 'request_timeout' : 'body_too_large');
     const prepared = vendor.prepareBody(read.body, req.headers['content-type'], { method, segments });
     if (!prepared.ok) return this.deny(req, res, ctx, 'invalid_body', prepared.reason);
-    if (overridesMethod(prepared.body, prepared.contentType)) {
-      return this.deny(req, res, ctx, 'invalid_request', '`_method` overrides are not accepted.');
-    }
+    if (bodyOverridesMethod(prepared.body, prepared.contentType)) return this.deny(req, res, ctx, 'invalid_request', METHOD_OVERRIDE);
 
     // 4. Price.
     const call: CallInfo = {
@@ -213,7 +211,9 @@ export class ProxyHandler {
 
     // 5. Reserve, durably, before a byte goes to the vendor.
     const reservationId = `rsv_${randomUUID().replace(/-/g, '')}`;
-    const idem = idempotencyOf(req.headers, method, ctx.path, norm.query, prepared.body);
+    // A vault token sent in a vendor's API-key header never goes upstream.
+    const headers = upstreamRequestHeaders(req.headers, vendor.authHeaders(secret), prepared.contentType, prepared.body.length, ctx.requestId, this.tokenHeaders);
+    const idem = idempotencyOf(req.headers, headers, vendor, method, ctx.path, norm.query, prepared.body);
     if (!idem.ok) return this.deny(req, res, ctx, 'invalid_request', idem.reason);
     let reserved;
     try {
@@ -246,29 +246,20 @@ export class ProxyHandler {
     // An idempotent retry is forwarded uncharged (the vendor answers the original result): with
     // no reservation of its own, its settle is a no-op.
     const replay = reserved.replayOf !== undefined;
-    await this.forward(req, res, ctx, vendor, secret, upstreamPath, call, replay ? `${reservationId}_replay` : reservationId, replay ? 0 : estimate);
+    await this.forward(res, ctx, vendor, secret, headers, upstreamPath, call, replay ? `${reservationId}_replay` : reservationId, replay ? 0 : estimate);
   }
 
   private async forward(
-    req: IncomingMessage,
     res: ServerResponse,
     ctx: CallContext,
     vendor: Vendor,
     secret: string,
+    headers: Record<string, string | string[]>,
     upstreamPath: string,
     prepared: CallInfo,
     reservationId: string,
     estimate: number,
   ): Promise<void> {
-    // A vault token sent in a vendor's API-key header never goes upstream.
-    const headers = upstreamRequestHeaders(
-      req.headers,
-      vendor.authHeaders(secret),
-      prepared.contentType,
-      prepared.body.length,
-      ctx.requestId,
-      this.tokenHeaders,
-    );
     const sentAt = this.now();
     const abort = vendor.meter ? new AbortController() : undefined;
     let upstream;
@@ -423,33 +414,57 @@ export class ProxyHandler {
     return p;
   }
 
-  private readBody(req: IncomingMessage): Promise<ReadBody> {
+  /** The time left for a call's body, and the longest gap allowed in it. */
+  private bodyLimits(started: number): { left: number; idle: number } {
+    const total = this.o.requestTimeoutMs ?? 30_000;
+    return { left: Math.min(total, Math.max(0, total - (this.now() - started))), idle: this.o.requestIdleTimeoutMs ?? 10_000 };
+  }
+
+  private readBody(req: IncomingMessage, started: number): Promise<ReadBody> {
     const limit = this.o.maxBodyBytes;
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) return Promise.resolve({ ok: false });
+    if (declared > limit) return Promise.resolve({ ok: false, reason: 'too_large' });
+    const { left, idle } = this.bodyLimits(started);
     return new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let size = 0;
       let done = false;
+      const finish = (r: ReadBody) => {
+        if (done) return;
+        done = true;
+        clearTimeout(total);
+        clearTimeout(gap);
+        resolve(r);
+      };
+      // A body trickled in (or never finished) must not hold the socket and the call open.
+      const total = setTimeout(() => finish({ ok: false, reason: 'timeout' }), left);
+      const gap = setTimeout(() => finish({ ok: false, reason: 'timeout' }), idle);
       req.on('data', (c: Buffer) => {
         if (done) return;
+        gap.refresh();
         size += c.length;
-        if (size > limit) {
-          done = true;
-          resolve({ ok: false });
-          return;
-        }
+        if (size > limit) return finish({ ok: false, reason: 'too_large' });
         chunks.push(c);
       });
-      req.on('end', () => {
-        if (!done) resolve({ ok: true, body: Buffer.concat(chunks, size) });
-        done = true;
-      });
-      req.on('error', () => {
-        if (!done) resolve({ ok: false });
-        done = true;
-      });
+      req.on('end', () => finish({ ok: true, body: Buffer.concat(chunks, size) }));
+      req.on('error', () => finish({ ok: false, reason: 'aborted' }));
+      req.on('close', () => finish({ ok: false, reason: 'aborted' }));
     });
+  }
+
+  /** Reads and drops the rest of a refused call's body, cutting the connection if it trickles. */
+  private drain(req: IncomingMessage, started: number): void {
+    req.resume();
+    if (req.complete) return;
+    const { left, idle } = this.bodyLimits(started);
+    const deadline = this.now() + left;
+    const cut = setTimeout(() => req.socket.destroy(), Math.min(left, idle));
+    req.on('data', () => {
+      if (this.now() > deadline) req.socket.destroy();
+      else cut.refresh();
+    });
+    req.once('end', () => clearTimeout(cut));
+    req.once('close', () => clearTimeout(cut));
   }
 
   private deny(
@@ -462,9 +477,20 @@ export class ProxyHandler {
     extra?: Record<string, unknown>,
     retryAfterSeconds?: number,
   ): void {
-    if (code === 'invalid_key') this.throttle.recordFailure(req.socket.remoteAddress ?? '', ctx.started);
-    if (code === 'body_too_large') res.shouldKeepAlive = false; // do not drain a body we refused
-    else req.resume();
+    if (code === 'invalid_key') {
+      // Only failures are throttled: a valid key from the same address (a shared NAT) still passes.
+      const address = req.socket.remoteAddress ?? '';
+      const wait = this.throttle.retryAfter(address, ctx.started);
+      this.throttle.recordFailure(address, ctx.started);
+      if (wait > 0) {
+        code = 'rate_limited';
+        message = 'Too many failed authentications from this address.';
+        retryAfterSeconds = wait;
+      }
+    }
+    // Do not drain a body refused for its size or its slowness.
+    if (code === 'body_too_large' || code === 'request_timeout') res.shouldKeepAlive = false;
+    else this.drain(req, ctx.started);
     const vendor = ctx.key ? this.o.catalog.get(ctx.key.record.vendor) : undefined;
     this.sendError(res, code, message, { requestId: ctx.requestId, param, extra, vendor, retryAfterSeconds });
     this.record(ctx, ERRORS[code].status, 'deny', code, 0, null);
@@ -534,10 +560,4 @@ export class ProxyHandler {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
   }
-}
-
-/** A form body naming `_method`, which some frameworks honour as the real method. */
-function overridesMethod(body: Buffer, contentType: string | undefined): boolean {
-  if (!body.length || !contentType?.toLowerCase().startsWith('application/x-www-form-urlencoded')) return false;
-  return /(^|&)_method=/i.test(body.toString('latin1'));
 }

@@ -25,6 +25,10 @@ const NEVER_FORWARDED = new Set([
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
+  'x-original-method',
+  // Some servers route on these instead of the request line, behind the allowlist's back.
+  'x-original-url',
+  'x-rewrite-url',
   // The vendor has no business with our callers' network details.
   'forwarded',
   'x-forwarded-for',

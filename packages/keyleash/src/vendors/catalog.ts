@@ -117,6 +117,7 @@ export function buildCatalog(config: Config): VendorCatalog {
         endpoints,
         unknownCost: unknownCostPolicy(g.unknown_cost),
         fx: { ...DEFAULT_FX, ...g.fx },
+        dedupesIdempotencyKey: g.dedupes_idempotency_key,
       }),
     );
   }

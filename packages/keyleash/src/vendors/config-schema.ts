@@ -145,6 +145,8 @@ export const genericVendorSchema = z
     unknown_cost: unknownCostSchema,
     /** USD per major unit, for amounts in other currencies (merged over the built-in rates). */
     fx: z.record(z.string().regex(/^[a-z]{3}$/), z.union([z.string(), z.number()])).default({}),
+    /** The vendor answers a repeated Idempotency-Key with the original result: retries go uncharged. */
+    dedupes_idempotency_key: z.boolean().default(false),
   })
   .refine((v) => secretsDiffer(v.test_secret, v.live_secret), { message: SECRETS_DIFFER, path: ['test_secret'] });
 

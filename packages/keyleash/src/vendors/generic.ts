@@ -48,6 +48,8 @@ export interface GenericVendorConfig {
   endpoints: readonly GenericEndpoint[];
   unknownCost: UnknownCostPolicy;
   fx: Readonly<Record<string, string | number>>;
+  /** Configured when the vendor answers a repeated Idempotency-Key with the original result. */
+  dedupesIdempotencyKey?: boolean;
 }
 
 type Lookup = { found: false } | { found: true; value: unknown };
@@ -168,6 +170,7 @@ export function genericVendor(cfg: GenericVendorConfig): Vendor {
   const vendor: Vendor = {
     name: cfg.name,
     origin: cfg.origin,
+    dedupesIdempotencyKey: cfg.dedupesIdempotencyKey === true,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders(secret) {
       switch (auth.type) {

@@ -32,6 +32,9 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),
     // stripe-node retries some statuses on its own; a refusal by keyleash will not change on retry.
     refusalHeaders: { 'stripe-should-retry': 'false' },
+    // Stripe keeps idempotency keys 24 hours per account (connected account or context).
+    dedupesIdempotencyKey: true,
+    idempotencyScopeHeaders: ['stripe-account', 'stripe-context'],
 
     // Integrations send JSON; Stripe only reads form bodies, so JSON is re-encoded the way stripe-node would.
     prepareBody(body, contentType): PreparedBody {

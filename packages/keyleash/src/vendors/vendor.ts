@@ -122,6 +122,13 @@ export interface Vendor {
   describe(): VendorDescription;
   /** Extra headers on keyleash's own refusals, in the vendor's dialect (e.g. "do not retry"). */
   readonly refusalHeaders?: Readonly<Record<string, string>>;
+  /**
+   * The vendor answers a repeated `Idempotency-Key` with the original result instead of running
+   * the call again. Only then is a retry forwarded uncharged; absent: every call is charged.
+   */
+  readonly dedupesIdempotencyKey?: boolean;
+  /** Request headers that choose the account an idempotency key is remembered under (`Stripe-Account`). */
+  readonly idempotencyScopeHeaders?: readonly string[];
 }
 
 export type VendorCatalog = ReadonlyMap<string, Vendor>;
