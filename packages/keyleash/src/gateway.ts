@@ -148,6 +148,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     bodyTimeoutMs: config.proxy.body_timeout_ms,
     requestTimeoutMs: config.proxy.request_timeout_ms,
     requestIdleTimeoutMs: config.proxy.request_idle_timeout_ms,
+    anonymousDenials: { perWindow: config.proxy.denial_audit_per_window, windowMs: config.proxy.denial_audit_window_ms },
     connectionsPerUpstream: config.proxy.connections_per_upstream,
     now,
   });

@@ -149,6 +149,9 @@ export const configSchema = z.strictObject({
       request_timeout_ms: z.number().int().positive().default(30_000),
       /** Longest gap allowed between two pieces of the caller's request body. */
       request_idle_timeout_ms: z.number().int().positive().default(10_000),
+      /** Denials of calls with no valid key, recorded one by one per address and window; the rest are summed up. */
+      denial_audit_per_window: z.number().int().min(0).default(20),
+      denial_audit_window_ms: z.number().int().positive().default(60_000),
       connections_per_upstream: z.number().int().positive().default(128),
       /** How long a reservation may stay open before it is settled at its estimate. */
       stale_reservation_after: ttl.default(600),
@@ -161,6 +164,8 @@ export const configSchema = z.strictObject({
       body_timeout_ms: 120_000,
       request_timeout_ms: 30_000,
       request_idle_timeout_ms: 10_000,
+      denial_audit_per_window: 20,
+      denial_audit_window_ms: 60_000,
       connections_per_upstream: 128,
       stale_reservation_after: 600,
       key_cache_size: 100_000,

@@ -24,6 +24,7 @@ import { reserveRefusal } from './refusal.js';
 import { idempotencyOf } from './idempotency.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { redactSecretEchoes } from './leaks.js';
+import { DenialAudit, type DenialAuditOptions } from './denial-audit.js';
 import { bodyOverridesMethod, METHOD_OVERRIDE, screenRequest } from './screen.js';
 
 export interface ProxyOptions {
@@ -47,12 +48,15 @@ export interface ProxyOptions {
   /** The caller's body must arrive within this of the call's start, with no gap over `requestIdleTimeoutMs`. */
   requestTimeoutMs?: number;
   requestIdleTimeoutMs?: number;
+  /** Audit records of denials before authentication, per source address (see denial-audit.ts). */
+  anonymousDenials?: DenialAuditOptions;
   connectionsPerUpstream: number;
   now?: () => number;
 }
 
 interface CallContext {
   requestId: string;
+  address: string;
   started: number;
   method: string;
   path: string;
@@ -86,9 +90,11 @@ export class ProxyHandler {
   /** Headers besides Authorization that some vendor's SDK sends its API key in (x-api-key). */
   private readonly tokenHeaders: readonly string[];
   private readonly throttle = new AuthThrottle();
+  private readonly denials: DenialAudit;
 
   constructor(private readonly o: ProxyOptions) {
     this.now = o.now ?? Date.now;
+    this.denials = new DenialAudit((r) => o.audit.push(r), this.now, o.anonymousDenials ?? { perWindow: 20, windowMs: 60_000 });
     const names = new Set<string>();
     for (const c of [o.catalog, ...(o.extraCatalogs ?? [])]) for (const v of c.values()) for (const h of v.tokenHeaders ?? []) names.add(h.toLowerCase());
     this.tokenHeaders = [...names];
@@ -118,6 +124,7 @@ export class ProxyHandler {
     const method = req.method ?? 'GET';
     const ctx: CallContext = {
       requestId: `req_${randomUUID().replace(/-/g, '')}`,
+      address: req.socket.remoteAddress ?? '',
       started: this.now(),
       method,
       path: (req.url ?? '/').split('?')[0]!.slice(0, 512),
@@ -479,9 +486,8 @@ export class ProxyHandler {
   ): void {
     if (code === 'invalid_key') {
       // Only failures are throttled: a valid key from the same address (a shared NAT) still passes.
-      const address = req.socket.remoteAddress ?? '';
-      const wait = this.throttle.retryAfter(address, ctx.started);
-      this.throttle.recordFailure(address, ctx.started);
+      const wait = this.throttle.retryAfter(ctx.address, ctx.started);
+      this.throttle.recordFailure(ctx.address, ctx.started);
       if (wait > 0) {
         code = 'rate_limited';
         message = 'Too many failed authentications from this address.';
@@ -549,7 +555,8 @@ export class ProxyHandler {
       costMicros,
       upstreamLatencyMs,
     } satisfies AuditRecord;
-    this.o.audit.push(record);
+    // An anonymous flood is summed up rather than written row by row.
+    if (decision === 'allow' || k || this.denials.admit(ctx.address)) this.o.audit.push(record);
     if (callChannel.hasSubscribers) {
       const overheadMs = this.now() - ctx.started - (upstreamLatencyMs ?? 0);
       callChannel.publish({ record, overheadMs });
@@ -557,6 +564,7 @@ export class ProxyHandler {
   }
 
   async close(): Promise<void> {
+    this.denials.stop();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
   }
