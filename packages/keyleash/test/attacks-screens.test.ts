@@ -212,6 +212,17 @@ describe('vault keys in the query string', () => {
   });
 });
 
+describe('repeated headers', () => {
+  it('refuses Idempotency-Key sent twice, forwarding nothing', async () => {
+    const r = await rawExchange(
+      `POST /v1/payment_intents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key.token}\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 21\r\nConnection: close\r\n\r\namount=1&currency=usd`,
+    );
+    expect(r.status).toBe(400);
+    expect(r.body.code).toBe('invalid_request');
+    expect(t.sandbox.requests).toHaveLength(0);
+  });
+});
+
 describe('the Host header', () => {
   const request = (hostLines: string) =>
     `POST /v1/payment_intents HTTP/1.1\r\n${hostLines}Authorization: Bearer ${key.token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 21\r\nConnection: close\r\n\r\namount=1&currency=usd`;

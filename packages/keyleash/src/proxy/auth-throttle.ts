@@ -1,6 +1,7 @@
 // Failed authentications per client address, as a token bucket: guessing vault keys gets slow
 // long before it could matter (tokens carry ~190 random bits), and a misconfigured client that
-// hammers with a dead key is told to back off.
+// hammers with a dead key is told to back off. Only failures are refused: the proxy consults it
+// when a token fails to authenticate, so a valid key from the same address (a NAT) still passes.
 
 interface Bucket {
   tokens: number;

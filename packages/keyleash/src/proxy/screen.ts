@@ -79,6 +79,8 @@ export function screenRequest(req: IncomingMessage, query: string): Screened {
   }
   const host = hostProblem(req);
   if (host) return { code: 'invalid_request', message: host };
+  // Node joins a repeated Idempotency-Key into one value the vendor would read as a new key.
+  if (count(req.rawHeaders, 'idempotency-key') > 1) return { code: 'invalid_request', message: 'Send Idempotency-Key once.' };
   if (query) {
     if (carriesToken(query)) {
       return {
