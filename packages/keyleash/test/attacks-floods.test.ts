@@ -138,6 +138,32 @@ describe('slow request bodies', () => {
   });
 });
 
+describe('keep-alive', () => {
+  it('does not cut an idle keep-alive connection: the timeouts apply to a request, not the wait between two', async () => {
+    const key = await t.issue({ ...stripeKey, daily_usd_cap: 100 });
+    const get = `GET /v1/customers HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${key.token}\r\n\r\n`;
+    const u = new URL(t.proxyUrl);
+    let data = '';
+    const sock = connect(Number(u.port), u.hostname);
+    sock.on('data', (c) => (data += c));
+    sock.on('error', () => {});
+    const answers = () => data.match(/^HTTP\/1\.1 \d{3}/gm) ?? [];
+    const until = async (n: number) => {
+      for (let i = 0; i < 200 && answers().length < n && !sock.destroyed; i++) await sleep(25);
+    };
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write(get);
+    await until(1);
+    // Idle for well over both the request timeout (1 s) and Node's backstop (2 s).
+    await sleep(3000);
+    sock.write(get);
+    await until(2);
+    sock.destroy();
+    expect(answers()).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+    expect(t.sandbox.requests).toHaveLength(2);
+  }, 30_000);
+});
+
 describe('anonymous denial floods in the audit log', () => {
   type Row = { key_id: string | null; code: string; label: string | null };
 
