@@ -443,12 +443,14 @@ export class ProxyHandler {
         clearTimeout(gap);
         resolve(r);
       };
-      // A body trickled in (or never finished) must not hold the socket and the call open.
-      const total = setTimeout(() => finish({ ok: false, reason: 'timeout' }), left);
-      const gap = setTimeout(() => finish({ ok: false, reason: 'timeout' }), idle);
+      // A body trickled in (or never finished) must not hold the socket and the call open; one
+      // already received in full (e.g. while the key was looked up) is not timed.
+      const timed = !req.complete;
+      const total = timed ? setTimeout(() => finish({ ok: false, reason: 'timeout' }), left) : undefined;
+      const gap = timed ? setTimeout(() => finish({ ok: false, reason: 'timeout' }), idle) : undefined;
       req.on('data', (c: Buffer) => {
         if (done) return;
-        gap.refresh();
+        gap?.refresh();
         size += c.length;
         if (size > limit) return finish({ ok: false, reason: 'too_large' });
         chunks.push(c);
