@@ -14,6 +14,10 @@ import { Transform } from 'node:stream';
 const REDACTED = '[redacted by keyleash]';
 const MASK = 0x2a; // '*'
 const EMPTY = Buffer.alloc(0);
+const PERCENT = Buffer.from('%');
+const JSON_U00 = Buffer.from('\\u00');
+const JSON_SLASH = Buffer.from('\\/');
+const PLUS = Buffer.from('+');
 
 /** Shorter parts of a composite credential are not masked on their own: they would mask ordinary text. */
 const MIN_PART = 8;
@@ -80,9 +84,14 @@ function hexDigit(d: string): number[] {
   return /[a-f]/.test(d) ? [ch(d), ch(d.toUpperCase())] : [ch(d)];
 }
 
-function formsOf(byte: number): Form[] {
+/** A byte's two hex digits, either case. */
+function hexPair(byte: number): [number[], number[]] {
   const hex = byte.toString(16).padStart(2, '0');
-  const [hi, lo] = [hexDigit(hex[0]!), hexDigit(hex[1]!)];
+  return [hexDigit(hex[0]!), hexDigit(hex[1]!)];
+}
+
+function formsOf(byte: number): Form[] {
+  const [hi, lo] = hexPair(byte);
   const forms: Form[] = [[[byte]]];
   if (byte < 0x80) forms.push([[ch('\\')], [ch('u')], [ch('0')], [ch('0')], hi, lo]);
   if (byte === ch('/')) forms.push([[ch('\\')], [ch('/')]]);
@@ -122,6 +131,8 @@ export class EchoPatterns {
   private readonly re: RegExp;
   /** Bytes that can begin an echo: only windows starting with one are held back. */
   private readonly starts = new Uint8Array(256);
+  /** An escape of a byte of some needle: only a chunk with one can hold an escaped echo. */
+  private readonly escapeRe: RegExp;
   private readonly slash: boolean;
   private readonly space: boolean;
   /** The most bytes one echo can take. */
@@ -141,19 +152,32 @@ export class EchoPatterns {
     for (const needle of this.forms) for (const form of needle[0] ?? []) for (const b of form[0]!) this.starts[b] = 1;
     this.slash = this.literals.some((l) => l.includes(ch('/')));
     this.space = this.literals.some((l) => l.includes(ch(' ')));
+    // Factored as (?:%|\u00)(?:hex pairs): the scan stops only at a `%` or a backslash.
+    const pairs = new Set<string>();
+    for (const l of this.literals) for (const b of l) pairs.add(formRegExp(hexPair(b)));
+    const other = [...(this.slash ? ['\\\\/'] : []), ...(this.space ? ['\\+'] : [])];
+    this.escapeRe = new RegExp([`(?:%|\\\\u00)(?:${[...pairs].join('|')})`, ...other].join('|'));
     this.maxLength = MAX_FORM * Math.max(0, ...this.literals.map((l) => l.length));
   }
 
   /**
-   * The cheap check run on every chunk: an echo is either the literal needle, or has at least
-   * one escaped byte, which needs a `\` or a `%` (or `+`, for a space).
+   * The cheap check run on every chunk, before any full scan: an echo is either the literal
+   * needle, or has at least one escaped byte of a needle (`%XX`, `\u00XX`, `\/`, `+` for a
+   * space). Escapes of other bytes (`%20` in a URL, `\u00e9`) do not call for a full scan.
+   * Returns the text to scan (the bytes as latin1), or null.
    */
-  private mayContain(data: Buffer | string): boolean {
+  private candidate(data: Buffer): string | null {
+    if (this.literals.length === 0) return null;
+    const sure = this.literals.some((l) => data.includes(l)) || (this.slash && data.includes(JSON_SLASH)) || (this.space && data.includes(PLUS));
+    if (!sure && !data.includes(PERCENT) && !data.includes(JSON_U00)) return null;
+    const text = data.toString('latin1');
+    return sure || this.escapeRe.test(text) ? text : null;
+  }
+
+  private candidateString(value: string): boolean {
     if (this.literals.length === 0) return false;
-    if (typeof data === 'string') {
-      if (this.needles.some((n) => data.includes(n))) return true;
-    } else if (this.literals.some((l) => data.includes(l))) return true;
-    return data.includes('\\u') || data.includes('%') || (this.slash && data.includes('\\/')) || (this.space && data.includes('+'));
+    if (this.needles.some((n) => value.includes(n)) || (this.slash && value.includes('\\/')) || (this.space && value.includes('+'))) return true;
+    return this.escapeRe.test(value);
   }
 
   /** [start, end) of every echo in `text` (a latin1 view of bytes, or a header value), overlapping ones too. */
@@ -170,8 +194,9 @@ export class EchoPatterns {
 
   /** `data` with every whole echo masked; `data` itself (never modified) when there is none. */
   scrub(data: Buffer): Buffer {
-    if (!this.mayContain(data)) return data;
-    const found = this.ranges(data.toString('latin1'));
+    const text = this.candidate(data);
+    if (text === null) return data;
+    const found = this.ranges(text);
     if (found.length === 0) return data;
     const out = Buffer.from(data);
     for (const [start, end] of found) out.fill(MASK, start, end);
@@ -179,7 +204,7 @@ export class EchoPatterns {
   }
 
   scrubString(value: string): string {
-    if (!this.mayContain(value)) return value;
+    if (!this.candidateString(value)) return value;
     let out = value;
     for (const [start, end] of this.ranges(value)) out = out.slice(0, start) + '*'.repeat(end - start) + out.slice(end);
     return out;
@@ -187,7 +212,7 @@ export class EchoPatterns {
 
   /** True when a header name carries an echo (the header is then left out). */
   hasEcho(value: string): boolean {
-    return this.mayContain(value) && this.ranges(value).length > 0;
+    return this.candidateString(value) && this.ranges(value).length > 0;
   }
 
   /** An error body: every echo masked, then masked echoes (`sk_test_****7890`) of the secret too. */
