@@ -377,7 +377,7 @@ for (const backend of await backends('attacks_echoes')) {
       it('streams a large 2xx without buffering it: the first bytes arrive before the vendor has sent the rest, the echo at its end is masked', async () => {
         const MB = 1024 * 1024;
         const filler = (n: number, seed: string) => (seed + '0123456789abcdef%20\\n\\u00e9 sk_test_ '.repeat(Math.ceil(n / 40))).slice(0, n);
-        const events = [filler(MB, '{"a":"'), ...Array.from({ length: 6 }, (_, i) => filler(MB, `part${i}`)), `${escapeSome(GENERIC_SECRET)}"}`];
+        const events = [filler(MB, '{"a":"'), ...Array.from({ length: 4 }, (_, i) => filler(MB, `part${i}`)), `${escapeSome(GENERIC_SECRET)}"}`];
         const release = deferred();
         let firstSeenAt = -1;
         t.sandboxes.echo!.respond = () => ({ status: 200, headers: { 'content-type': 'application/json' }, events, afterFirst: release.promise });
@@ -391,13 +391,13 @@ for (const backend of await backends('attacks_echoes')) {
           },
         });
         expect(r.status).toBe(200);
-        expect(firstSeenAt).toBe(1); // the vendor had written one event of eight
+        expect(firstSeenAt).toBe(1); // the vendor had written one event of six
         const expected = events.join('');
         expect(r.body.length).toBe(Buffer.byteLength(expected));
         const echo = escapeSome(GENERIC_SECRET);
         expect(r.text === expected.replace(echo, stars(echo)), 'the body is the vendor\'s, byte for byte, but for the echo').toBe(true);
         expectNoEcho(r.all);
-      });
+      }, 30_000);
     });
   });
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AuthThrottle } from './auth-throttle.js';
-import { echoNeedles, EchoPatterns, redactSecretEchoes } from './leaks.js';
+import { echoNeedles, EchoPatterns, echoPatternsFor, redactSecretEchoes } from './leaks.js';
 
 const SECRET = 'sk_test_51Habcdefghijklmnop1234567890';
 
@@ -148,11 +148,18 @@ describe('EchoPatterns', () => {
     });
   }
 
-  it('hands back the very chunk, uncopied, when it has no echo', () => {
+  it('hands back the very chunk, uncopied, when it has no echo, escapes and near misses included', () => {
     const p = new EchoPatterns(SECRET, { authorization: `Bearer ${SECRET}` });
-    const chunk = Buffer.from('{"id":"pi_123","object":"payment_intent","amount":2000}\n');
-    expect(p.scrub(chunk)).toBe(chunk);
-    expect(p.stream().push(chunk)).toBe(chunk);
+    for (const text of [
+      '{"id":"pi_123","object":"payment_intent","amount":2000}\n',
+      '{"url":"https:\\/\\/x.test\\/a%20b","name":"caf\\u00e9","note":"sk_test_ keys","pct":"%5F"}\n',
+    ]) {
+      const chunk = Buffer.from(text);
+      expect(p.scrub(chunk)).toBe(chunk);
+      expect(p.stream().push(chunk)).toBe(chunk);
+    }
+    const vendor = { authHeaders: (s: string) => ({ authorization: `Bearer ${s}` }) };
+    expect(echoPatternsFor(vendor, SECRET)).toBe(echoPatternsFor(vendor, SECRET));
   });
 
   it('holds back only the bytes that may begin an echo, and never the vendor chunk it was given', () => {
