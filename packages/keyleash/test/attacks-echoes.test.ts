@@ -161,6 +161,7 @@ for (const backend of await backends('attacks_echoes')) {
             'x-debug-authorization': `Bearer ${STRIPE_TEST_SECRET}`,
             'www-authenticate': `Bearer realm="stripe", error="invalid_token", token="${STRIPE_TEST_SECRET}"`,
             'set-cookie': `dbg=${percentAll(STRIPE_TEST_SECRET)}; Path=/; HttpOnly`,
+            [`x-debug-${STRIPE_TEST_SECRET}`]: '1',
           },
         });
         const r = await send(`${t.proxyUrl}/v1/payment_intents/pi_echo`, { headers: auth('stripe') });
@@ -174,6 +175,8 @@ for (const backend of await backends('attacks_echoes')) {
         expect(parsed.debug.raw).toBe(stars(STRIPE_TEST_SECRET));
         expect(r.headers['x-debug-authorization']).toBe(`Bearer ${stars(STRIPE_TEST_SECRET)}`);
         expect(r.headers['www-authenticate']).toBe(`Bearer realm="stripe", error="invalid_token", token="${stars(STRIPE_TEST_SECRET)}"`);
+        expect(r.headers['set-cookie']).toEqual([`dbg=${'*'.repeat(STRIPE_TEST_SECRET.length * 3)}; Path=/; HttpOnly`]);
+        expect(Object.keys(r.headers).filter((h) => h.startsWith('x-debug-'))).toEqual(['x-debug-authorization']);
         // The vendor got exactly the real credential, never the vault key.
         expect(t.sandbox.requests).toHaveLength(1);
         expect(t.sandbox.requests[0]!.headers.authorization).toBe(`Bearer ${STRIPE_TEST_SECRET}`);

@@ -178,6 +178,8 @@ describe('EchoPatterns', () => {
     expect(p.scrubString(`Basic realm="x", token="${TWILIO_TOKEN}"`)).toBe(`Basic realm="x", token="${'*'.repeat(TWILIO_TOKEN.length)}"`);
     expect(p.scrubString(`https://example.test/cb?auth=${encodeURIComponent(b64(TWILIO_PAIR))}%3D`)).not.toContain(b64(TWILIO_PAIR).slice(0, 20));
     expect(p.hasEcho(`x-debug-${TWILIO_TOKEN}`)).toBe(true);
+    expect(p.hasEcho(`x-debug-${TWILIO_TOKEN.toUpperCase()}`.toLowerCase())).toBe(true);
+    expect(new EchoPatterns(SECRET, {}).hasEcho(`x-${SECRET.toLowerCase()}`)).toBe(true);
     expect(p.hasEcho('x-debug-auth')).toBe(false);
     expect(p.scrubString(`account ${TWILIO_SID}`)).toBe(`account ${TWILIO_SID}`);
   });

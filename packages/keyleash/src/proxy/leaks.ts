@@ -210,9 +210,11 @@ export class EchoPatterns {
     return out;
   }
 
-  /** True when a header name carries an echo (the header is then left out). */
-  hasEcho(value: string): boolean {
-    return this.candidateString(value) && this.ranges(value).length > 0;
+  /** True when a header name carries an echo (the header is then left out); names arrive lower-cased. */
+  hasEcho(name: string): boolean {
+    const lower = name.toLowerCase();
+    if (this.needles.some((n) => lower.includes(n.toLowerCase()))) return true;
+    return this.candidateString(name) && this.ranges(name).length > 0;
   }
 
   /** An error body: every echo masked, then masked echoes (`sk_test_****7890`) of the secret too. */
