@@ -7,6 +7,7 @@ import {
   ANTHROPIC_TEST_SECRET,
   OPENAI_TEST_SECRET,
   startGateway,
+  STRIPE_LIVE_SECRET,
   STRIPE_TEST_SECRET,
   stripeKey,
   type TestGateway,
@@ -107,7 +108,7 @@ for (const backend of await backends('attacks_echoes')) {
           ...(storeConfig ? { store: storeConfig as never } : {}),
           log_level: 'warn',
           vendors: {
-            stripe: { base_url: stripeUrl, test_secret: STRIPE_TEST_SECRET },
+            stripe: { base_url: stripeUrl, test_secret: STRIPE_TEST_SECRET, live_secret: STRIPE_LIVE_SECRET },
             openai: { base_url: urls.openai!, test_secret: OPENAI_TEST_SECRET },
             anthropic: { base_url: urls.anthropic!, test_secret: ANTHROPIC_TEST_SECRET },
             generic: { debugco: { base_url: urls.echo!, test_secret: GENERIC_SECRET, auth: 'bearer', unknown_cost: 'free' } },
@@ -149,9 +150,9 @@ for (const backend of await backends('attacks_echoes')) {
     };
 
     describe('stripe', () => {
-      it('masks the secret in a debug header, WWW-Authenticate, Set-Cookie and a 2xx JSON body, raw, JSON-escaped and percent-encoded', async () => {
+      it('masks the secret (and the live one) in a debug header, WWW-Authenticate, Set-Cookie, a header name and a 2xx JSON body, raw, JSON-escaped and percent-encoded', async () => {
         const body =
-          `{"id":"pi_echo","object":"payment_intent","debug":{"raw":"${STRIPE_TEST_SECRET}","escaped":"${escapeSome(STRIPE_TEST_SECRET)}",` +
+          `{"id":"pi_echo","object":"payment_intent","live":"${escapeSome(STRIPE_LIVE_SECRET)}","debug":{"raw":"${STRIPE_TEST_SECRET}","escaped":"${escapeSome(STRIPE_TEST_SECRET)}",` +
           `"all_escaped":"${escapeAll(STRIPE_TEST_SECRET)}","percent":"${encodeURIComponent(STRIPE_TEST_SECRET)}","percent_all":"${percentAll(STRIPE_TEST_SECRET).toLowerCase()}"}}`;
         t.sandbox.respond = () => ({
           status: 200,

@@ -158,8 +158,14 @@ describe('EchoPatterns', () => {
       expect(p.scrub(chunk)).toBe(chunk);
       expect(p.stream().push(chunk)).toBe(chunk);
     }
-    const vendor = { authHeaders: (s: string) => ({ authorization: `Bearer ${s}` }) };
-    expect(echoPatternsFor(vendor, SECRET)).toBe(echoPatternsFor(vendor, SECRET));
+  });
+
+  it("compiles once per vendor and secret, and masks the vendor's other configured secret too", () => {
+    const LIVE = 'sk_live_51Hzyxwvutsrqponm0987654321';
+    const vendor = { authHeaders: (s: string) => ({ authorization: `Bearer ${s}` }), secret: (m: string) => (m === 'live' ? LIVE : SECRET) };
+    const p = echoPatternsFor(vendor, SECRET);
+    expect(echoPatternsFor(vendor, SECRET)).toBe(p);
+    expect(p.scrub(Buffer.from(`a ${LIVE.replace(/_/g, '%5f')} b`)).toString()).toBe(`a ${'*'.repeat(LIVE.length + 4)} b`);
   });
 
   it('holds back only the bytes that may begin an echo, and never the vendor chunk it was given', () => {

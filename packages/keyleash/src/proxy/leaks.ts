@@ -1,4 +1,5 @@
 import { Transform } from 'node:stream';
+import type { Vendor } from '../vendors/vendor.js';
 
 // Vendors sometimes echo the credential they were sent: Stripe's auth errors name part of the
 // key ("sk_test_****7890"), a debug header, a WWW-Authenticate challenge or a redirect's Location
@@ -69,8 +70,16 @@ export function echoNeedles(secret: string, auth: Readonly<Record<string, string
     found.add(b64.replace(/\+/g, '-').replace(/\//g, '_'));
     addSecret(Buffer.from(b64, 'base64').toString('utf8'));
   }
-  const all = [...found];
-  return all.filter((n) => !all.some((m) => m !== n && n.includes(m)));
+  return withoutSupersets([...found]);
+}
+
+function withoutSupersets(all: readonly string[]): string[] {
+  return [...new Set(all)].filter((n) => !all.some((m) => m !== n && n.includes(m)));
+}
+
+export interface Credential {
+  secret: string;
+  auth: Readonly<Record<string, string>>;
 }
 
 // How one byte of a secret may be written in an answer: as itself, as a JSON `\u00XX` escape
@@ -140,9 +149,11 @@ export class EchoPatterns {
   /** Strings the masked-echo rule of error bodies looks for (the secret and its secret parts). */
   private readonly secrets: readonly string[];
 
-  constructor(secret: string, auth: Readonly<Record<string, string>>) {
-    this.needles = echoNeedles(secret, auth);
-    this.secrets = [secret, ...this.needles.filter((n) => secret.includes(n) && n !== secret)];
+  /** `secret` is the one sent on this call; `others` the vendor's other configured credentials (another mode's). */
+  constructor(secret: string, auth: Readonly<Record<string, string>>, others: readonly Credential[] = []) {
+    const own = echoNeedles(secret, auth);
+    this.needles = withoutSupersets([...own, ...others.flatMap((c) => echoNeedles(c.secret, c.auth))]);
+    this.secrets = [secret, ...own.filter((n) => secret.includes(n) && n !== secret)];
     this.literals = this.needles.map((n) => Buffer.from(n, 'utf8'));
     this.forms = this.literals.map((bytes) => [...bytes].map(formsOf));
     this.re = new RegExp(
@@ -279,11 +290,21 @@ export class EchoFilter {
 
 const compiled = new WeakMap<object, Map<string, EchoPatterns>>();
 
-/** The echo patterns of a vendor's secret, compiled once per vendor and secret. */
-export function echoPatternsFor(vendor: { authHeaders(secret: string): Record<string, string> }, secret: string): EchoPatterns {
+/**
+ * The echo patterns of a call's secret, and of the vendor's other configured secrets (a test
+ * call's answer must not show the live key either); compiled once per vendor and secret.
+ */
+export function echoPatternsFor(vendor: Pick<Vendor, 'authHeaders' | 'secret'>, secret: string): EchoPatterns {
   let bySecret = compiled.get(vendor);
   if (!bySecret) compiled.set(vendor, (bySecret = new Map()));
   let p = bySecret.get(secret);
-  if (!p) bySecret.set(secret, (p = new EchoPatterns(secret, vendor.authHeaders(secret))));
+  if (!p) {
+    const others: Credential[] = [];
+    for (const mode of ['test', 'live'] as const) {
+      const s = vendor.secret(mode);
+      if (s && s !== secret) others.push({ secret: s, auth: vendor.authHeaders(s) });
+    }
+    bySecret.set(secret, (p = new EchoPatterns(secret, vendor.authHeaders(secret), others)));
+  }
   return p;
 }
