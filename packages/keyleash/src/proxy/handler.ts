@@ -23,7 +23,7 @@ import { relayBuffered, relayStream } from './metering.js';
 import { reserveRefusal } from './refusal.js';
 import { idempotencyOf } from './idempotency.js';
 import { AuthThrottle } from './auth-throttle.js';
-import { redactSecretEchoes } from './leaks.js';
+import { type EchoPatterns, echoPatternsFor } from './leaks.js';
 import { DenialAudit, type DenialAuditOptions } from './denial-audit.js';
 import { bodyOverridesMethod, METHOD_OVERRIDE, screenRequest } from './screen.js';
 
@@ -293,6 +293,9 @@ export class ProxyHandler {
     if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'answered', requestId: ctx.requestId });
 
     // 7. Settle before the caller sees the answer; a stream is settled when it ends.
+    // Every echo of the real secret is masked in what the caller sees, headers and body.
+    const echoes = echoPatternsFor(vendor, secret);
+    const outHeaders = downstreamResponseHeaders(upstream.headers, ctx.requestId, echoes);
     const outcome = vendor.outcome(upstream.statusCode);
     const meter = outcome === 'executed' ? vendor.meter?.(prepared, { status: upstream.statusCode, headers: upstream.headers }) : undefined;
     if (meter) {
@@ -300,9 +303,10 @@ export class ProxyHandler {
       const r = await relay({
         res,
         status: upstream.statusCode,
-        headers: downstreamResponseHeaders(upstream.headers, ctx.requestId),
+        headers: outHeaders,
         body: upstream.body,
         meter,
+        echoes,
         estimate,
         settle: (s) => this.settle(reservationId, s),
         extend: (need, wanted) => this.extend(reservationId, need, wanted),
@@ -327,15 +331,15 @@ export class ProxyHandler {
     if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'settled', requestId: ctx.requestId });
     const cost = settlement.state === 'released' ? 0 : estimate;
 
-    const outHeaders = downstreamResponseHeaders(upstream.headers, ctx.requestId);
     this.record(ctx, upstream.statusCode, 'allow', null, cost, latency);
     if (upstream.statusCode >= 400) {
-      await this.relayError(res, upstream.statusCode, outHeaders, upstream.body, secret, ctx.requestId);
+      await this.relayError(res, upstream.statusCode, outHeaders, upstream.body, echoes, ctx.requestId);
       return;
     }
+    // Masking keeps every byte count, so the vendor's Content-Length stays true.
     res.writeHead(upstream.statusCode, outHeaders);
     try {
-      await pipeline(upstream.body, res);
+      await pipeline(upstream.body, echoes.transform(), res);
     } catch (err) {
       // The caller left or the vendor cut the body; the charge stands either way.
       this.o.log.debug({ err, requestId: ctx.requestId }, 'response stream ended early');
@@ -348,7 +352,7 @@ export class ProxyHandler {
     status: number,
     headers: OutgoingHttpHeaders,
     body: Readable,
-    secret: string,
+    echoes: EchoPatterns,
     requestId: string,
   ): Promise<void> {
     const chunks: Buffer[] = [];
@@ -368,8 +372,7 @@ export class ProxyHandler {
       this.sendError(res, 'upstream_error', 'The vendor answered with an error too large to relay.', { requestId });
       return;
     }
-    const text = redactSecretEchoes(Buffer.concat(chunks).toString('utf8'), secret);
-    const out = Buffer.from(text);
+    const out = echoes.scrubError(Buffer.concat(chunks));
     res.writeHead(status, { ...headers, 'content-length': out.length });
     res.end(out);
   }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { EchoPatterns } from './leaks.js';
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) and the caller's own credentials never cross the proxy.
 const HOP_BY_HOP = new Set([
@@ -75,15 +76,22 @@ export function upstreamRequestHeaders(
   return out;
 }
 
+/**
+ * The vendor's answer headers for the caller, less hop-by-hop ones, with every echo of the real
+ * secret masked (`echoes`): a debug header, a WWW-Authenticate challenge or a redirect's
+ * Location may carry it. A header whose name carries one is left out.
+ */
 export function downstreamResponseHeaders(
   upstream: Record<string, string | string[] | undefined>,
   requestId: string,
+  echoes?: Pick<EchoPatterns, 'scrubString' | 'hasEcho'>,
 ): OutgoingHttpHeaders {
   const listed = connectionListed(upstream.connection);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
-    out[name] = value;
+    if (!echoes) out[name] = value;
+    else if (!echoes.hasEcho(name)) out[name] = Array.isArray(value) ? value.map((v) => echoes.scrubString(v)) : echoes.scrubString(value);
   }
   out['x-keyleash-request-id'] = requestId;
   return out;

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ErrorCode } from '../errors.js';
 import type { Settlement } from '../store/store.js';
 import type { ResponseMeter } from '../vendors/vendor.js';
+import type { EchoPatterns } from './leaks.js';
 
 // The proxy's step channel (see handler.ts), looked up by name to avoid an import cycle.
 const stepChannel = channel('keyleash:proxy:step');
@@ -25,6 +26,8 @@ export interface MeteredCall {
   headers: OutgoingHttpHeaders;
   body: Readable;
   meter: ResponseMeter;
+  /** Masks echoes of the real secret in what the caller sees (the meter reads the vendor's own bytes). */
+  echoes: EchoPatterns;
   /** What is reserved for the call. */
   estimate: number;
   settle(s: Settlement): Promise<void>;
@@ -71,20 +74,25 @@ export async function relayBuffered(c: MeteredCall): Promise<MeteredOutcome> {
   const cost = real ?? c.estimate;
   await c.settle({ state: 'settled', micros: cost });
 
+  // The caller sees the vendor's bytes with every echo of the real secret masked.
   const head = Buffer.concat(chunks);
   if (complete) {
     c.res.writeHead(c.status, { ...c.headers, 'content-length': head.length });
-    c.res.end(head);
+    c.res.end(c.echoes.scrub(head));
     return { cost, code: null, delivered: true };
   }
+  const filter = c.echoes.stream();
   c.res.writeHead(c.status, c.headers);
-  c.res.write(head);
+  c.res.write(filter.push(head));
   async function* rest(): AsyncGenerator<Buffer> {
     for (;;) {
       const r = await it.next();
-      if (r.done) return;
-      yield r.value;
+      if (r.done) break;
+      const out = filter.push(r.value);
+      if (out.length) yield out;
     }
+    const held = filter.flush();
+    if (held.length) yield held;
   }
   try {
     await pipeline(rest(), c.res);
@@ -96,6 +104,7 @@ export async function relayBuffered(c: MeteredCall): Promise<MeteredOutcome> {
 
 export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
   const { res, meter } = c;
+  const filter = c.echoes.stream();
   const headers = { ...c.headers };
   // Events the caller did not ask for may be left out, so the length is no longer the vendor's.
   delete headers['content-length'];
@@ -127,11 +136,12 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
         broken = true;
         break;
       }
-      if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
+      const shown = filter.push(out);
+      if (shown.length && !res.write(shown)) await Promise.race([once(res, 'drain'), gone]);
       if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
     }
     if (!cut && !broken) {
-      const tail = meter.flush();
+      const tail = filter.push(meter.flush());
       if (tail.length && !res.destroyed) res.write(tail);
     }
   } catch {
@@ -139,6 +149,8 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
     broken = true;
   }
   if (cut || broken) c.abort();
+  const held = filter.flush();
+  if (held.length && !res.destroyed) res.write(held);
   if (cut && !res.destroyed) {
     const why =
       cut === 'cap_exhausted'

@@ -31,6 +31,8 @@ export interface SandboxAnswer {
   events?: string[];
   /** Waits this long between two events. */
   eventDelayMs?: number;
+  /** Waits for this after writing the first event (a test lets the rest go once the caller has the first). */
+  afterFirst?: Promise<unknown>;
   /** Drops the connection after the events instead of ending the answer. */
   cut?: boolean;
 }
@@ -142,6 +144,7 @@ export function createSandbox(answer: (req: SandboxRequest) => SandboxAnswer | P
         }
         res.write(ev);
         stream.sent++;
+        if (stream.sent === 1 && a.afterFirst) await a.afterFirst;
         if (a.eventDelayMs) await sleep(a.eventDelayMs);
       }
       if (a.cut) {
