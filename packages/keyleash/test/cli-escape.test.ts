@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateToken, hashToken, newId } from '../src/keys/token.js';
 import { safeText } from '../src/cli/output.js';
@@ -72,6 +73,12 @@ for (const backend of await backends('cli_escape')) {
       await backend.cleanup(storeConfig);
     });
 
+    it('the dashboard serves its text module', async () => {
+      const r = await fetch(`${t.apiUrl}/dashboard/text.js`);
+      expect(r.status).toBe(200);
+      expect(r.headers.get('content-type')).toMatch(/javascript/);
+    });
+
     it('the store really holds the raw label (the API returns it as JSON)', async () => {
       expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.label).toBe(HOSTILE_LABEL);
     });
@@ -124,5 +131,25 @@ describe('safeText', () => {
     expect(safeText('\u0000\t\n\u007f\u0085\u009b')).toBe('\\x00\\x09\\x0a\\x7f\\x85\\x9b');
     expect(safeText('\u202a\u202e\u2066\u2069')).toBe('\\u202a\\u202e\\u2066\\u2069');
     expect(safeText('flask-u42/refund — é 漢字 🙂')).toBe('flask-u42/refund — é 漢字 🙂');
+  });
+});
+
+describe('the dashboard shows what the server holds escaped', () => {
+  it('passes every API answer and audit event through text.js, which makes control characters visible', async () => {
+    const web = new URL('../web/', import.meta.url);
+    const { shownDeep, shownText } = (await import(new URL('text.js', web).href)) as {
+      shownDeep: (v: unknown) => unknown;
+      shownText: (s: string) => string;
+    };
+    expect(shownDeep({ data: [{ label: HOSTILE_LABEL, metadata: { user_id: HOSTILE_META }, n: 1, x: null }] })).toEqual({
+      data: [{ label: safeText(HOSTILE_LABEL), metadata: { user_id: safeText(HOSTILE_META) }, n: 1, x: null }],
+    });
+    // The browser's and the CLI's escapes are the same.
+    for (const s of [HOSTILE_LABEL, HOSTILE_META, '\u0000\u0085\u2069 plain é']) expect(shownText(s)).toBe(safeText(s));
+    const app = readFileSync(new URL('app.js', web), 'utf8');
+    expect(app).toContain("import { shownDeep } from '/dashboard/text.js';");
+    expect(app).toContain('data = text ? shownDeep(JSON.parse(text)) : null;');
+    expect(app).toContain('buffer.push(shownDeep(JSON.parse(e.data)));');
+    expect(app).not.toMatch(/innerHTML|dangerouslySetInnerHTML|insertAdjacentHTML/);
   });
 });
