@@ -167,8 +167,26 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   const failedToken = (req: FastifyRequest): KeyleashError => {
     const wait = failures.take(req.ip, now());
     if (wait === 0) return new KeyleashError('unauthorized');
-    req.log.warn({ event: 'admin_auth_throttled' }, 'failed admin tokens throttled');
+    // Debug only: under a guessing flood one line per refusal would be the flood again (429s are in the metrics).
+    req.log.debug({ event: 'admin_auth_throttled' }, 'failed admin tokens throttled');
     return rateLimited(wait, 'Too many failed admin tokens from this address; retry later.');
+  };
+
+  const authenticate = (req: FastifyRequest): Principal => {
+    const principal = tokens.find(req.headers.authorization);
+    if (principal) return principal;
+    if (isAdmin(req.headers.authorization)) return ROOT_PRINCIPAL;
+    // The dashboard's cookie session, only when no Authorization header is sent at all: a wrong
+    // bearer token is never rescued by a cookie.
+    if (req.headers.authorization === undefined) {
+      if (sessions) {
+        const check = sessions.check(req);
+        if (check.ok) return sessionPrincipal;
+        if (check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
+      }
+      throw new KeyleashError('unauthorized');
+    }
+    throw failedToken(req);
   };
 
   app.addHook('onRequest', async (req) => {
@@ -189,23 +207,6 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
       if (wait > 0) throw rateLimited(wait, 'This admin token is creating keys faster than control.issue_rate_per_second allows; retry later.');
     }
   });
-
-  const authenticate = (req: FastifyRequest): Principal => {
-    const principal = tokens.find(req.headers.authorization);
-    if (principal) return principal;
-    if (isAdmin(req.headers.authorization)) return ROOT_PRINCIPAL;
-    // The dashboard's cookie session, only when no Authorization header is sent at all: a wrong
-    // bearer token is never rescued by a cookie.
-    if (req.headers.authorization === undefined) {
-      if (sessions) {
-        const check = sessions.check(req);
-        if (check.ok) return sessionPrincipal;
-        if (check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
-      }
-      throw new KeyleashError('unauthorized');
-    }
-    throw failedToken(req);
-  };
 
   addSecurityHeaders(app);
   app.addHook('onResponse', async (req, reply) => {
