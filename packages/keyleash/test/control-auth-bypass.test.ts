@@ -230,6 +230,14 @@ for (const backend of await backends('control_auth')) {
       expect((await send('GET', '/dashboard/vendor/preact.js')).status).toBe(200);
       expect((await send('GET', '/dashboard/session')).status).toBe(401);
       expect([...PUBLIC_ROUTES].every((u) => routes.some((r) => r.url === u))).toBe(true);
+      // The API description marks exactly these as needing no token.
+      const doc = (await send('GET', '/openapi.json')).body;
+      for (const [path, item] of Object.entries<any>(doc.paths)) {
+        for (const op of Object.values<any>(item)) {
+          const open = Array.isArray(op.security) && op.security.length === 0;
+          expect(open, path).toBe(PUBLIC_ROUTES.has(path));
+        }
+      }
     });
 
     it('canonical paths still work with the admin token (escaped budget ids included)', async () => {
