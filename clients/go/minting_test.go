@@ -266,7 +266,7 @@ func TestNarrowedKeyForASubAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ck.Origin != "minted" || ck.ParentID != parent.ID || ck.SpendTodayUSD != 20 || ck.DailyUSDCap == nil || *ck.DailyUSDCap != 30 || ck.Label != "go-sub-agent" {
+	if ck.Origin != "minted" || ck.ParentID != parent.ID || ck.SpendTodayUSD != 20 || ck.DailyUSDCap == nil || *ck.DailyUSDCap != 30 || ck.Label != "/go-sub-agent" {
 		t.Fatalf("child %+v", ck)
 	}
 	// The child's spend counts against the parent too.

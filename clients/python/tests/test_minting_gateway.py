@@ -190,7 +190,7 @@ def test_a_sub_agents_narrowed_key(gateway, client, minter):
 
     got = client.get_key(child.id)
     assert (got["origin"], got["parent_id"], got["minting_key_id"]) == ("minted", parent.id, parent.minting_key_id)
-    assert got["daily_usd_cap"] == 30 and got["spend_today_usd"] == 20 and got["label"] == "py-sub-agent"
+    assert got["daily_usd_cap"] == 30 and got["spend_today_usd"] == 20 and got["label"] == "py-orchestrator/py-sub-agent"
     assert got["allowed_endpoints"] == ["POST /v1/payment_intents"]
     assert client.get_key(parent.id)["spend_today_usd"] == 30  # its own $10 and the child's $20
 

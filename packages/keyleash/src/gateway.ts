@@ -153,7 +153,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
-  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, now });
+  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
   // The handler times a call's body itself (answering request_timeout); Node's own request
   // timeout is the backstop for what it does not see, e.g. a body held back while a key is looked up.

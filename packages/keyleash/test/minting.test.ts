@@ -157,7 +157,7 @@ for (const backend of await backends('minting')) {
       expect(await spend(agent.id)).toBe(4);
       expect(await spend(root.id)).toBe(4);
       const toolKey = (await t.admin('GET', `/v1/keys/${tool.id}`)).body;
-      expect(toolKey).toMatchObject({ origin: 'minted', parent_id: agent.id, daily_usd_cap: 5, label: 'sub-agent', allowed_endpoints: ['POST /v1/payment_intents'] });
+      expect(toolKey).toMatchObject({ origin: 'minted', parent_id: agent.id, daily_usd_cap: 5, label: '/sub-agent', allowed_endpoints: ['POST /v1/payment_intents'] });
       // The tool's own cap, then its endpoints.
       expect((await charge(tool.token, 1.01)).body).toMatchObject({ code: 'cap_exhausted', limit: 'key' });
       expect((await t.proxy('/stripe/v1/payment_intents/pi_1', { token: tool.token })).body.code).toBe('endpoint_not_allowed');

@@ -5,6 +5,7 @@ import { h, render } from '/dashboard/vendor/preact.js';
 import { useCallback, useEffect, useRef, useState } from '/dashboard/vendor/hooks.js';
 import htm from '/dashboard/vendor/htm.js';
 import uPlot from '/dashboard/vendor/uplot.js';
+import { shownDeep } from '/dashboard/text.js';
 
 const html = htm.bind(h);
 
@@ -36,7 +37,8 @@ async function api(method, path, body) {
   const text = await res.text();
   let data = null;
   try {
-    data = text ? JSON.parse(text) : null;
+    // Every string shown as text with its control characters visible (text.js).
+    data = text ? shownDeep(JSON.parse(text)) : null;
   } catch {
     data = null;
   }
@@ -451,7 +453,7 @@ function AuditPage() {
     src.onopen = () => setState('live');
     src.onerror = () => setState(src.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
     src.addEventListener('audit', (e) => {
-      buffer.push(JSON.parse(e.data));
+      buffer.push(shownDeep(JSON.parse(e.data)));
       if (!flushTimer) flushTimer = setTimeout(flush, 100);
     });
     const unpause = setInterval(() => !pausedRef.current && buffer.length && flush(), 500);

@@ -95,7 +95,7 @@ describe('minting from the TypeScript SDK', () => {
     const refund = await sub.refunds.create({ payment_intent: 'pi_1', amount: 100 }).catch((e: { code?: string }) => e);
     expect((refund as { code?: string }).code).toBe('endpoint_not_allowed');
     expect((await t.client.getKey(parent.id)).spend_today_usd).toBe(3);
-    expect(await t.client.getKey(child.id)).toMatchObject({ parent_id: parent.id, daily_usd_cap: 5, label: 'sub-agent', spend_today_usd: 3 });
+    expect(await t.client.getKey(child.id)).toMatchObject({ parent_id: parent.id, daily_usd_cap: 5, label: '/sub-agent', spend_today_usd: 3 });
     // The parent's own cap binds the siblings together.
     const sibling = stripeClient({ key: narrowKey(parent, { dailyUsdCap: 20 }), proxyUrl: t.proxyUrl });
     await sibling.paymentIntents.create({ amount: 1700, currency: 'usd' });

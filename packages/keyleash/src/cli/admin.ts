@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { makeOut, relative, table, usd, type Out } from './output.js';
+import { jsonLine, makeOut, relative, safeDeep, safeText, table, usd, type Out } from './output.js';
 
 // The operators' commands: they talk to a running gateway's control API over HTTP, with the
 // admin token in the Authorization header, exactly as any other client would.
@@ -110,6 +110,8 @@ const usage = (message: string, command: string) => new CliError(`${message}\n\n
 interface Conn {
   apiUrl: string;
   token: string;
+  /** Human output: every string of every answer has its control characters made visible. */
+  escape: boolean;
 }
 
 interface Ctx {
@@ -144,7 +146,7 @@ function context(values: { 'api-url'?: string | undefined; 'admin-token'?: strin
   }
   const token = values['admin-token'] ?? process.env.KEYLEASH_ADMIN_TOKEN;
   if (!token) throw new CliError('no admin token: set KEYLEASH_ADMIN_TOKEN or pass --admin-token', EXIT.usage);
-  return { conn: { apiUrl, token }, json: values.json === true, out: makeOut(), write: (s) => process.stdout.write(s) };
+  return { conn: { apiUrl, token, escape: values.json !== true }, json: values.json === true, out: makeOut(), write: (s) => process.stdout.write(s) };
 }
 
 function metaPairs(values: string[] | undefined, command: string): Record<string, string> | undefined {
@@ -182,11 +184,11 @@ async function call(conn: Conn, method: string, path: string, body?: unknown): P
     /* not JSON */
   }
   if (!res.ok) {
-    const what = data?.code ? `${data.code}: ${data.message}` : `HTTP ${res.status}`;
+    const what = data?.code ? safeText(`${data.code}: ${data.message}`) : `HTTP ${res.status}`;
     const exitCode = res.status === 404 ? EXIT.notFound : res.status === 400 || res.status === 401 ? EXIT.usage : EXIT.failure;
     throw new CliError(`${method} ${path} → ${res.status} ${what}`, exitCode);
   }
-  return data;
+  return conn.escape ? safeDeep(data) : data;
 }
 
 function qs(params: Record<string, string | number | undefined>): string {
@@ -278,7 +280,7 @@ async function keysCommand(args: string[]): Promise<number> {
     const meta = metaPairs(values.meta, 'keys');
     if (meta) body.metadata = meta;
     const k = await call(ctx.conn, 'POST', '/v1/keys', body);
-    if (ctx.json) ctx.write(JSON.stringify(k) + '\n');
+    if (ctx.json) ctx.write(jsonLine(k));
     else {
       ctx.write(`${out.green('✔')} issued ${out.bold(k.id)}\n${keyDetail(out, k)}`);
       ctx.write(`${out.bold('token')}  ${k.token}\n${out.dim('The token is shown only this once.')}\n`);
@@ -304,7 +306,7 @@ async function keysCommand(args: string[]): Promise<number> {
       more = page.has_more;
       cursor = page.next_cursor ?? undefined;
     } while (values.all && more);
-    if (ctx.json) ctx.write(JSON.stringify({ object: 'list', data: all, has_more: more && !values.all }) + '\n');
+    if (ctx.json) ctx.write(jsonLine({ object: 'list', data: all, has_more: more && !values.all }));
     else if (all.length === 0) ctx.write(out.dim('No keys match.\n'));
     else {
       ctx.write(table(out, KEY_HEADERS, keyRows(out, all)));
@@ -317,7 +319,7 @@ async function keysCommand(args: string[]): Promise<number> {
   if (sub === 'get') {
     if (positionals.length !== 1) throw usage('keys get takes one key id', 'keys');
     const k = await call(ctx.conn, 'GET', `/v1/keys/${encodeURIComponent(positionals[0]!)}`);
-    ctx.write(ctx.json ? JSON.stringify(k) + '\n' : keyDetail(out, k));
+    ctx.write(ctx.json ? jsonLine(k) : keyDetail(out, k));
     return EXIT.ok;
   }
 
@@ -336,7 +338,7 @@ async function keysCommand(args: string[]): Promise<number> {
       process.stderr.write(`keyleash: ${e.message}\n`);
     }
   }
-  if (ctx.json) ctx.write(JSON.stringify({ object: 'list', data: results }) + '\n');
+  if (ctx.json) ctx.write(jsonLine({ object: 'list', data: results }));
   return code;
 }
 
@@ -403,7 +405,7 @@ async function mintingKeysCommand(args: string[]): Promise<number> {
     const meta = metaPairs(values.meta, 'minting-keys');
     if (meta) body.metadata = meta;
     const m = await call(ctx.conn, 'POST', '/v1/minting_keys', body);
-    if (ctx.json) ctx.write(JSON.stringify(m) + '\n');
+    if (ctx.json) ctx.write(jsonLine(m));
     else {
       ctx.write(`${out.green('✔')} created ${out.bold(m.id)}\n${mintingKeyDetail(out, m)}`);
       showSecret(m);
@@ -412,7 +414,7 @@ async function mintingKeysCommand(args: string[]): Promise<number> {
   }
   if (sub === 'list') {
     const page = await call(ctx.conn, 'GET', `/v1/minting_keys${qs({ limit: values.limit ?? 100 })}`);
-    if (ctx.json) ctx.write(JSON.stringify(page) + '\n');
+    if (ctx.json) ctx.write(jsonLine(page));
     else if (page.data.length === 0) ctx.write(out.dim('No minting keys.\n'));
     else {
       const rows = page.data.map((m: any) => [
@@ -432,17 +434,17 @@ async function mintingKeysCommand(args: string[]): Promise<number> {
   const path = `/v1/minting_keys/${encodeURIComponent(positionals[0]!)}`;
   if (sub === 'get') {
     const m = await call(ctx.conn, 'GET', path);
-    ctx.write(ctx.json ? JSON.stringify(m) + '\n' : mintingKeyDetail(out, m));
+    ctx.write(ctx.json ? jsonLine(m) : mintingKeyDetail(out, m));
   } else if (sub === 'rotate') {
     const m = await call(ctx.conn, 'POST', `${path}/rotate`, values.grace === undefined ? {} : { grace_period: ttl(values.grace) });
-    if (ctx.json) ctx.write(JSON.stringify(m) + '\n');
+    if (ctx.json) ctx.write(jsonLine(m));
     else {
       ctx.write(`${out.green('✔')} rotated ${out.bold(m.id)} to version ${m.version}\n`);
       showSecret(m);
     }
   } else {
     const m = await call(ctx.conn, 'DELETE', path);
-    if (ctx.json) ctx.write(JSON.stringify(m) + '\n');
+    if (ctx.json) ctx.write(jsonLine(m));
     else ctx.write(`${out.green('✔')} revoked ${out.bold(m.id)}; ${m.keys_revoked} minted key(s) in use were revoked with it\n`);
   }
   return EXIT.ok;
@@ -482,7 +484,7 @@ async function killCommand(args: string[]): Promise<number> {
 
   const dry = await call(ctx.conn, 'POST', '/v1/keys/revoke', { ...filter, dry_run: true });
   if (values['dry-run']) {
-    if (ctx.json) ctx.write(JSON.stringify(dry) + '\n');
+    if (ctx.json) ctx.write(jsonLine(dry));
     else ctx.write(`${out.bold(String(dry.matched))} active key${dry.matched === 1 ? '' : 's'} match; nothing revoked (dry run).\n`);
     return EXIT.ok;
   }
@@ -499,7 +501,7 @@ async function killCommand(args: string[]): Promise<number> {
     }
   }
   const r = await call(ctx.conn, 'POST', '/v1/keys/revoke', filter);
-  if (ctx.json) ctx.write(JSON.stringify(r) + '\n');
+  if (ctx.json) ctx.write(jsonLine(r));
   else ctx.write(`${out.red('✖')} revoked ${out.bold(String(r.revoked))} key${r.revoked === 1 ? '' : 's'} (${r.matched} matched).\n`);
   return EXIT.ok;
 }
@@ -552,7 +554,7 @@ async function auditCommand(args: string[]): Promise<number> {
   if (!res.ok || !res.body) {
     const data = (await res.json().catch(() => null)) as { code?: string; message?: string } | null;
     const exitCode = res.status === 400 || res.status === 401 ? EXIT.usage : EXIT.failure;
-    throw new CliError(`GET ${path} → ${res.status} ${data?.code ? `${data.code}: ${data.message}` : ''}`, exitCode);
+    throw new CliError(`GET ${path} → ${res.status} ${data?.code ? safeText(`${data.code}: ${data.message}`) : ''}`, exitCode);
   }
   if (!ctx.json) process.stderr.write(ctx.out.dim(`following the audit log at ${ctx.conn.apiUrl} (Ctrl-C to stop)\n`));
   const decoder = new TextDecoder();
@@ -572,7 +574,7 @@ async function auditCommand(args: string[]): Promise<number> {
         }
         if (name !== 'audit' || data.length === 0) continue;
         const record = JSON.parse(data.join('\n'));
-        ctx.write(ctx.json ? JSON.stringify(record) + '\n' : auditLine(ctx.out, record));
+        ctx.write(ctx.json ? jsonLine(record) : auditLine(ctx.out, safeDeep(record)));
       }
     }
   } catch (e) {
@@ -594,7 +596,7 @@ async function vendorsCommand(args: string[]): Promise<number> {
   if (sub !== 'list') throw usage(`unknown vendors command "${sub}"`, 'vendors');
   const ctx = context(values);
   const list = await call(ctx.conn, 'GET', '/v1/vendors');
-  if (ctx.json) ctx.write(JSON.stringify(list) + '\n');
+  if (ctx.json) ctx.write(jsonLine(list));
   else if (list.data.length === 0) ctx.write(ctx.out.dim('No vendors are configured.\n'));
   else ctx.write(table(ctx.out, ['VENDOR', 'ORIGIN', 'MODES'], list.data.map((v: any) => [v.name, v.origin, v.modes.join(', ')])));
   return EXIT.ok;

@@ -1,7 +1,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { RequestListener, Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
 import { errorBody, KeyleashError } from '../errors.js';
@@ -27,13 +27,35 @@ import { statsRoutes } from './routes/stats.js';
 import { vendorRoutes } from './routes/vendors.js';
 import { SessionStore } from './sessions.js';
 import { AdminTokens, ROOT_PRINCIPAL, type Principal } from './principal.js';
+import { targetProblem } from './target.js';
+import { TokenBuckets } from './throttle.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Who is calling: set by the auth hook on every /v1/ request. */
+    /** Who is calling: set by the auth hook on every route not in PUBLIC_ROUTES. */
     principal: Principal;
   }
 }
+
+/**
+ * The only routes served without an admin token or a dashboard session, by the route the router
+ * chose (never by the raw URL). Probes and the API description carry no keys, labels or secrets;
+ * the dashboard's files are the same for everyone; its session routes check the session themselves.
+ * Everything else, unmatched requests included, must authenticate.
+ */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
+  '/healthz',
+  '/readyz',
+  '/openapi.json',
+  '/metrics',
+  '/dashboard',
+  '/dashboard/*',
+  '/dashboard/session',
+  '/dashboard/vendor/:file',
+]);
+
+/** Routes that create credentials, under the per-token issuance quota. */
+const ISSUE_ROUTES = new Set(['POST /v1/keys', 'POST /v1/minting_keys', 'POST /v1/minting_keys/:id/rotate']);
 
 /** The routes an admin token of a tenant other than "default" may use: all scoped to its tenant. */
 const TENANT_ROUTES = new Set([
@@ -81,7 +103,23 @@ export interface ControlAppOptions {
   metrics?: GatewayMetrics;
   /** The dashboard and its cookie sessions; on unless false. */
   dashboard?: boolean | { sessions: SessionStore };
+  /** The config's `control` section: issuance quota and failed-token throttle. */
+  control?: Partial<ControlLimits>;
   now?: () => number;
+}
+
+export interface ControlLimits {
+  issue_rate_per_second: number;
+  issue_burst: number;
+  auth_failure_burst: number;
+  auth_failures_per_second: number;
+}
+
+const DEFAULT_LIMITS: ControlLimits = { issue_rate_per_second: 10_000, issue_burst: 20_000, auth_failure_burst: 100, auth_failures_per_second: 1 };
+
+/** 429 rate_limited; the error handler turns `retry_after` into the Retry-After header too. */
+function rateLimited(retryAfter: number, message: string): KeyleashError {
+  return new KeyleashError('rate_limited', message, { extra: { retry_after: retryAfter } });
 }
 
 function sha256(s: string): Buffer {
@@ -97,6 +135,10 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     bodyLimit: 64 * 1024,
     genReqId: () => `req_${randomUUID().replace(/-/g, '')}`,
     routerOptions: { ignoreTrailingSlash: false },
+    // A path the router cannot decode (`%zz`, a lone `%C3`): the same 400 as any other bad path.
+    frameworkErrors: (_err, req, reply: FastifyReply) => {
+      void reply.status(400).send(errorBody('invalid_request', 'path: is not a valid URL path', { requestId: req.id, param: 'path' }));
+    },
   });
 
   const tokens = o.adminTokens ?? new AdminTokens([{ token: o.adminToken, principal: ROOT_PRINCIPAL }]);
@@ -111,28 +153,59 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
 
   const sessions =
     o.dashboard === false ? null : typeof o.dashboard === 'object' ? o.dashboard.sessions : new SessionStore(o.now ? { now: o.now } : {});
+  // A session is signed in with the admin token, so it acts as that token, under its policy.
+  const sessionPrincipal = tokens.find(`Bearer ${o.adminToken}`) ?? ROOT_PRINCIPAL;
 
-  app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/v1/')) return;
+  const limits = { ...DEFAULT_LIMITS, ...o.control };
+  const now = o.now ?? Date.now;
+  const failures = new TokenBuckets<string>(limits.auth_failure_burst, limits.auth_failures_per_second);
+  const issuance = new TokenBuckets<Principal>(limits.issue_burst, limits.issue_rate_per_second, 10_000);
+  /**
+   * A wrong admin token from this address: 401, or 429 once its failures pass the burst. Only
+   * failures are counted, so a valid token from the same address is never refused for them.
+   */
+  const failedToken = (req: FastifyRequest): KeyleashError => {
+    const wait = failures.take(req.ip, now());
+    if (wait === 0) return new KeyleashError('unauthorized');
+    // Debug only: under a guessing flood one line per refusal would be the flood again (429s are in the metrics).
+    req.log.debug({ event: 'admin_auth_throttled' }, 'failed admin tokens throttled');
+    return rateLimited(wait, 'Too many failed admin tokens from this address; retry later.');
+  };
+
+  const authenticate = (req: FastifyRequest): Principal => {
     const principal = tokens.find(req.headers.authorization);
-    if (principal) {
-      req.principal = principal;
-      // Another tenant sees only the routes that are scoped to a tenant; the rest do not exist for it.
-      if (principal.tenantId !== DEFAULT_TENANT && !TENANT_ROUTES.has(`${req.method} ${req.routeOptions.url ?? ''}`)) {
-        throw new KeyleashError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
-      }
-      return;
-    }
-    req.principal = ROOT_PRINCIPAL;
-    if (isAdmin(req.headers.authorization)) return;
+    if (principal) return principal;
+    if (isAdmin(req.headers.authorization)) return ROOT_PRINCIPAL;
     // The dashboard's cookie session, only when no Authorization header is sent at all: a wrong
     // bearer token is never rescued by a cookie.
-    if (sessions && req.headers.authorization === undefined) {
-      const check = sessions.check(req);
-      if (check.ok) return;
-      if (check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
+    if (req.headers.authorization === undefined) {
+      if (sessions) {
+        const check = sessions.check(req);
+        if (check.ok) return sessionPrincipal;
+        if (check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
+      }
+      throw new KeyleashError('unauthorized');
     }
-    throw new KeyleashError('unauthorized');
+    throw failedToken(req);
+  };
+
+  app.addHook('onRequest', async (req) => {
+    // Before the route is trusted for anything: one spelling per path (see target.ts).
+    const problem = targetProblem(req.url);
+    if (problem) throw new KeyleashError('invalid_request', `path: ${problem}`, { param: 'path' });
+    // Decided on the route the router chose, so no spelling of a URL can reach a handler unchecked.
+    const route = req.routeOptions.url;
+    if (route !== undefined && PUBLIC_ROUTES.has(route)) return;
+    req.principal = authenticate(req);
+    const key = `${req.method} ${route ?? ''}`;
+    // Another tenant sees only the routes that are scoped to a tenant; the rest do not exist for it.
+    if (req.principal.tenantId !== DEFAULT_TENANT && !TENANT_ROUTES.has(key)) {
+      throw new KeyleashError('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`);
+    }
+    if (ISSUE_ROUTES.has(key)) {
+      const wait = issuance.take(req.principal, now());
+      if (wait > 0) throw rateLimited(wait, 'This admin token is creating keys faster than control.issue_rate_per_second allows; retry later.');
+    }
   });
 
   addSecurityHeaders(app);
@@ -147,6 +220,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
 
   app.setErrorHandler((err: FastifyError | KeyleashError, req, reply) => {
     if (err instanceof KeyleashError) {
+      if (typeof err.extra?.retry_after === 'number') reply.header('retry-after', String(err.extra.retry_after));
       return reply
         .status(err.status)
         .send(errorBody(err.code, err.message, { requestId: req.id, param: err.param, extra: err.extra }));
@@ -188,6 +262,6 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
   app.register(vendorRoutes, { catalog: o.catalog, catalogOf: (t: string) => o.keys.catalogOf(t) });
   if (o.metrics) app.register(metricsRoutes, { metrics: o.metrics });
-  if (sessions) app.register(dashboardRoutes, { sessions, adminToken: o.adminToken });
+  if (sessions) app.register(dashboardRoutes, { sessions, adminToken: o.adminToken, failedSignIn: failedToken });
   return app;
 }

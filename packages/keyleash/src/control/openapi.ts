@@ -184,7 +184,7 @@ export function openapiDocument() {
     info: {
       title: 'keyleash control API',
       version: '0.1.0',
-      description: 'Issue, read, list and revoke vault keys; read, tail and export the audit log. Authenticate with `Authorization: Bearer <admin token>` (the dashboard uses a session cookie plus an X-Keyleash-CSRF header instead).',
+      description: 'Issue, read, list and revoke vault keys; read, tail and export the audit log. Authenticate with `Authorization: Bearer <admin token>` (the dashboard uses a session cookie plus an X-Keyleash-CSRF header instead). Every route needs it except the ones marked `security: []`. Paths are sent in their one plain spelling (no escapes of unreserved characters, no dot segments, no absolute URLs), else 400. Key and minting-key creation is under a per-token quota (429 rate_limited with Retry-After), and an address sending wrong admin tokens is slowed with 429 too.',
     },
     components: {
       securitySchemes: { admin: { type: 'http', scheme: 'bearer' } },
@@ -310,7 +310,7 @@ export function openapiDocument() {
           operationId: 'issueKey',
           summary: 'Issue a vault key',
           requestBody: { required: true, content: json('IssueKeyRequest') },
-          responses: { '201': { description: 'Issued; `token` is shown only here.', content: json('VaultKey') }, ...errors(400, 401, 413, 415) },
+          responses: { '201': { description: 'Issued; `token` is shown only here.', content: json('VaultKey') }, ...errors(400, 401, 413, 415, 429) },
         },
         get: {
           operationId: 'listKeys',
@@ -371,7 +371,7 @@ export function openapiDocument() {
           operationId: 'createMintingKey',
           summary: 'Create a minting key: whoever holds its secret mints vault keys within its policy, offline (docs/minting.md)',
           requestBody: { required: true, content: json('CreateMintingKeyRequest') },
-          responses: { '201': { description: 'Created; `secret` is shown only here.', content: json('MintingKey') }, ...errors(400, 401, 403) },
+          responses: { '201': { description: 'Created; `secret` is shown only here.', content: json('MintingKey') }, ...errors(400, 401, 403, 429) },
         },
         get: {
           operationId: 'listMintingKeys',
@@ -399,7 +399,7 @@ export function openapiDocument() {
           operationId: 'rotateMintingKey',
           summary: 'A new secret; keys of the older ones work until the grace period ends, then are refused',
           requestBody: { required: false, content: json('RotateMintingKeyRequest') },
-          responses: { '200': { description: 'Rotated; the new `secret` is shown only here.', content: json('MintingKey') }, ...errors(400, 401, 404) },
+          responses: { '200': { description: 'Rotated; the new `secret` is shown only here.', content: json('MintingKey') }, ...errors(400, 401, 404, 429) },
         },
       },
       '/v1/budgets': {

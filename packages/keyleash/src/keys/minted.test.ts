@@ -64,7 +64,8 @@ describe('minted tokens: the shared test vectors', () => {
       ancestorIds: [keys[0]!.id, keys[1]!.id],
       dailyCapMicros: 5_000_000,
       allowedEndpoints: ['POST /v1/refunds'],
-      label: 'refund-tool',
+      // The grandchild names no label: it keeps its parent's, which is the root's and the child's.
+      label: 'flask-u42-run7/refund-tool',
       metadata: { tool: 'refund', user_id: 'u42' },
       budgetIds: ['user:u42'],
       expiresAt: 1796083800 * 1000,
@@ -204,6 +205,8 @@ describe('minted tokens: properties', () => {
         expect(got.expiresAt).toBeLessThanOrEqual(held.expiresAt);
         expect(subset(allowedSet(got), allowedSet(held))).toBe(true);
         expect(got.budgetIds).toEqual(held.budgetIds);
+        // Its label is the held key's, or begins with it: a holder cannot relabel its lineage.
+        if (got.tokenHash !== held.tokenHash && got.label !== held.label) expect(got.label.startsWith(`${held.label}/`)).toBe(true);
         // It is the held key, or its spend counts against the held key and everything above it.
         if (got.tokenHash === held.tokenHash) expect(got).toEqual(held);
         else expect(got.ancestorIds!.slice(0, keys.length)).toEqual([...held.ancestorIds!, held.id]);
@@ -272,6 +275,11 @@ describe('minted tokens: caveats the verifier refuses', () => {
     ['iat in the future', { ...base(), iat: T0 + 3600, exp: T0 + 3700 }],
     ['no iat', { ...base(), iat: undefined }],
     ['metadata that is not strings', { ...base(), metadata: { n: 1 } }],
+    ['an escape sequence in the label', { ...base(), label: 'ops\u001b[2Khealthcheck' }],
+    ['a C1 control in the label', { ...base(), label: 'ops\u009b2K' }],
+    ['a bidi override in the label', { ...base(), label: 'ops\u202ekcehc' }],
+    ['a control character in a metadata value', { ...base(), metadata: { user: 'u42\r\nfake: line' } }],
+    ['a label over 200 characters', { ...base(), label: 'x'.repeat(201) }],
   ])('%s', (_name, block) => {
     expect(verify(sign([JSON.parse(JSON.stringify(block))]))).toMatchObject({ ok: false, code: 'invalid_key' });
   });
@@ -280,6 +288,19 @@ describe('minted tokens: caveats the verifier refuses', () => {
     const root = sign([base()]);
     for (const extra of [{ vendor: 'twilio' }, { mode: 'live' }, { budgets: ['user:u1'] }, { mk: MK }]) {
       expect(verify(append(root, { id: id(), ...extra }))).toMatchObject({ ok: false, code: 'invalid_key' });
+    }
+  });
+
+  it('a narrowed key\'s label is its parent\'s, a slash and its own; control characters fail the token', () => {
+    const root = sign([{ ...base(), label: 'flask-backend' }]);
+    const agent = append(root, { id: id(), label: 'ops-healthcheck (system)' });
+    const tool = append(agent, { id: id(), label: 'refund' });
+    expect(ok(verify(tool)).map((k) => k.label)).toEqual(['flask-backend', 'flask-backend/ops-healthcheck (system)', 'flask-backend/ops-healthcheck (system)/refund']);
+    // An unlabelled parent still shows its narrowed key as narrowed.
+    expect(ok(verify(append(sign([base()]), { id: id(), label: 'x' })))[1]!.label).toBe('/x');
+    for (const bad of ['a\u001b]0;title\u0007', 'a\u0085', 'a\u2066b', 'a\u007f']) {
+      expect(verify(append(root, { id: id(), label: bad }))).toMatchObject({ ok: false, code: 'invalid_key' });
+      expect(verify(append(root, { id: id(), metadata: { note: bad } }))).toMatchObject({ ok: false, code: 'invalid_key' });
     }
   });
 

@@ -8,7 +8,7 @@ import {
   restrictMethods,
   type EndpointPattern,
 } from '../policy/endpoints.js';
-import { BUDGET_ID, metadataProblem } from '../policy/fields.js';
+import { BUDGET_ID, LABEL_SEPARATOR, labelProblem, metadataProblem } from '../policy/fields.js';
 import type { KeyRecord } from '../store/store.js';
 import type { Mode } from './token.js';
 
@@ -110,6 +110,7 @@ function hmac(key: Buffer, text: string): Buffer {
 type Check<T> = (v: unknown) => T | undefined;
 
 const str = (max: number): Check<string> => (v) => (typeof v === 'string' && v.length <= max ? v : undefined);
+const labelText: Check<string> = (v) => (labelProblem(v) === null ? (v as string) : undefined);
 const int: Check<number> = (v) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : undefined);
 const patterns: Check<EndpointPattern[]> = (v) => {
   if (!Array.isArray(v) || v.length === 0 || v.length > MAX_PATTERNS) return undefined;
@@ -141,7 +142,7 @@ const ROOT_FIELDS: Record<string, Check<unknown>> = {
   cap: (v) => (v === null ? null : int(v)),
   iat: int,
   exp: int,
-  label: str(200),
+  label: labelText,
   metadata,
   budgets,
 };
@@ -153,7 +154,7 @@ const NARROW_FIELDS: Record<string, Check<unknown>> = {
   methods,
   cap: int,
   exp: int,
-  label: str(200),
+  label: labelText,
   metadata,
 };
 
@@ -257,7 +258,9 @@ export function verifyMintedToken(
       if (b.endpoints) endpoints = intersectEndpoints(endpoints, b.endpoints as EndpointPattern[]);
       cap = minCap(cap, b.cap as number | undefined);
       if (b.exp !== undefined) expiresAt = Math.min(expiresAt, (b.exp as number) * 1000);
-      if (b.label !== undefined) label = b.label as string;
+      // The holder names its own part only: a narrowed key's label always begins with its
+      // parent's, so it cannot pass for another key, and a prefix filter finds the whole lineage.
+      if (b.label !== undefined) label = `${label}${LABEL_SEPARATOR}${b.label as string}`;
       // A narrowing may add metadata, never change what its ancestors set.
       if (b.metadata) meta = { ...(b.metadata as Record<string, string>), ...meta };
     }

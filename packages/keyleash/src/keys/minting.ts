@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { invalidParam as invalid, KeyleashError, type ErrorCode } from '../errors.js';
-import { BUDGET_ID, metadataProblem } from '../policy/fields.js';
+import { BUDGET_ID, CONTROL_CHAR_REASON, metadataProblem, NO_CONTROL_CHARS } from '../policy/fields.js';
 import { compileEndpoints, type EndpointPattern } from '../policy/endpoints.js';
 import { checkIssuePolicy } from '../policy/issue-policy.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
@@ -32,7 +32,7 @@ const POLICY_TTL_MS = 30_000;
 const UNKNOWN_TTL_MS = 5_000;
 
 export const createMintingKeySchema = z.strictObject({
-  label: z.string().max(200).default('').describe('Free text to find the minting key by, e.g. "flask-backend".'),
+  label: z.string().max(200).regex(NO_CONTROL_CHARS, CONTROL_CHAR_REASON).default('').describe('Free text to find the minting key by, e.g. "flask-backend".'),
   mode: z.enum(['test', 'live']).default('test').describe('A test minting key only ever mints test keys.'),
   vendors: z.array(z.string().min(1)).min(1).max(20).describe('The vendors minted keys may be for.'),
   allowed_endpoints: z

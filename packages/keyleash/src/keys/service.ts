@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { invalidParam as invalid, KeyleashError } from '../errors.js';
-import { metadataProblem } from '../policy/fields.js';
+import { CONTROL_CHAR_REASON, metadataProblem, NO_CONTROL_CHARS } from '../policy/fields.js';
 import { compileEndpoints } from '../policy/endpoints.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
@@ -15,7 +15,7 @@ import { generateToken, hashToken, newId, type Mode } from './token.js';
 import { MINTED_ID_RE } from './minted.js';
 
 export const issueKeySchema = z.strictObject({
-  label: z.string().max(200).default('').describe('Free text to find the key by, e.g. "flask-u42-run7".'),
+  label: z.string().max(200).regex(NO_CONTROL_CHARS, CONTROL_CHAR_REASON).default('').describe('Free text to find the key by, e.g. "flask-u42-run7".'),
   vendor: z.string().min(1).describe('The one vendor this key may call, e.g. "stripe".'),
   allowed_endpoints: z
     .array(z.string())

@@ -75,9 +75,11 @@ function sessionCookie(req: FastifyRequest, value: string, maxAgeSeconds: number
 export interface DashboardOptions {
   sessions: SessionStore;
   adminToken: string;
+  /** The refusal of a wrong token (counted by the control API's failed-token throttle). */
+  failedSignIn?: (req: FastifyRequest) => KeyleashError;
 }
 
-export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { sessions, adminToken }) => {
+export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { sessions, adminToken, failedSignIn }) => {
   if (!existsSync(join(WEB_ROOT, 'index.html'))) throw new Error(`dashboard files not found in ${WEB_ROOT}`);
   const vendorFiles = loadVendorFiles();
   const adminHash = createHash('sha256').update(adminToken).digest();
@@ -90,7 +92,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
     const token = body && typeof body === 'object' && typeof body.token === 'string' ? body.token : '';
     const ok = token.length > 0 && timingSafeEqual(createHash('sha256').update(token).digest(), adminHash);
     noStore(reply);
-    if (!ok) throw new KeyleashError('unauthorized');
+    if (!ok) throw failedSignIn ? failedSignIn(req) : new KeyleashError('unauthorized');
     const session = sessions.create();
     req.log.info({ event: 'dashboard_login' }, 'dashboard session started');
     reply.header('set-cookie', sessionCookie(req, session.id, sessions.maxAgeSeconds));
