@@ -21,6 +21,8 @@ export function keyleashConfig(upstreamUrl, store) {
       stripe: { base_url: upstreamUrl, test_secret: STRIPE_SECRET },
       openai: { base_url: upstreamUrl, test_secret: OPENAI_SECRET },
     },
+    // The issuance scenarios measure the control API itself, not its default per-token quota.
+    control: { issue_rate_per_second: 1_000_000, issue_burst: 1_000_000 },
     log_level: 'warn',
   };
 }

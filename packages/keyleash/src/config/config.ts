@@ -174,15 +174,15 @@ export const configSchema = z.strictObject({
   control: z
     .strictObject({
       /** Keys (and minting keys) one admin token may create per second, sustained… */
-      issue_rate_per_second: z.number().positive().default(10_000),
+      issue_rate_per_second: z.number().positive().default(200),
       /** …and at once, after a quiet spell. */
-      issue_burst: z.number().int().positive().default(20_000),
+      issue_burst: z.number().int().positive().default(500),
       /** Failed admin-token attempts one client address may make at once before 429s… */
       auth_failure_burst: z.number().int().positive().default(100),
       /** …and per second after that. A valid token is never refused for its address's failures. */
       auth_failures_per_second: z.number().positive().default(1),
     })
-    .default({ issue_rate_per_second: 10_000, issue_burst: 20_000, auth_failure_burst: 100, auth_failures_per_second: 1 }),
+    .default({ issue_rate_per_second: 200, issue_burst: 500, auth_failure_burst: 100, auth_failures_per_second: 1 }),
   vendors: vendorsSchema.default({ generic: {} }),
   /** More admin tokens for the default tenant, each with an optional issuance policy. */
   admin_tokens: z.array(adminTokenSchema).default([]),

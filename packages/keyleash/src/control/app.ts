@@ -115,7 +115,7 @@ export interface ControlLimits {
   auth_failures_per_second: number;
 }
 
-const DEFAULT_LIMITS: ControlLimits = { issue_rate_per_second: 10_000, issue_burst: 20_000, auth_failure_burst: 100, auth_failures_per_second: 1 };
+const DEFAULT_LIMITS: ControlLimits = { issue_rate_per_second: 200, issue_burst: 500, auth_failure_burst: 100, auth_failures_per_second: 1 };
 
 /** 429 rate_limited; the error handler turns `retry_after` into the Retry-After header too. */
 function rateLimited(retryAfter: number, message: string): KeyleashError {
