@@ -111,24 +111,28 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
     if (!res.writableFinished) c.abort();
   });
   try {
-    for await (const chunk of c.body as AsyncIterable<Buffer>) {
-      const out = meter.push(chunk);
-      const counted = meter.counted();
-      if (counted > reserved) {
-        const need = counted - reserved;
-        const r = await c.extend(need, need + Math.ceil(c.estimate / 4));
-        if (!r.ok) {
-          cut = r.code;
-          break;
+    // Each event (or, for a meter that cannot split, each chunk) is counted, and must fit what
+    // is reserved — extended first — before it is written: a burst of many events in one chunk
+    // is cut at the event that passes the cap, not after the whole burst.
+    reading: for await (const chunk of c.body as AsyncIterable<Buffer>) {
+      for (const out of meter.events ? meter.events(chunk) : [meter.push(chunk)]) {
+        const counted = meter.counted();
+        if (counted > reserved) {
+          const need = counted - reserved;
+          const r = await c.extend(need, need + Math.ceil(c.estimate / 4));
+          if (!r.ok) {
+            cut = r.code;
+            break reading;
+          }
+          reserved += r.added;
         }
-        reserved += r.added;
+        if (res.destroyed) {
+          broken = true;
+          break reading;
+        }
+        if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
+        if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
       }
-      if (res.destroyed) {
-        broken = true;
-        break;
-      }
-      if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
-      if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
     }
     if (!cut && !broken) {
       const tail = meter.flush();

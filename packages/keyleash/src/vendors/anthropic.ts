@@ -1,6 +1,7 @@
 import type { Mode } from '../keys/token.js';
 import { deltaTokens, findModelPrice, inputTokenBound, type LlmVendorConfig, type ModelPrice, type ModelPriceInput, nonNegInt, TokenMeter, type TokenUsage, usageCost } from './llm.js';
 import { describeModels } from './openai.js';
+import { routeTable } from './routes.js';
 import { parseJson, type SseEvent } from './sse.js';
 import {
   type CallInfo,
@@ -32,6 +33,45 @@ export const DEFAULT_ANTHROPIC_MODELS: Readonly<Record<string, ModelPriceInput>>
   'claude-3-opus': { input: 15, output: 75 },
   'claude-3-haiku': { input: 0.25, output: 1.25 },
 });
+
+/** Snapshots ("claude-sonnet-4-5-20250929") and "-latest" aliases are priced as their base; nothing else is. */
+export const ANTHROPIC_SNAPSHOT = /^(.+)-(?:\d{8}|latest)$/;
+
+type AnthropicClass = { kind: 'messages' } | { kind: 'batch' } | { kind: 'free' } | { kind: 'unknown' };
+
+/** Every Anthropic endpoint keyleash knows, first match wins; anything else falls to unknown_cost. */
+export const ANTHROPIC_ROUTES = routeTable<AnthropicClass>([
+  {
+    match: 'POST /v1/messages',
+    cls: { kind: 'messages' },
+    cost: 'tokens: input (reserved as the body size) + max_tokens, settled from usage (cache writes 1.25×, reads 0.1× input); server tools and mcp_servers refused on a capped key',
+  },
+  { match: 'POST /v1/messages/count_tokens', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/messages/batches/*/cancel', cls: { kind: 'free' }, cost: 'free' },
+  {
+    match: 'POST /v1/messages/batches',
+    cls: { kind: 'batch' },
+    cost: 'each request priced as POST /v1/messages at half price (the batch discount), summed; stays charged (results arrive later)',
+  },
+  { match: 'POST /v1/files', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'GET /**', cls: { kind: 'free' }, cost: 'free (reads)' },
+  { match: 'DELETE /**', cls: { kind: 'free' }, cost: 'free (deletes)' },
+]);
+
+/** Tools the caller runs (custom, and the client-side bash, text editor, computer, memory tools) cost only tokens. */
+const CLIENT_TOOL = /^(custom|bash_|text_editor_|computer_|memory_)/;
+
+function serverTool(params: Record<string, unknown>): string | undefined {
+  if (params.mcp_servers !== undefined) return 'mcp_servers';
+  if (!Array.isArray(params.tools)) return undefined;
+  for (const t of params.tools as unknown[]) {
+    if (!t || typeof t !== 'object') return 'tool';
+    const type = (t as { type?: unknown }).type;
+    if (type === undefined || type === null) continue;
+    if (typeof type !== 'string' || !CLIENT_TOOL.test(type)) return String(type);
+  }
+  return undefined;
+}
 
 /** The output limit is max_tokens, which the API requires, so the default is rarely used. */
 export type AnthropicVendorConfig = LlmVendorConfig;
@@ -95,17 +135,43 @@ class AnthropicMeter extends TokenMeter {
 export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
   const policy = cfg.unknownCost;
 
-  function priced(call: CallInfo): { price: ModelPrice; body: Record<string, unknown> } | { fail: Price } {
-    const path = call.segments.join('/');
-    const where = `${call.method} /${path}`;
-    if (call.method === 'POST' && path === 'v1/messages/count_tokens') return { fail: FREE };
-    if (call.method !== 'POST' || path !== 'v1/messages') return { fail: unknownCost(policy, call.method, `no cost rule for ${where}`) };
-    const body = jsonObject(call.body, call.contentType);
-    if (!body) return { fail: unknownCost(policy, call.method, `${where} needs a JSON body to be priced`) };
-    const price = findModelPrice(cfg.models, body.model);
-    if (!price) {
-      return { fail: unknownCost(policy, call.method, `no price for model ${JSON.stringify(String(body.model ?? '')).slice(0, 80)}`) };
+  /** One Messages request's model price, or why it cannot be priced. */
+  function modelOf(params: Record<string, unknown>): ModelPrice | Price {
+    const tool = serverTool(params);
+    if (tool !== undefined) return { kind: 'unknown', reason: `server tool ${JSON.stringify(tool).slice(0, 60)} is billed per use, which keyleash cannot bound` };
+    const price = findModelPrice(cfg.models, params.model, ANTHROPIC_SNAPSHOT);
+    return price ?? { kind: 'unknown', reason: `no price for model ${JSON.stringify(String(params.model ?? '')).slice(0, 80)}` };
+  }
+
+  /** A batch: every request priced as a Messages call (max_tokens required) at half price. */
+  function batchPrice(body: Record<string, unknown>): Price {
+    const requests = body.requests;
+    if (!Array.isArray(requests) || requests.length === 0) return { kind: 'invalid', reason: "'requests' must be a non-empty list", param: 'requests' };
+    let full = 0;
+    for (const r of requests as unknown[]) {
+      const params = r && typeof r === 'object' ? (r as { params?: unknown }).params : undefined;
+      if (!params || typeof params !== 'object' || Array.isArray(params)) return { kind: 'invalid', reason: "each request needs 'params'", param: 'requests' };
+      const p = params as Record<string, unknown>;
+      const price = modelOf(p);
+      if ('kind' in price) return price;
+      const output = nonNegInt(p.max_tokens);
+      if (output === undefined) return { kind: 'invalid', reason: "each request needs 'max_tokens'", param: 'requests' };
+      full += usageCost(price, { input: inputTokenBound(Buffer.from(JSON.stringify(p))), output });
     }
+    return { kind: 'priced', micros: Math.ceil(full / 2) };
+  }
+
+  function priced(call: CallInfo): { price: ModelPrice; body: Record<string, unknown> } | { fail: Price } {
+    const where = `${call.method} /${call.segments.join('/')}`;
+    const route = ANTHROPIC_ROUTES.find(call);
+    if (!route) return { fail: unknownCost(policy, call.method, `no cost rule for ${where}`) };
+    if (route.cls.kind === 'free') return { fail: FREE };
+    if (route.cls.kind === 'unknown') return { fail: { kind: 'unknown', reason: `${where}: ${route.cost}` } };
+    const body = jsonObject(call.body, call.contentType);
+    if (!body) return { fail: { kind: 'unknown', reason: `${where} needs a JSON body to be priced` } };
+    if (route.cls.kind === 'batch') return { fail: batchPrice(body) };
+    const price = modelOf(body);
+    if ('kind' in price) return { fail: price };
     return { price, body };
   }
 
@@ -145,13 +211,8 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
       auth: 'header x-api-key',
       unknown_cost: describePolicy(policy),
       default_max_output_tokens: cfg.defaultMaxOutputTokens,
-      endpoints: [
-        {
-          match: 'POST /v1/messages',
-          cost: 'tokens: input (reserved as the body size) + max_tokens, settled from usage (cache writes 1.25×, reads 0.1× input)',
-        },
-        { match: 'POST /v1/messages/count_tokens', cost: 'free' },
-      ],
+      endpoints: ANTHROPIC_ROUTES.routes.map((r) => ({ match: r.match, cost: r.cost })),
+      model_snapshots: 'a model is priced by its exact name, or as its base when the name is the base plus -YYYYMMDD or -latest',
       models_usd_per_million_tokens: describeModels(cfg.models),
     }),
   };

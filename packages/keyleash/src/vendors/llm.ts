@@ -46,18 +46,23 @@ export function modelPrices(table: Readonly<Record<string, ModelPriceInput>>): M
 }
 
 /**
- * The price of a model: its exact name, else the longest table entry it extends at a '-'
- * boundary ("gpt-4o-2024-08-06" → "gpt-4o", never "gpt-4o" → "gpt-4"), else the "*" entry.
+ * The price of a model: its exact name, else — only when `snapshot` matches the whole name — the
+ * exact entry for the base it captures (a dated snapshot such as "gpt-4o-2024-08-06" → "gpt-4o"),
+ * else the "*" entry an operator may configure. Never a prefix: "o1-pro" is not "o1", and
+ * "gpt-4-32k" is not "gpt-4" (each costs several times its prefix).
  */
-export function findModelPrice(table: ReadonlyMap<string, ModelPrice>, model: unknown): ModelPrice | undefined {
+export function findModelPrice(table: ReadonlyMap<string, ModelPrice>, model: unknown, snapshot?: RegExp): ModelPrice | undefined {
   if (typeof model !== 'string' || model === '') return undefined;
   const exact = table.get(model);
   if (exact) return exact;
-  let best: string | undefined;
-  for (const name of table.keys()) {
-    if (name !== '*' && model.startsWith(name + '-') && (best === undefined || name.length > best.length)) best = name;
-  }
-  return best !== undefined ? table.get(best) : table.get('*');
+  const base = snapshot?.exec(model)?.[1];
+  const viaSnapshot = base !== undefined && base !== '*' ? table.get(base) : undefined;
+  return viaSnapshot ?? table.get('*');
+}
+
+/** A price scaled by a whole factor (a pricier service tier), rounding nothing away. */
+export function scalePrice(p: ModelPrice, factor: number): ModelPrice {
+  return factor === 1 ? p : { input: p.input * factor, output: p.output * factor, cacheWrite: p.cacheWrite * factor, cacheRead: p.cacheRead * factor };
 }
 
 /** ceil(tokens × microsPerMillion / 1e6), exactly. */
@@ -137,6 +142,8 @@ export abstract class TokenMeter implements ResponseMeter {
   private readonly sse = new SseReader();
   private readonly chunks: Buffer[] = [];
   private size = 0;
+  /** Events are handed back whole (events()), so an unfinished one is still owed at the end. */
+  private byEvent = false;
 
   constructor(o: TokenMeterOptions) {
     this.mode = o.mode;
@@ -168,13 +175,25 @@ export abstract class TokenMeter implements ResponseMeter {
     return Buffer.from(out, 'utf8');
   }
 
+  /**
+   * Stream mode, one complete event at a time: each is counted before it is handed back, so the
+   * proxy can check the event fits what is reserved before the caller gets it.
+   */
+  *events(chunk: Buffer): Generator<Buffer> {
+    this.byEvent = true;
+    for (const ev of this.sse.push(chunk)) {
+      if (this.onEvent(ev) === 'drop' && this.filter) continue;
+      yield Buffer.from(ev.raw, 'utf8');
+    }
+  }
+
   flush(): Buffer {
     if (this.mode === 'buffer') {
       if (this.size <= METER_BUFFER_LIMIT) this.final = this.usageOf(parseJson(Buffer.concat(this.chunks).toString('utf8')));
       return Buffer.alloc(0);
     }
     const rest = this.sse.rest();
-    return this.filter ? Buffer.from(rest, 'utf8') : Buffer.alloc(0);
+    return this.filter || this.byEvent ? Buffer.from(rest, 'utf8') : Buffer.alloc(0);
   }
 
   counted(): number {

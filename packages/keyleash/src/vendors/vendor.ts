@@ -53,6 +53,13 @@ export interface ResponseMeter {
   readonly mode: 'stream' | 'buffer';
   /** Observes a chunk; returns the bytes to pass on (may hold back an incomplete event, or drop one). */
   push(chunk: Buffer): Buffer;
+  /**
+   * Stream mode: observes a chunk and hands back the complete events it finishes, one at a time,
+   * each counted before it is yielded (an unfinished event waits for the next chunk or flush()).
+   * When present the proxy uses it instead of push(), to cut a stream before the event that
+   * would pass the cap rather than after a whole chunk.
+   */
+  events?(chunk: Buffer): Iterable<Buffer>;
   /** Whatever was held back, at the end of the body. */
   flush(): Buffer;
   /**
