@@ -10,11 +10,30 @@ export type PreparedBody =
   | { ok: false; reason: string };
 
 export type Price =
-  | { kind: 'priced'; micros: number }
+  | { kind: 'priced'; micros: number; shrink?: Shrink }
   /** The call may move money, but how much cannot be known from the request. */
   | { kind: 'unknown'; reason: string }
   /** The request carries money params that cannot be priced safely; refused, never guessed. */
   | { kind: 'invalid'; reason: string; param?: string };
+
+/**
+ * A priced call the proxy may make smaller to fit what the cap has left (a Twilio call's
+ * TimeLimit): `micros` is `units × unitMicros`, and `body(n)` is the body limited to n units.
+ */
+export interface Shrink {
+  units: number;
+  unitMicros: number;
+  /** Below this the call is refused rather than shrunk. */
+  minUnits: number;
+  body(units: number): Buffer;
+}
+
+/** The units that fit `remaining` micros, or undefined when fewer than the minimum (or no fewer than now) fit. */
+export function unitsThatFit(shrink: Shrink, remaining: number): number | undefined {
+  if (!(shrink.unitMicros > 0)) return undefined;
+  const units = Math.floor(Math.max(0, remaining) / shrink.unitMicros);
+  return units >= shrink.minUnits && units < shrink.units ? units : undefined;
+}
 
 /** Where a call goes: the method and decoded, normalized vendor-path segments. */
 export interface CallTarget {
