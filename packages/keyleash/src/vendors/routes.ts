@@ -1,7 +1,8 @@
 import type { CallTarget } from './vendor.js';
 
 // A vendor's endpoint classification as data: "METHOD /path" patterns, first match wins. `*` is
-// exactly one segment, a trailing `**` one or more; METHOD `*` is any method. A call no row
+// exactly one segment, `*.json` one segment with that ending, a trailing `**` one or more;
+// METHOD `*` is any method. A call no row
 // matches falls to the vendor's unknown_cost policy (under `auto`, a write is refused on a
 // capped key), so anything new a vendor adds is denied until it is classified.
 
@@ -48,7 +49,10 @@ function matches(pattern: readonly string[], segments: readonly string[]): boole
     if (p === '**') return i === pattern.length - 1 && segments.length > i;
     const s = segments[i];
     if (s === undefined || s === '') return false;
-    if (p !== '*' && p !== s) return false;
+    // `*.json` is any segment with that ending (Twilio's resource URIs end in .json).
+    if (p.startsWith('*') && p.length > 1) {
+      if (!(s.endsWith(p.slice(1)) && s.length > p.length - 1)) return false;
+    } else if (p !== '*' && p !== s) return false;
   }
   return segments.length === pattern.length;
 }
