@@ -93,7 +93,7 @@ for (const backend of await backends('pricing_twilio')) {
     describe('messages', () => {
       it('refuses messages it cannot price: templates and non-SMS channels', async () => {
         const k = await key();
-        for (const body of [
+        for (const body of <Record<string, string>[]>[
           { To: US, From: FROM, ContentSid: 'HX1' },
           { To: US, From: FROM, Body: 'hi', ContentSid: 'HX1' },
           { To: `whatsapp:${US}`, From: `whatsapp:${FROM}`, Body: 'hi' },

@@ -124,10 +124,11 @@ export const OPENAI_ROUTES = routeTable<OpenAIClass>([
 ]);
 
 /** Micros per image by model, quality and size; a model, quality or size not listed is unknown. */
-export const OPENAI_IMAGE_PRICES: Readonly<Record<string, { defaultQuality: string; quality: Readonly<Record<string, Readonly<Record<string, number>>>> }>> = {
-  'dall-e-2': { defaultQuality: 'standard', quality: { standard: { '256x256': 16_000, '512x512': 18_000, '1024x1024': 20_000 } } },
+export const OPENAI_IMAGE_PRICES: Readonly<Record<string, { defaultQuality: string; defaultSize?: string; quality: Readonly<Record<string, Readonly<Record<string, number>>>> }>> = {
+  'dall-e-2': { defaultQuality: 'standard', defaultSize: '1024x1024', quality: { standard: { '256x256': 16_000, '512x512': 18_000, '1024x1024': 20_000 } } },
   'dall-e-3': {
     defaultQuality: 'standard',
+    defaultSize: '1024x1024',
     quality: {
       standard: { '1024x1024': 40_000, '1024x1792': 80_000, '1792x1024': 80_000 },
       hd: { '1024x1024': 80_000, '1024x1792': 120_000, '1792x1024': 120_000 },
@@ -177,9 +178,10 @@ function imagePrice(body: Record<string, unknown>, bodyBytes: number): Price {
   const quality = body.quality === undefined || body.quality === null || body.quality === 'auto' ? table.defaultQuality : body.quality;
   const sizes = typeof quality === 'string' && Object.hasOwn(table.quality, quality) ? table.quality[quality]! : undefined;
   if (!sizes) return { kind: 'unknown', reason: `no image price for quality ${JSON.stringify(String(quality)).slice(0, 40)}` };
-  const size = body.size;
+  // A size left out is the model's default; "auto" (or no default) is priced as the dearest.
+  const size = body.size === undefined || body.size === null ? table.defaultSize : body.size;
   const each =
-    size === undefined || size === null || size === 'auto'
+    size === undefined || size === 'auto'
       ? Math.max(...Object.values(sizes))
       : typeof size === 'string' && Object.hasOwn(sizes, size)
         ? sizes[size]!
