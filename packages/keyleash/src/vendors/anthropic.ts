@@ -79,7 +79,37 @@ export type AnthropicVendorConfig = LlmVendorConfig;
 function inputUsage(u: Record<string, unknown>): Omit<TokenUsage, 'output'> | undefined {
   const input = nonNegInt(u.input_tokens);
   if (input === undefined) return undefined;
-  return { input, cacheWrite: nonNegInt(u.cache_creation_input_tokens) ?? 0, cacheRead: nonNegInt(u.cache_read_input_tokens) ?? 0 };
+  const writes = nonNegInt(u.cache_creation_input_tokens) ?? 0;
+  // Writes kept an hour cost twice the input price, not 1.25×; the breakdown says how many.
+  const split = u.cache_creation as Record<string, unknown> | undefined;
+  const hour = Math.min(writes, (split && typeof split === 'object' ? nonNegInt(split.ephemeral_1h_input_tokens) : undefined) ?? 0);
+  return { input, cacheWrite: writes - hour, cacheWrite1h: hour, cacheRead: nonNegInt(u.cache_read_input_tokens) ?? 0 };
+}
+
+/**
+ * Models that charge more for a request past 200K input tokens (the 1M-context beta): input
+ * (and cache) ×2, output ×1.5, for the whole request.
+ */
+const LONG_CONTEXT_MODELS = new Set(['claude-sonnet-4', 'claude-sonnet-4-5']);
+const LONG_CONTEXT_TOKENS = 200_000;
+
+function longContextPrice(p: ModelPrice): ModelPrice {
+  return { input: p.input * 2, output: Math.ceil((p.output * 3) / 2), cacheWrite: p.cacheWrite * 2, cacheRead: p.cacheRead * 2 };
+}
+
+function inputTotal(u: Omit<TokenUsage, 'output'>): number {
+  return u.input + (u.cacheWrite ?? 0) + (u.cacheWrite1h ?? 0) + (u.cacheRead ?? 0);
+}
+
+/**
+ * What a request is reserved at: its body size as input tokens — priced as hour-long cache
+ * writes (2× input, the dearest input) when it asks for caching — plus its output limit.
+ */
+function reserveCost(price: ModelPrice, long: ModelPrice | undefined, body: Buffer, output: number): number {
+  const bound = inputTokenBound(body);
+  const p = long && bound > LONG_CONTEXT_TOKENS ? long : price;
+  const cached = body.includes('cache_control');
+  return usageCost(p, cached ? { input: 0, cacheWrite1h: bound, output } : { input: bound, output });
 }
 
 function usageOf(body: unknown): TokenUsage | undefined {
@@ -91,6 +121,17 @@ function usageOf(body: unknown): TokenUsage | undefined {
 }
 
 class AnthropicMeter extends TokenMeter {
+  constructor(
+    o: ConstructorParameters<typeof TokenMeter>[0],
+    private readonly long: ModelPrice | undefined,
+  ) {
+    super(o);
+  }
+
+  protected override priceOf(u: TokenUsage): ModelPrice {
+    return this.long && inputTotal(u) > LONG_CONTEXT_TOKENS ? this.long : this.price;
+  }
+
   protected onEvent(ev: SseEvent): void {
     if (ev.empty || ev.data === '') return;
     const obj = parseJson(ev.data) as Record<string, unknown> | undefined;
@@ -135,6 +176,13 @@ class AnthropicMeter extends TokenMeter {
 export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
   const policy = cfg.unknownCost;
 
+  /** The long-context price of a model that has one (by its name or snapshot base). */
+  function longOf(model: unknown, price: ModelPrice): ModelPrice | undefined {
+    if (typeof model !== 'string') return undefined;
+    const base = LONG_CONTEXT_MODELS.has(model) ? model : ANTHROPIC_SNAPSHOT.exec(model)?.[1];
+    return base !== undefined && LONG_CONTEXT_MODELS.has(base) ? longContextPrice(price) : undefined;
+  }
+
   /** One Messages request's model price, or why it cannot be priced. */
   function modelOf(params: Record<string, unknown>): ModelPrice | Price {
     const tool = serverTool(params);
@@ -156,7 +204,7 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
       if ('kind' in price) return price;
       const output = nonNegInt(p.max_tokens);
       if (output === undefined) return { kind: 'invalid', reason: "each request needs 'max_tokens'", param: 'requests' };
-      full += usageCost(price, { input: inputTokenBound(Buffer.from(JSON.stringify(p))), output });
+      full += reserveCost(price, longOf(p.model, price), Buffer.from(JSON.stringify(p)), output);
     }
     return { kind: 'priced', micros: Math.ceil(full / 2) };
   }
@@ -187,7 +235,7 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
       const p = priced(call);
       if ('fail' in p) return p.fail;
       const output = nonNegInt(p.body.max_tokens) ?? cfg.defaultMaxOutputTokens;
-      return { kind: 'priced', micros: usageCost(p.price, { input: inputTokenBound(call.body), output }) };
+      return { kind: 'priced', micros: reserveCost(p.price, longOf(p.body.model, p.price), call.body, output) };
     },
 
     outcome(status): Outcome {
@@ -201,8 +249,9 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
       if ('fail' in p) return undefined;
       const type = mediaType(headerValue(response.headers, 'content-type'));
       const options = { price: p.price, inputEstimate: inputTokenBound(call.body), filter: false, maxOutput: nonNegInt(p.body.max_tokens) };
-      if (type === 'text/event-stream') return new AnthropicMeter({ ...options, mode: 'stream' });
-      if (type === 'application/json') return new AnthropicMeter({ ...options, mode: 'buffer' });
+      const long = longOf(p.body.model, p.price);
+      if (type === 'text/event-stream') return new AnthropicMeter({ ...options, mode: 'stream' }, long);
+      if (type === 'application/json') return new AnthropicMeter({ ...options, mode: 'buffer' }, long);
       return undefined;
     },
 

@@ -18,6 +18,8 @@ export interface TokenUsage {
   input: number;
   output: number;
   cacheWrite?: number;
+  /** Cache writes kept an hour (Anthropic's ttl "1h"): twice the input price. */
+  cacheWrite1h?: number;
   cacheRead?: number;
 }
 
@@ -77,6 +79,7 @@ export function usageCost(price: ModelPrice, u: TokenUsage): number {
     tokenCost(u.input, price.input) +
     tokenCost(u.output, price.output) +
     tokenCost(u.cacheWrite ?? 0, price.cacheWrite) +
+    tokenCost(u.cacheWrite1h ?? 0, price.input * 2) +
     tokenCost(u.cacheRead ?? 0, price.cacheRead)
   );
 }
@@ -197,12 +200,18 @@ export abstract class TokenMeter implements ResponseMeter {
   }
 
   counted(): number {
-    if (this.final) return usageCost(this.price, this.final);
+    if (this.final) return usageCost(this.priceOf(this.final), this.final);
     const input = this.input ?? { input: this.inputEstimate };
-    return usageCost(this.price, { ...input, output: Math.min(this.outputCounted, this.maxOutput) });
+    const u = { ...input, output: Math.min(this.outputCounted, this.maxOutput) };
+    return usageCost(this.priceOf(u), u);
   }
 
   result(): number | undefined {
-    return this.final ? usageCost(this.price, this.final) : undefined;
+    return this.final ? usageCost(this.priceOf(this.final), this.final) : undefined;
+  }
+
+  /** The price that applies to a usage (a vendor may charge more past a context size). */
+  protected priceOf(_u: TokenUsage): ModelPrice {
+    return this.price;
   }
 }

@@ -131,6 +131,36 @@ describe('Anthropic classification', () => {
   });
 });
 
+describe('Anthropic cache and long-context prices', () => {
+  const v = anthropic();
+  const sonnet = modelPrices(DEFAULT_ANTHROPIC_MODELS).get('claude-sonnet-4-5')!;
+  const settle = (body: object, usage: object): number | undefined => {
+    const c = callOf('POST', '/v1/messages', body);
+    const m = v.meter!(c, { status: 200, headers: { 'content-type': JSON_TYPE } })!;
+    m.push(Buffer.from(JSON.stringify({ usage })));
+    m.flush();
+    return m.result();
+  };
+
+  it('settles hour-long cache writes at twice the input price, and reserves a cached request as such', () => {
+    const body = { model: 'claude-sonnet-4-5', max_tokens: 10, system: [{ type: 'text', text: 'x', cache_control: { type: 'ephemeral', ttl: '1h' } }], messages: [] };
+    const usage = { input_tokens: 10, output_tokens: 5, cache_creation_input_tokens: 3000, cache_read_input_tokens: 0, cache_creation: { ephemeral_5m_input_tokens: 1000, ephemeral_1h_input_tokens: 2000 } };
+    expect(settle(body, usage)).toBe(30 + 75 + 3750 + 12_000); // input, output, 1000 × $3.75/M, 2000 × $6/M
+    const c = callOf('POST', '/v1/messages', body);
+    expect(micros(v.price(c))).toBe(Math.ceil((c.body.length * 6_000_000) / 1e6) + 150);
+  });
+
+  it('prices Sonnet 4.5 past 200K input tokens at the long-context rate, for the reservation and the settlement', () => {
+    const body = { model: 'claude-sonnet-4-5-20250929', max_tokens: 1000, messages: [{ role: 'user', content: 'x'.repeat(210_000) }] };
+    const c = callOf('POST', '/v1/messages', body);
+    expect(micros(v.price(c))).toBe(Math.ceil((c.body.length * 6_000_000) / 1e6) + 22_500);
+    expect(settle(body, { input_tokens: 250_000, output_tokens: 1000 })).toBe(1_500_000 + 22_500);
+    expect(settle(body, { input_tokens: 150_000, output_tokens: 1000 })).toBe(usageCost(sonnet, { input: 150_000, output: 1000 }));
+    // Opus has no long-context rate.
+    expect(settle({ ...body, model: 'claude-opus-4-1' }, { input_tokens: 250_000, output_tokens: 0 })).toBe(3_750_000);
+  });
+});
+
 describe('Twilio classification', () => {
   const v = twilio();
   const acc = '/2010-04-01/Accounts/-';
