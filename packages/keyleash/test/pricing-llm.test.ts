@@ -86,6 +86,11 @@ for (const backend of await backends('pricing_llm')) {
         }
       });
 
+      it('refuses a reasoning model without an output limit: its hidden reasoning tokens cannot be cut off mid-stream', async () => {
+        await refused('openai', '/v1/chat/completions', { model: 'gpt-5', messages: [{ role: 'user', content: 'think' }], stream: true }, /max_completion_tokens/);
+        await refused('openai', '/v1/responses', { model: 'o3', input: 'think' }, /max_output_tokens/);
+      });
+
       it('reserves and settles twice the price for the priority service tier', async () => {
         const k = await key('openai');
         const r = await call('openai', k.token, '/v1/chat/completions', { model: 'gpt-4o', service_tier: 'priority', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 });

@@ -80,11 +80,11 @@ const UNBOUNDED = 'its cost is not bounded by anything in the request';
 
 /** Every OpenAI endpoint keyleash knows, first match wins; anything else falls to unknown_cost. */
 export const OPENAI_ROUTES = routeTable<OpenAIClass>([
-  { match: 'POST /v1/chat/completions', cls: { kind: 'tokens', ep: 'chat' }, cost: 'tokens: input (reserved as the body size) + output (max_completion_tokens or max_tokens, else the default, × n), settled from usage; hosted tools (web_search_options) refused on a capped key' },
+  { match: 'POST /v1/chat/completions', cls: { kind: 'tokens', ep: 'chat' }, cost: 'tokens: input (reserved as the body size) + output (max_completion_tokens or max_tokens, else the default, × n), settled from usage; hosted tools (web_search_options), and reasoning models without an output limit, refused on a capped key' },
   { match: 'POST /v1/completions', cls: { kind: 'tokens', ep: 'completions' }, cost: 'tokens: input + max_tokens × max(n, best_of), settled from usage' },
   { match: 'POST /v1/responses/input_tokens', cls: { kind: 'free' }, cost: 'free (counts tokens)' },
   { match: 'POST /v1/responses/*/cancel', cls: { kind: 'free' }, cost: 'free' },
-  { match: 'POST /v1/responses', cls: { kind: 'tokens', ep: 'responses' }, cost: 'tokens: input + max_output_tokens, settled from usage; background: true needs max_output_tokens on a capped key and stays charged at it (its usage is not in the answer); hosted tools (any tool but function/custom) refused on a capped key' },
+  { match: 'POST /v1/responses', cls: { kind: 'tokens', ep: 'responses' }, cost: 'tokens: input + max_output_tokens, settled from usage; background: true (and a reasoning model) needs max_output_tokens on a capped key; a background response stays charged at its reservation (its usage is not in the answer); hosted tools (any tool but function/custom) refused on a capped key' },
   { match: 'POST /v1/embeddings', cls: { kind: 'tokens', ep: 'embeddings' }, cost: 'tokens: input, settled from usage' },
   { match: 'POST /v1/moderations', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/images/generations', cls: { kind: 'images' }, cost: 'per image: n × the price for model, quality and size (+ prompt tokens and partial images for gpt-image-1); model required' },
@@ -152,6 +152,17 @@ export const OPENAI_SPEECH_PRICES: Readonly<Record<string, number>> = { 'tts-1':
 
 /** Dated snapshots ("gpt-4o-2024-08-06") are priced as their base model; nothing else is. */
 export const OPENAI_SNAPSHOT = /^(.+)-\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * Reasoning models bill hidden reasoning tokens as output: a stream never shows them, so they
+ * cannot be counted (or cut) as they pass, and only an output limit the vendor enforces bounds them.
+ */
+export const OPENAI_REASONING_MODELS: ReadonlySet<string> = new Set(['o1', 'o1-pro', 'o1-mini', 'o3', 'o3-pro', 'o3-mini', 'o4-mini', 'gpt-5', 'gpt-5-mini', 'gpt-5-nano', 'gpt-5-pro']);
+
+function isReasoning(model: unknown): boolean {
+  if (typeof model !== 'string') return false;
+  return OPENAI_REASONING_MODELS.has(model) || OPENAI_REASONING_MODELS.has(OPENAI_SNAPSHOT.exec(model)?.[1] ?? '');
+}
 
 /** Tools the caller runs itself cost only tokens; hosted ones (search, code, files…) are billed per call. */
 const CLIENT_TOOLS = new Set(['function', 'custom']);
@@ -320,6 +331,10 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
     }
     if (cls.ep === 'responses' && body.background === true && nonNegInt(body.max_output_tokens) === undefined) {
       return { fail: { kind: 'unknown', reason: 'a background response needs max_output_tokens: its usage is not in the answer, so the reservation is the charge' } };
+    }
+    if ((cls.ep === 'chat' || cls.ep === 'responses') && isReasoning(body.model) && explicitMaxOutput(cls.ep, body) === undefined) {
+      const param = cls.ep === 'chat' ? 'max_completion_tokens' : 'max_output_tokens';
+      return { fail: { kind: 'unknown', reason: `a reasoning model needs ${param}: its hidden reasoning tokens cannot be counted as they stream` } };
     }
     const price = findModelPrice(cfg.models, body.model, OPENAI_SNAPSHOT);
     if (!price) {

@@ -75,6 +75,15 @@ describe('OpenAI classification', () => {
     }
   });
 
+  it('prices a reasoning model only with an output limit (its reasoning tokens never show in a stream)', () => {
+    expect(kind(v, callOf('POST', '/v1/chat/completions', { model: 'gpt-5', messages: [] }))).toBe('unknown');
+    expect(kind(v, callOf('POST', '/v1/chat/completions', { model: 'o3-2025-04-16', messages: [], stream: true }))).toBe('unknown');
+    expect(kind(v, callOf('POST', '/v1/responses', { model: 'o1-pro', input: 'x' }))).toBe('unknown');
+    expect(kind(v, callOf('POST', '/v1/chat/completions', { model: 'gpt-5', messages: [], max_completion_tokens: 100 }))).toBe('priced');
+    expect(kind(v, callOf('POST', '/v1/responses', { model: 'o1-pro', input: 'x', max_output_tokens: 100 }))).toBe('priced');
+    expect(kind(v, callOf('POST', '/v1/chat/completions', { model: 'gpt-4o', messages: [] }))).toBe('priced');
+  });
+
   it('prices a background response only with max_output_tokens', () => {
     expect(kind(v, callOf('POST', '/v1/responses', { model: 'gpt-4o', input: 'x', background: true }))).toBe('unknown');
     const c = callOf('POST', '/v1/responses', { model: 'gpt-4o', input: 'x', background: true, max_output_tokens: 1000 });
