@@ -91,6 +91,14 @@ for (const backend of await backends('pricing_llm')) {
         await refused('openai', '/v1/responses', { model: 'o3', input: 'think' }, /max_output_tokens/);
       });
 
+      it('on an uncapped key, forwards a call it cannot bound and settles it from its usage', async () => {
+        const k = await t.issue({ label: 'uncapped', vendor: 'openai', allowed_endpoints: ANY, daily_usd_cap: null, expires_in: '5m' });
+        const r = await call('openai', k.token, '/v1/chat/completions', { model: 'gpt-5', messages: [{ role: 'user', content: 'think' }] });
+        expect(r.status).toBe(200);
+        expect(oa().requests).toHaveLength(1);
+        expect(await spend(k.id)).toBe(usageCost(openai.get('gpt-5')!, { input: r.body.usage.prompt_tokens, output: r.body.usage.completion_tokens }));
+      });
+
       it('reserves and settles twice the price for the priority service tier', async () => {
         const k = await key('openai');
         const r = await call('openai', k.token, '/v1/chat/completions', { model: 'gpt-4o', service_tier: 'priority', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 });

@@ -204,6 +204,7 @@ export class ProxyHandler {
       return this.deny(req, res, ctx, 'invalid_amount', price.reason, price.param);
     } else if (price.kind === 'unknown') {
       if (key.record.dailyCapMicros !== null) return this.deny(req, res, ctx, 'cost_unknown', price.reason);
+      estimate = price.estimate ?? 0;
     } else {
       estimate = price.micros;
     }

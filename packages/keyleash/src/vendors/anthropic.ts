@@ -209,7 +209,7 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
     return { kind: 'priced', micros: Math.ceil(full / 2) };
   }
 
-  function priced(call: CallInfo): { price: ModelPrice; body: Record<string, unknown> } | { fail: Price } {
+  function priced(call: CallInfo): { price: ModelPrice; body: Record<string, unknown>; unbounded?: string } | { fail: Price } {
     const where = `${call.method} /${call.segments.join('/')}`;
     const route = ANTHROPIC_ROUTES.find(call);
     if (!route) return { fail: unknownCost(policy, call.method, `no cost rule for ${where}`) };
@@ -218,9 +218,11 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
     const body = jsonObject(call.body, call.contentType);
     if (!body) return { fail: { kind: 'unknown', reason: `${where} needs a JSON body to be priced` } };
     if (route.cls.kind === 'batch') return { fail: batchPrice(body) };
-    const price = modelOf(body);
+    // A server tool leaves the call unbounded (refused on a capped key) but still metered on others.
+    const tool = serverTool(body);
+    const price = modelOf({ ...body, tools: undefined, mcp_servers: undefined });
     if ('kind' in price) return { fail: price };
-    return { price, body };
+    return { price, body, ...(tool !== undefined ? { unbounded: `server tool ${JSON.stringify(tool).slice(0, 60)} is billed per use, which keyleash cannot bound` } : {}) };
   }
 
   return {
@@ -235,7 +237,8 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
       const p = priced(call);
       if ('fail' in p) return p.fail;
       const output = nonNegInt(p.body.max_tokens) ?? cfg.defaultMaxOutputTokens;
-      return { kind: 'priced', micros: reserveCost(p.price, longOf(p.body.model, p.price), call.body, output) };
+      const micros = reserveCost(p.price, longOf(p.body.model, p.price), call.body, output);
+      return p.unbounded ? { kind: 'unknown', reason: p.unbounded, estimate: micros } : { kind: 'priced', micros };
     },
 
     outcome(status): Outcome {

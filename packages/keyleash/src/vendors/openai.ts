@@ -312,7 +312,8 @@ class OpenAIMeter extends TokenMeter {
 export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
   const policy = cfg.unknownCost;
 
-  type Priced = { ep: Endpoint; price: ModelPrice; body: Record<string, unknown> };
+  /** `unbounded`: why the call cannot be held to a cap (refused on a capped key; metered on others). */
+  type Priced = { ep: Endpoint; price: ModelPrice; body: Record<string, unknown>; unbounded?: string };
   /** A token-priced call's model price and body, or the price of any other call. */
   function priced(call: CallInfo): Priced | { fail: Price } {
     const where = `${call.method} /${call.segments.join('/')}`;
@@ -325,22 +326,21 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
     if (!body) return { fail: { kind: 'unknown', reason: `${where} needs a JSON body to be priced` } };
     if (cls.kind === 'images') return { fail: imagePrice(body, call.body.length) };
     if (cls.kind === 'speech') return { fail: speechPrice(body) };
-    const tool = hostedTool(body);
-    if (tool !== undefined) {
-      return { fail: { kind: 'unknown', reason: `hosted tool ${JSON.stringify(tool).slice(0, 60)} is billed per call, which keyleash cannot bound` } };
-    }
-    if (cls.ep === 'responses' && body.background === true && nonNegInt(body.max_output_tokens) === undefined) {
-      return { fail: { kind: 'unknown', reason: 'a background response needs max_output_tokens: its usage is not in the answer, so the reservation is the charge' } };
-    }
-    if ((cls.ep === 'chat' || cls.ep === 'responses') && isReasoning(body.model) && explicitMaxOutput(cls.ep, body) === undefined) {
-      const param = cls.ep === 'chat' ? 'max_completion_tokens' : 'max_output_tokens';
-      return { fail: { kind: 'unknown', reason: `a reasoning model needs ${param}: its hidden reasoning tokens cannot be counted as they stream` } };
-    }
     const price = findModelPrice(cfg.models, body.model, OPENAI_SNAPSHOT);
     if (!price) {
       return { fail: { kind: 'unknown', reason: `no price for model ${JSON.stringify(String(body.model ?? '')).slice(0, 80)}` } };
     }
-    return { ep: cls.ep, price: scalePrice(price, tierFactor(body)), body };
+    const p: Priced = { ep: cls.ep, price: scalePrice(price, tierFactor(body)), body };
+    const tool = hostedTool(body);
+    if (tool !== undefined) {
+      p.unbounded = `hosted tool ${JSON.stringify(tool).slice(0, 60)} is billed per call, which keyleash cannot bound`;
+    } else if (cls.ep === 'responses' && body.background === true && nonNegInt(body.max_output_tokens) === undefined) {
+      p.unbounded = 'a background response needs max_output_tokens: its usage is not in the answer, so the reservation is the charge';
+    } else if ((cls.ep === 'chat' || cls.ep === 'responses') && isReasoning(body.model) && explicitMaxOutput(cls.ep, body) === undefined) {
+      const param = cls.ep === 'chat' ? 'max_completion_tokens' : 'max_output_tokens';
+      p.unbounded = `a reasoning model needs ${param}: its hidden reasoning tokens cannot be counted as they stream`;
+    }
+    return p;
   }
 
   return {
@@ -365,7 +365,8 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
       if ('fail' in p) return p.fail;
       const input = inputTokenBound(call.body);
       const output = outputTokens(p.ep, p.body, cfg.defaultMaxOutputTokens);
-      return { kind: 'priced', micros: usageCost(p.price, { input, output }) };
+      const micros = usageCost(p.price, { input, output });
+      return p.unbounded ? { kind: 'unknown', reason: p.unbounded, estimate: micros } : { kind: 'priced', micros };
     },
 
     outcome(status): Outcome {

@@ -11,8 +11,11 @@ export type PreparedBody =
 
 export type Price =
   | { kind: 'priced'; micros: number; shrink?: Shrink }
-  /** The call may move money, but how much cannot be known from the request. */
-  | { kind: 'unknown'; reason: string }
+  /**
+   * The call may move money, but how much cannot be bounded from the request: refused on a
+   * capped key; on an uncapped one `estimate` (else 0) is reserved, and a meter may settle it.
+   */
+  | { kind: 'unknown'; reason: string; estimate?: number }
   /** The request carries money params that cannot be priced safely; refused, never guessed. */
   | { kind: 'invalid'; reason: string; param?: string };
 
