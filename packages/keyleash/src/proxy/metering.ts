@@ -114,10 +114,20 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
     // Each event (or, for a meter that cannot split, each chunk) is counted, and must fit what
     // is reserved — extended first — before it is written: a burst of many events in one chunk
     // is cut at the event that passes the cap, not after the whole burst.
+    // Events that fit are written together, once per chunk or before waiting on an extension.
+    const fits: Buffer[] = [];
+    const writeFits = async () => {
+      if (fits.length === 0 || res.destroyed) return void (fits.length = 0);
+      const out = fits.length === 1 ? fits[0]! : Buffer.concat(fits);
+      fits.length = 0;
+      if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
+      if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
+    };
     reading: for await (const chunk of c.body as AsyncIterable<Buffer>) {
       for (const out of meter.events ? meter.events(chunk) : [meter.push(chunk)]) {
         const counted = meter.counted();
         if (counted > reserved) {
+          await writeFits();
           const need = counted - reserved;
           const r = await c.extend(need, need + Math.ceil(c.estimate / 4));
           if (!r.ok) {
@@ -130,9 +140,9 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
           broken = true;
           break reading;
         }
-        if (out.length && !res.write(out)) await Promise.race([once(res, 'drain'), gone]);
-        if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
+        fits.push(out);
       }
+      await writeFits();
     }
     if (!cut && !broken) {
       const tail = meter.flush();
