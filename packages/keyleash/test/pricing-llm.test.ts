@@ -62,6 +62,15 @@ for (const backend of await backends('pricing_llm')) {
       expect(await spend(k.id)).toBe(0);
     }
 
+    it('shows each vendor\'s classification table in GET /v1/vendors', async () => {
+      const list = (await t.admin('GET', '/v1/vendors')).body.data as Array<{ name: string; endpoints: Array<{ match: string; cost: string }> }>;
+      const rule = (vendor: string, match: string) => list.find((v) => v.name === vendor)!.endpoints.find((e) => e.match === match)?.cost;
+      expect(rule('openai', 'POST /v1/batches')).toMatch(/refused on a capped key/);
+      expect(rule('openai', 'POST /v1/moderations')).toBe('free');
+      expect(rule('openai', 'POST /v1/images/generations')).toMatch(/per image/);
+      expect(rule('anthropic', 'POST /v1/messages/batches')).toMatch(/half price/);
+    });
+
     describe('OpenAI models', () => {
       it('prices the pro models at their own price, never as the cheaper model they extend', async () => {
         for (const model of ['o1-pro', 'gpt-5-pro', 'o3-pro', 'gpt-4-32k']) {
