@@ -157,6 +157,16 @@ for (const backend of await backends('pricing_llm')) {
         expect(await spend(k.id)).toBe(0);
       });
 
+      it('refuses a response that continues stored state or reads an input file (input the request does not show)', async () => {
+        const base = { model: 'gpt-4o', max_output_tokens: 10 };
+        await refused('openai', '/v1/responses', { ...base, input: 'next', previous_response_id: 'resp_1' }, /previous_response_id/);
+        await refused('openai', '/v1/responses', { ...base, input: 'next', conversation: 'conv_1' }, /stored state/);
+        await refused('openai', '/v1/responses', { ...base, prompt: { id: 'pmpt_1' } }, /stored state/);
+        const file = { role: 'user', content: [{ type: 'input_file', file_id: 'file-1' }] };
+        await refused('openai', '/v1/responses', { ...base, input: [file] }, /input file/);
+        await refused('openai', '/v1/chat/completions', { model: 'gpt-4o', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'file-1' } }] }] }, /input file/);
+      });
+
       it('refuses hosted tools (billed per call) but prices function tools', async () => {
         await refused('openai', '/v1/responses', { model: 'gpt-4o', input: 'x', max_output_tokens: 10, tools: [{ type: 'web_search' }] }, /hosted tool "web_search"/);
         await refused('openai', '/v1/chat/completions', { model: 'gpt-4o', messages: [], max_tokens: 10, web_search_options: {} }, /hosted tool/);
@@ -233,8 +243,10 @@ for (const backend of await backends('pricing_llm')) {
 
       it('refuses server tools and MCP servers, unlisted models and unknown writes; count_tokens, files and cancels are free', async () => {
         const msg = { model: 'claude-sonnet-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] };
-        await refused('anthropic', '/v1/messages', { ...msg, tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, /server tool "web_search_20250305"/);
-        await refused('anthropic', '/v1/messages', { ...msg, tools: [{ type: 'code_execution_20250825', name: 'code_execution' }] }, /server tool/);
+        await refused('anthropic', '/v1/messages', { ...msg, tools: [{ type: 'web_search_20250305', name: 'web_search' }] }, /"web_search_20250305" is billed/);
+        await refused('anthropic', '/v1/messages', { ...msg, tools: [{ type: 'code_execution_20250825', name: 'code_execution' }] }, /"code_execution_20250825" is billed/);
+        const doc = { type: 'document', source: { type: 'file', file_id: 'file_1' } };
+        await refused('anthropic', '/v1/messages', { ...msg, messages: [{ role: 'user', content: [doc] }] }, /Files API/);
         await refused('anthropic', '/v1/messages', { ...msg, mcp_servers: [{ type: 'url', url: 'https://example.com', name: 'x' }] }, /mcp_servers/);
         await refused('anthropic', '/v1/messages', { ...msg, model: 'claude-opus-4-1-fast' }, /no price for model/);
         await refused('anthropic', '/v1/complete', { model: 'claude-2.1', prompt: 'x', max_tokens_to_sample: 5 }, /no cost rule/);

@@ -44,7 +44,7 @@ export const ANTHROPIC_ROUTES = routeTable<AnthropicClass>([
   {
     match: 'POST /v1/messages',
     cls: { kind: 'messages' },
-    cost: 'tokens: input (reserved as the body size) + max_tokens, settled from usage (cache writes 1.25×, reads 0.1× input); server tools and mcp_servers refused on a capped key',
+    cost: 'tokens: input (reserved as the body size) + max_tokens, settled from usage (cache writes 1.25×, reads 0.1× input); server tools, mcp_servers, Files API documents (file_id) and containers refused on a capped key',
   },
   { match: 'POST /v1/messages/count_tokens', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/messages/batches/*/cancel', cls: { kind: 'free' }, cost: 'free' },
@@ -202,6 +202,9 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
       const p = params as Record<string, unknown>;
       const price = modelOf(p);
       if ('kind' in price) return price;
+      if (JSON.stringify(p).includes('"file_id"') || p.container != null) {
+        return { kind: 'unknown', reason: 'a batch request with a Files API document or a container is billed for input it does not show' };
+      }
       const output = nonNegInt(p.max_tokens);
       if (output === undefined) return { kind: 'invalid', reason: "each request needs 'max_tokens'", param: 'requests' };
       full += reserveCost(price, longOf(p.model, price), Buffer.from(JSON.stringify(p)), output);
@@ -218,11 +221,11 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
     const body = jsonObject(call.body, call.contentType);
     if (!body) return { fail: { kind: 'unknown', reason: `${where} needs a JSON body to be priced` } };
     if (route.cls.kind === 'batch') return { fail: batchPrice(body) };
-    // A server tool leaves the call unbounded (refused on a capped key) but still metered on others.
-    const tool = serverTool(body);
+    // A server tool, a Files API document or a container leaves the call unbounded (refused on a capped key) but still metered on others.
+    const tool = serverTool(body) ?? (call.body.includes('"file_id"') ? 'document from the Files API (file_id)' : body.container != null ? 'container' : undefined);
     const price = modelOf({ ...body, tools: undefined, mcp_servers: undefined });
     if ('kind' in price) return { fail: price };
-    return { price, body, ...(tool !== undefined ? { unbounded: `server tool ${JSON.stringify(tool).slice(0, 60)} is billed per use, which keyleash cannot bound` } : {}) };
+    return { price, body, ...(tool !== undefined ? { unbounded: `${JSON.stringify(tool).slice(0, 60)} is billed for use or input the request does not show` } : {}) };
   }
 
   return {

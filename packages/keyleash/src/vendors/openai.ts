@@ -84,7 +84,7 @@ export const OPENAI_ROUTES = routeTable<OpenAIClass>([
   { match: 'POST /v1/completions', cls: { kind: 'tokens', ep: 'completions' }, cost: 'tokens: input + max_tokens × max(n, best_of), settled from usage' },
   { match: 'POST /v1/responses/input_tokens', cls: { kind: 'free' }, cost: 'free (counts tokens)' },
   { match: 'POST /v1/responses/*/cancel', cls: { kind: 'free' }, cost: 'free' },
-  { match: 'POST /v1/responses', cls: { kind: 'tokens', ep: 'responses' }, cost: 'tokens: input + max_output_tokens, settled from usage; background: true (and a reasoning model) needs max_output_tokens on a capped key; a background response stays charged at its reservation (its usage is not in the answer); hosted tools (any tool but function/custom) refused on a capped key' },
+  { match: 'POST /v1/responses', cls: { kind: 'tokens', ep: 'responses' }, cost: 'tokens: input + max_output_tokens, settled from usage; background: true (and a reasoning model) needs max_output_tokens on a capped key; a background response stays charged at its reservation (its usage is not in the answer); stored state (previous_response_id, conversation, prompt), input files and hosted tools (any tool but function/custom) refused on a capped key' },
   { match: 'POST /v1/embeddings', cls: { kind: 'tokens', ep: 'embeddings' }, cost: 'tokens: input, settled from usage' },
   { match: 'POST /v1/moderations', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/images/generations', cls: { kind: 'images' }, cost: 'per image: n × the price for model, quality and size (+ prompt tokens and partial images for gpt-image-1); model required' },
@@ -336,6 +336,10 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
       p.unbounded = `hosted tool ${JSON.stringify(tool).slice(0, 60)} is billed per call, which keyleash cannot bound`;
     } else if (cls.ep === 'responses' && body.background === true && nonNegInt(body.max_output_tokens) === undefined) {
       p.unbounded = 'a background response needs max_output_tokens: its usage is not in the answer, so the reservation is the charge';
+    } else if (cls.ep === 'responses' && (body.previous_response_id != null || body.conversation != null || body.prompt != null)) {
+      p.unbounded = 'a response that continues stored state (previous_response_id, conversation, prompt) is billed for input the request does not show';
+    } else if (call.body.includes('"file_id"') || call.body.includes('"file_url"')) {
+      p.unbounded = 'an input file (file_id, file_url) is billed for tokens the request does not show';
     } else if ((cls.ep === 'chat' || cls.ep === 'responses') && isReasoning(body.model) && explicitMaxOutput(cls.ep, body) === undefined) {
       const param = cls.ep === 'chat' ? 'max_completion_tokens' : 'max_output_tokens';
       p.unbounded = `a reasoning model needs ${param}: its hidden reasoning tokens cannot be counted as they stream`;
