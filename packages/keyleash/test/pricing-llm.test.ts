@@ -294,6 +294,22 @@ for (const backend of await backends('pricing_llm')) {
         expect(await spend(k.id)).toBeLessThanOrEqual(CAP + one);
       });
 
+      it('OpenAI: an event the vendor never ends is counted too, and held back when it would pass the cap', async () => {
+        const chunk = (content: string) => sseEvent({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+        const huge = 'z'.repeat(8000); // 2000 tokens = $0.02
+        oa().respond = () => ({ status: 200, events: [chunk('small '), chunk(huge).trimEnd()] });
+        const k = await key('openai', 0.005);
+        const res = await fetch(`${t.proxyUrl}/openai/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${k.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'tail' }], stream: true }),
+        });
+        const got = await res.text();
+        expect(got).toContain('small ');
+        expect(got).not.toContain('zzzz');
+        expect(got).toContain('"code":"cap_exhausted"');
+      });
+
       it('Anthropic: a burst in one chunk is cut at the event that would pass the cap', async () => {
         const CAP = 50_000;
         const text = 'abcd'.repeat(100); // 100 tokens = $0.0015 at $15/M

@@ -146,7 +146,13 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
     }
     if (!cut && !broken) {
       const tail = meter.flush();
-      if (tail.length && !res.destroyed) res.write(tail);
+      const counted = meter.counted();
+      if (tail.length && counted > reserved) {
+        const r = await c.extend(counted - reserved, counted - reserved);
+        if (r.ok) reserved += r.added;
+        else cut = r.code;
+      }
+      if (!cut && tail.length && !res.destroyed) res.write(tail);
     }
   } catch {
     // The vendor cut the stream, or the caller left: what was counted is what is known.

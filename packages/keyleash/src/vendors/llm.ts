@@ -196,7 +196,10 @@ export abstract class TokenMeter implements ResponseMeter {
       return Buffer.alloc(0);
     }
     const rest = this.sse.rest();
-    return this.filter || this.byEvent ? Buffer.from(rest, 'utf8') : Buffer.alloc(0);
+    if (!this.filter && !this.byEvent) return Buffer.alloc(0);
+    // An event the vendor never ended is counted too, before the proxy decides to pass it on.
+    if (rest) for (const ev of new SseReader().push(Buffer.from(rest + '\n\n', 'utf8'))) this.onEvent(ev);
+    return Buffer.from(rest, 'utf8');
   }
 
   counted(): number {
