@@ -113,8 +113,8 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
   try {
     // Each event (or, for a meter that cannot split, each chunk) is counted, and must fit what
     // is reserved — extended first — before it is written: a burst of many events in one chunk
-    // is cut at the event that passes the cap, not after the whole burst.
-    // Events that fit are written together, once per chunk or before waiting on an extension.
+    // is cut at the event that passes the cap, not after the whole burst. Events that fit are
+    // written together, once per chunk or before waiting on an extension.
     const fits: Buffer[] = [];
     const writeFits = async () => {
       if (fits.length === 0 || res.destroyed) return void (fits.length = 0);
