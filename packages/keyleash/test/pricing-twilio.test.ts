@@ -70,7 +70,7 @@ for (const backend of await backends('pricing_twilio')) {
         expect(await spend(k.id)).toBe(3 * US_MINUTE);
       });
 
-      it('lets a call be ended for free, but refuses new TwiML, recordings and conference participants', async () => {
+      it('lets a call be ended for free, but refuses new TwiML, recordings, machine detection and conference participants', async () => {
         tw().respond = () => ({ status: 200, body: { sid: 'CA1', status: 'completed' } });
         const k = await key();
         const end = await t.proxy(`${ACC}/Calls/CA1.json`, { token: k.token, form: form({ Status: 'completed' }) });
@@ -80,6 +80,8 @@ for (const backend of await backends('pricing_twilio')) {
           [`${ACC}/Calls/CA1.json`, { Twiml: '<Response><Dial>+447700900123</Dial></Response>' }],
           [`${ACC}/Calls/CA1/Recordings.json`, {}],
           [`${ACC}/Conferences/CF1/Participants.json`, { From: FROM, To: US }],
+          [`${ACC}/Calls.json`, { From: FROM, To: US, Url: 'https://example.com/twiml', Record: 'true' }],
+          [`${ACC}/Calls.json`, { From: FROM, To: US, Url: 'https://example.com/twiml', MachineDetection: 'Enable' }],
         ] as const) {
           const r = await t.proxy(path, { token: k.token, method: 'POST', form: form(body) });
           expect(r.status, path).toBe(403);

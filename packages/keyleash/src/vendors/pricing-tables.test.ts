@@ -183,6 +183,10 @@ describe('Twilio classification', () => {
     expect(p).toMatchObject({ kind: 'priced', micros: 28_000, shrink: { units: 2, unitMicros: 14_000, minUnits: 1 } });
     expect(p.kind === 'priced' && p.shrink!.body(1).toString()).toBe('To=%2B14155550100&Url=u&TimeLimit=60');
     expect(kind(v, callOf('POST', `${acc}/Calls.json`, 'To=%2B1&TimeLimit=0'))).toBe('invalid');
+    for (const extra of ['Record=true', 'MachineDetection=Enable', 'AsyncAmd=true', 'Transcribe=true']) {
+      expect(kind(v, callOf('POST', `${acc}/Calls.json`, `To=%2B1&TimeLimit=60&${extra}`)), extra).toBe('unknown');
+    }
+    expect(kind(v, callOf('POST', `${acc}/Calls.json`, 'To=%2B1&TimeLimit=60&Record=false'))).toBe('priced');
   });
 
   it('classifies numbers, Verify, Lookup and call updates', () => {

@@ -66,7 +66,7 @@ const ACCOUNT = '/2010-04-01/Accounts/*';
 /** Every Twilio endpoint keyleash knows, first match wins; anything else falls to unknown_cost. */
 export const TWILIO_ROUTES = routeTable<TwilioClass>([
   { match: `POST ${ACCOUNT}/Messages.json`, cls: { kind: 'messages' }, cost: 'SMS: segments of Body (GSM-7 160/153, UCS-2 70/67) × price per segment for the To prefix, settled from num_segments; MMS (MediaUrl): price per message; no Body (a content template) or a non-SMS channel (whatsapp:, …) refused on a capped key' },
-  { match: `POST ${ACCOUNT}/Calls.json`, cls: { kind: 'calls' }, cost: 'price per minute for the To prefix × ceil(TimeLimit / 60); a call without TimeLimit is given one; on a capped key TimeLimit is lowered to what the cap has left (refused under one minute); stays charged (the call outlives the answer)' },
+  { match: `POST ${ACCOUNT}/Calls.json`, cls: { kind: 'calls' }, cost: 'price per minute for the To prefix × ceil(TimeLimit / 60); a call without TimeLimit is given one; on a capped key TimeLimit is lowered to what the cap has left (refused under one minute); stays charged (the call outlives the answer); Record, Transcribe and machine detection refused on a capped key' },
   { match: `POST ${ACCOUNT}/Messages/*.json`, cls: { kind: 'free' }, cost: 'free (update, redact, cancel)' },
   { match: `POST ${ACCOUNT}/Calls/*.json`, cls: { kind: 'call-update' }, cost: 'free to end a call (Status only); new TwiML or Url refused on a capped key (it may dial further, billed legs)' },
   { match: `POST ${ACCOUNT}/Calls/*/**`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: recordings, streams, payments and transcriptions of a call are billed by use' },
@@ -85,6 +85,13 @@ export const TWILIO_ROUTES = routeTable<TwilioClass>([
 
 /** Lookup query params that cost nothing; any other (Type, AddOns, Fields…) asks for paid data. */
 const FREE_LOOKUP_PARAMS = new Set(['CountryCode']);
+/** Call params that add a charge of their own (recording, transcription, answering-machine detection). */
+const PAID_CALL_FEATURES: ReadonlyArray<[string, (v: string) => boolean]> = [
+  ['Record', (v) => v.toLowerCase() !== 'false'],
+  ['MachineDetection', (v) => v !== ''],
+  ['AsyncAmd', (v) => v.toLowerCase() !== 'false'],
+  ['Transcribe', (v) => v.toLowerCase() !== 'false'],
+];
 /** Params of a call update that only end it or say where to report. */
 const CALL_END_PARAMS = new Set(['Status', 'StatusCallback', 'StatusCallbackMethod']);
 
@@ -261,6 +268,8 @@ export function twilioVendor(cfg: TwilioVendorConfig): Vendor {
       if (!p.ok) return p.price;
       const to = p.get('To');
       if (route.cls.kind === 'calls') {
+        const extra = PAID_CALL_FEATURES.find(([name, on]) => p.has(name) && on(p.get(name)!));
+        if (extra) return { kind: 'unknown', reason: `a call with '${extra[0]}' is billed for a feature keyleash has no price for` };
         const limit = p.get('TimeLimit');
         let minutes = cfg.calls.estimateMinutes;
         if (limit !== undefined) {
