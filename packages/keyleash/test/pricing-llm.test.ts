@@ -147,6 +147,8 @@ for (const backend of await backends('pricing_llm')) {
         ]) {
           await refused('openai', path, { model: 'gpt-4o', input_file_id: 'file-1' }, /capped key|no cost rule/);
         }
+        // Free to create, unless it also creates (billed) vector storage.
+        await refused('openai', '/v1/threads', { tool_resources: { file_search: { vector_stores: [{ file_ids: ['file-1'] }] } } }, /vector_stores/);
         const k = await key('openai');
         oa().respond = () => ({ status: 200, body: { ok: true } });
         for (const path of ['/v1/batches/batch_1/cancel', '/v1/fine_tuning/jobs/ftjob-1/cancel', '/v1/threads/thread_1/runs/run_1/cancel', '/v1/moderations', '/v1/files', '/v1/assistants', '/v1/threads', '/v1/threads/thread_1/messages', '/v1/responses/input_tokens']) {

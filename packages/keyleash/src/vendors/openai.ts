@@ -74,7 +74,16 @@ export type OpenAIVendorConfig = LlmVendorConfig;
 type Endpoint = 'chat' | 'completions' | 'embeddings' | 'responses';
 
 /** How an endpoint is priced: tokens, a per-image or per-character table, free, or refused on a capped key. */
-type OpenAIClass = { kind: 'tokens'; ep: Endpoint } | { kind: 'images' } | { kind: 'speech' } | { kind: 'free' } | { kind: 'unknown' };
+type OpenAIClass =
+  | { kind: 'tokens'; ep: Endpoint }
+  | { kind: 'images' }
+  | { kind: 'speech' }
+  /** `unless`: a body key that makes the call create something billed (refused on a capped key). */
+  | { kind: 'free'; unless?: string }
+  | { kind: 'unknown' };
+
+/** Creating an assistant or thread with `vector_stores` also creates billed vector storage. */
+const NEW_VECTOR_STORE = 'vector_stores';
 
 const UNBOUNDED = 'its cost is not bounded by anything in the request';
 
@@ -103,14 +112,14 @@ export const OPENAI_ROUTES = routeTable<OpenAIClass>([
   { match: 'POST /v1/uploads/**', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/vector_stores', cls: { kind: 'unknown' }, cost: 'refused on a capped key: storage is billed per GB-day' },
   { match: 'POST /v1/vector_stores/**', cls: { kind: 'unknown' }, cost: 'refused on a capped key: storage is billed per GB-day, searches per call' },
-  { match: 'POST /v1/assistants', cls: { kind: 'free' }, cost: 'free' },
-  { match: 'POST /v1/assistants/*', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/assistants', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
+  { match: 'POST /v1/assistants/*', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
   { match: 'POST /v1/threads/runs', cls: { kind: 'unknown' }, cost: `refused on a capped key: a run spends tokens over a whole thread; ${UNBOUNDED}` },
   { match: 'POST /v1/threads/*/runs/*/cancel', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/threads/*/runs/**', cls: { kind: 'unknown' }, cost: `refused on a capped key: a run spends tokens over a whole thread; ${UNBOUNDED}` },
   { match: 'POST /v1/threads/*/runs', cls: { kind: 'unknown' }, cost: `refused on a capped key: a run spends tokens over a whole thread; ${UNBOUNDED}` },
-  { match: 'POST /v1/threads', cls: { kind: 'free' }, cost: 'free' },
-  { match: 'POST /v1/threads/*', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/threads', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
+  { match: 'POST /v1/threads/*', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
   { match: 'POST /v1/threads/*/messages', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/threads/*/messages/*', cls: { kind: 'free' }, cost: 'free' },
   { match: 'POST /v1/conversations', cls: { kind: 'free' }, cost: 'free' },
@@ -320,7 +329,10 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
     const route = OPENAI_ROUTES.find(call);
     if (!route) return { fail: unknownCost(policy, call.method, `no cost rule for ${where}`) };
     const cls = route.cls;
-    if (cls.kind === 'free') return { fail: FREE };
+    if (cls.kind === 'free') {
+      if (cls.unless === undefined || !call.body.includes(`"${cls.unless}"`)) return { fail: FREE };
+      return { fail: { kind: 'unknown', reason: `${where} with ${cls.unless}: ${route.cost}` } };
+    }
     if (cls.kind === 'unknown') return { fail: { kind: 'unknown', reason: `${where}: ${route.cost}` } };
     const body = jsonObject(call.body, call.contentType);
     if (!body) return { fail: { kind: 'unknown', reason: `${where} needs a JSON body to be priced` } };

@@ -117,6 +117,10 @@ describe('OpenAI classification', () => {
     for (const r of free) expect(kind(v, callOf(r.split(' ')[0]!, r.split(' ')[1]!, {})), r).toBe('priced');
     for (const r of refused) expect(kind(v, callOf(r.split(' ')[0]!, r.split(' ')[1]!, {})), r).toBe('unknown');
     expect(kind(v, callOf('POST', '/v1/new_thing', {}))).toBe('unknown');
+    const withStore = { tool_resources: { file_search: { vector_stores: [{ file_ids: ['file-1'] }] } } };
+    expect(kind(v, callOf('POST', '/v1/threads', withStore))).toBe('unknown');
+    expect(kind(v, callOf('POST', '/v1/assistants', { model: 'gpt-4o', ...withStore }))).toBe('unknown');
+    expect(kind(v, callOf('POST', '/v1/assistants', { model: 'gpt-4o', tool_resources: { file_search: { vector_store_ids: ['vs_1'] } } }))).toBe('priced');
     // An operator's unknown_cost covers only what is not classified: known money-movers stay refused.
     const lax = openai({ kind: 'free' });
     expect(kind(lax, callOf('POST', '/v1/new_thing', {}))).toBe('priced');
