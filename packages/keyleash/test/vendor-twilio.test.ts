@@ -102,13 +102,22 @@ describe('twilio through the proxy with the official SDK', () => {
     expect(await spend(key.id)).toBe(41_500);
   });
 
-  it('prices calls per minute: TimeLimit when given, else the configured estimate', async () => {
+  it('prices calls per minute of TimeLimit, gives a call without one a TimeLimit, and lowers it to what the cap has left', async () => {
     const key = await t.issue(twilioKey());
+    await client(key.token).calls.create({ to: US, from: FROM, url: 'https://example.com/twiml', timeLimit: 90 });
+    expect(tw().requests[0]!.form).toMatchObject({ TimeLimit: '90' });
+    expect(await spend(key.id)).toBe(2 * 14_000);
+    // No TimeLimit: Twilio's own 4 hours would cost $3.36; the $0.972 left pays for 69 minutes.
     const call = await client(key.token).calls.create({ to: US, from: FROM, url: 'https://example.com/twiml' });
     expect(call.sid).toMatch(/^CA/);
-    expect(await spend(key.id)).toBe(5 * 14_000);
-    await client(key.token).calls.create({ to: US, from: FROM, url: 'https://example.com/twiml', timeLimit: 90 });
-    expect(await spend(key.id)).toBe(5 * 14_000 + 2 * 14_000);
+    expect(tw().requests[1]!.form).toMatchObject({ To: US, TimeLimit: String(69 * 60) });
+    expect(await spend(key.id)).toBe(71 * 14_000);
+    // $0.006 left: not a minute's worth, so refused before Twilio sees it.
+    const err = await client(key.token)
+      .calls.create({ to: US, from: FROM, url: 'https://example.com/twiml', timeLimit: 600 })
+      .then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ status: 429, code: 'cap_exhausted' });
+    expect(tw().requests).toHaveLength(2);
   });
 
   it('rewrites "-" in the path to the real account, and takes flat JSON bodies', async () => {

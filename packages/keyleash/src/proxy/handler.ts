@@ -15,7 +15,7 @@ import { formatUsd } from '../policy/money.js';
 import { encodeSegment, normalizePath } from '../policy/path.js';
 import { utcDay } from '../policy/ttl.js';
 import { keyStatus, type AuditRecord, type Settlement, type Store } from '../store/store.js';
-import type { CallInfo, Vendor, VendorCatalog } from '../vendors/vendor.js';
+import { type CallInfo, unitsThatFit, type Vendor, type VendorCatalog } from '../vendors/vendor.js';
 import { readVaultToken } from './credentials.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
@@ -209,6 +209,7 @@ export class ProxyHandler {
       return this.deny(req, res, ctx, 'invalid_amount', price.reason, price.param);
     } else if (price.kind === 'unknown') {
       if (key.record.dailyCapMicros !== null) return this.deny(req, res, ctx, 'cost_unknown', price.reason);
+      estimate = price.estimate ?? 0;
     } else {
       estimate = price.micros;
     }
@@ -224,17 +225,29 @@ export class ProxyHandler {
     if (!idem.ok) return this.deny(req, res, ctx, 'invalid_request', idem.reason);
     let reserved;
     try {
-      reserved = await this.o.store.reserve({
-        reservationId,
-        keyId: key.record.id,
-        day: utcDay(ctx.started),
-        amountMicros: estimate,
-        requestId: ctx.requestId,
-        method,
-        path: ctx.path,
-        now: ctx.started,
-        ...(idem.value ? { idempotency: idem.value } : {}),
-      });
+      const reserve = () =>
+        this.o.store.reserve({
+          reservationId,
+          keyId: key.record.id,
+          day: utcDay(ctx.started),
+          amountMicros: estimate,
+          requestId: ctx.requestId,
+          method,
+          path: ctx.path,
+          now: ctx.started,
+          ...(idem.value ? { idempotency: idem.value } : {}),
+        });
+      reserved = await reserve();
+      // A call that can be made smaller (a Twilio call's TimeLimit) is cut to what the limit hit
+      // has left, and reserved again; a few tries, since another limit may be the next to bind.
+      const shrink = price.kind === 'priced' ? price.shrink : undefined;
+      for (let i = 0; shrink && i < 3 && !reserved.ok && reserved.code === 'cap_exhausted'; i++) {
+        const units = unitsThatFit({ ...shrink, units: estimate / shrink.unitMicros }, reserved.capMicros - reserved.spentMicros);
+        if (units === undefined) break;
+        call.body = shrink.body(units);
+        estimate = units * shrink.unitMicros;
+        reserved = await reserve();
+      }
     } catch (err) {
       this.o.log.error({ err }, 'reservation failed');
       return this.deny(req, res, ctx, 'store_unavailable');
@@ -267,6 +280,8 @@ export class ProxyHandler {
     reservationId: string,
     estimate: number,
   ): Promise<void> {
+    // Pricing may have fitted the body to the cap (a Twilio call's TimeLimit) after the headers were built.
+    if (headers['content-length'] !== undefined) headers['content-length'] = String(prepared.body.length);
     const sentAt = this.now();
     const abort = vendor.meter ? new AbortController() : undefined;
     let upstream;

@@ -120,29 +120,51 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
     if (!res.writableFinished) c.abort();
   });
   try {
-    for await (const chunk of c.body as AsyncIterable<Buffer>) {
-      const out = meter.push(chunk);
-      const counted = meter.counted();
-      if (counted > reserved) {
-        const need = counted - reserved;
-        const r = await c.extend(need, need + Math.ceil(c.estimate / 4));
-        if (!r.ok) {
-          cut = r.code;
-          break;
-        }
-        reserved += r.added;
-      }
-      if (res.destroyed) {
-        broken = true;
-        break;
-      }
+    // Each event (or, for a meter that cannot split, each chunk) is counted, and must fit what
+    // is reserved — extended first — before it is written: a burst of many events in one chunk
+    // is cut at the event that passes the cap, not after the whole burst. Events that fit are
+    // written together, once per chunk or before waiting on an extension.
+    const fits: Buffer[] = [];
+    const writeFits = async () => {
+      if (fits.length === 0 || res.destroyed) return void (fits.length = 0);
+      const out = fits.length === 1 ? fits[0]! : Buffer.concat(fits);
+      fits.length = 0;
+      // What reaches the caller has echoes of the real secret masked; the meter saw the real bytes.
       const shown = filter.push(out);
       if (shown.length && !res.write(shown)) await Promise.race([once(res, 'drain'), gone]);
       if (out.length && stepChannel.hasSubscribers) stepChannel.publish({ step: 'streaming' });
+    };
+    reading: for await (const chunk of c.body as AsyncIterable<Buffer>) {
+      for (const out of meter.events ? meter.events(chunk) : [meter.push(chunk)]) {
+        const counted = meter.counted();
+        if (counted > reserved) {
+          await writeFits();
+          const need = counted - reserved;
+          const r = await c.extend(need, need + Math.ceil(c.estimate / 4));
+          if (!r.ok) {
+            cut = r.code;
+            break reading;
+          }
+          reserved += r.added;
+        }
+        if (res.destroyed) {
+          broken = true;
+          break reading;
+        }
+        fits.push(out);
+      }
+      await writeFits();
     }
     if (!cut && !broken) {
-      const tail = filter.push(meter.flush());
-      if (tail.length && !res.destroyed) res.write(tail);
+      const tail = meter.flush();
+      const counted = meter.counted();
+      if (tail.length && counted > reserved) {
+        const r = await c.extend(counted - reserved, counted - reserved);
+        if (r.ok) reserved += r.added;
+        else cut = r.code;
+      }
+      const shownTail = cut ? Buffer.alloc(0) : filter.push(tail);
+      if (shownTail.length && !res.destroyed) res.write(shownTail);
     }
   } catch {
     // The vendor cut the stream, or the caller left: what was counted is what is known.

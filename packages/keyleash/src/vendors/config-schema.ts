@@ -70,7 +70,7 @@ export const twilioSchema = z
     sms: z.strictObject({ default: usd.optional(), prices: prefixPrices.default({}) }).default({ prices: {} }),
     /** USD per MMS message (a message with MediaUrl). */
     mms: z.strictObject({ default: usd.optional(), prices: prefixPrices.default({}) }).default({ prices: {} }),
-    /** USD per minute of a call, and the minutes reserved for a call without TimeLimit. */
+    /** USD per minute of a call, and the TimeLimit (in minutes) given to a call without one (default 240, Twilio's own). */
     calls: z
       .strictObject({ default: usd.optional(), prices: prefixPrices.default({}), estimate_minutes: z.number().int().positive().max(1440).optional() })
       .default({ prices: {} }),

@@ -24,20 +24,24 @@ describe('token pricing', () => {
     expect(usageCost(gpt4o, { input: 1000, output: 0, cacheWrite: 1000, cacheRead: 1000 })).toBe(2_500 + 3_125 + 250);
   });
 
-  it('finds a model by exact name, then the longest entry it extends at a dash, then "*"', () => {
+  it('finds a model by exact name, or a dated snapshot of a listed one, never by a prefix; then "*"', () => {
     const t = modelPrices({
       'gpt-4': { input: 30, output: 60 },
       'gpt-4o': { input: 2.5, output: 10 },
       'gpt-4o-mini': { input: 0.15, output: 0.6 },
+      o1: { input: 15, output: 60 },
     });
-    expect(findModelPrice(t, 'gpt-4o')?.input).toBe(2_500_000);
-    expect(findModelPrice(t, 'gpt-4o-2024-08-06')?.input).toBe(2_500_000);
-    expect(findModelPrice(t, 'gpt-4o-mini-2024-07-18')?.input).toBe(150_000);
-    expect(findModelPrice(t, 'gpt-4-0613')?.input).toBe(30_000_000);
-    expect(findModelPrice(t, 'gpt-4.5')).toBeUndefined(); // "gpt-4" is not a dash-prefix of it
-    expect(findModelPrice(t, 'o9')).toBeUndefined();
-    expect(findModelPrice(t, undefined)).toBeUndefined();
-    expect(findModelPrice(t, '')).toBeUndefined();
+    const snap = /^(.+)-\d{4}-\d{2}-\d{2}$/;
+    expect(findModelPrice(t, 'gpt-4o', snap)?.input).toBe(2_500_000);
+    expect(findModelPrice(t, 'gpt-4o-2024-08-06', snap)?.input).toBe(2_500_000);
+    expect(findModelPrice(t, 'gpt-4o-mini-2024-07-18', snap)?.input).toBe(150_000);
+    // A suffix that is not a date never falls back to its cheaper prefix.
+    for (const m of ['o1-pro', 'o1-pro-2025-03-19', 'gpt-4-32k', 'gpt-4-0613', 'gpt-4o-mini-tts', 'gpt-4o-2024-08-06-pro', 'gpt-4.5', 'o9']) {
+      expect(findModelPrice(t, m, snap), m).toBeUndefined();
+    }
+    expect(findModelPrice(t, 'gpt-4o-2024-08-06')).toBeUndefined(); // no snapshot rule: exact only
+    expect(findModelPrice(t, undefined, snap)).toBeUndefined();
+    expect(findModelPrice(t, '', snap)).toBeUndefined();
     const withStar = modelPrices({ '*': { input: 100, output: 100 } });
     expect(findModelPrice(withStar, 'anything')?.input).toBe(100_000_000);
   });

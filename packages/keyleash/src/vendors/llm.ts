@@ -18,6 +18,8 @@ export interface TokenUsage {
   input: number;
   output: number;
   cacheWrite?: number;
+  /** Cache writes kept an hour (Anthropic's ttl "1h"): twice the input price. */
+  cacheWrite1h?: number;
   cacheRead?: number;
 }
 
@@ -46,18 +48,23 @@ export function modelPrices(table: Readonly<Record<string, ModelPriceInput>>): M
 }
 
 /**
- * The price of a model: its exact name, else the longest table entry it extends at a '-'
- * boundary ("gpt-4o-2024-08-06" → "gpt-4o", never "gpt-4o" → "gpt-4"), else the "*" entry.
+ * The price of a model: its exact name, else — only when `snapshot` matches the whole name — the
+ * exact entry for the base it captures (a dated snapshot such as "gpt-4o-2024-08-06" → "gpt-4o"),
+ * else the "*" entry an operator may configure. Never a prefix: "o1-pro" is not "o1", and
+ * "gpt-4-32k" is not "gpt-4" (each costs several times its prefix).
  */
-export function findModelPrice(table: ReadonlyMap<string, ModelPrice>, model: unknown): ModelPrice | undefined {
+export function findModelPrice(table: ReadonlyMap<string, ModelPrice>, model: unknown, snapshot?: RegExp): ModelPrice | undefined {
   if (typeof model !== 'string' || model === '') return undefined;
   const exact = table.get(model);
   if (exact) return exact;
-  let best: string | undefined;
-  for (const name of table.keys()) {
-    if (name !== '*' && model.startsWith(name + '-') && (best === undefined || name.length > best.length)) best = name;
-  }
-  return best !== undefined ? table.get(best) : table.get('*');
+  const base = snapshot?.exec(model)?.[1];
+  const viaSnapshot = base !== undefined && base !== '*' ? table.get(base) : undefined;
+  return viaSnapshot ?? table.get('*');
+}
+
+/** A price scaled by a whole factor (a pricier service tier), rounding nothing away. */
+export function scalePrice(p: ModelPrice, factor: number): ModelPrice {
+  return factor === 1 ? p : { input: p.input * factor, output: p.output * factor, cacheWrite: p.cacheWrite * factor, cacheRead: p.cacheRead * factor };
 }
 
 /** ceil(tokens × microsPerMillion / 1e6), exactly. */
@@ -72,6 +79,7 @@ export function usageCost(price: ModelPrice, u: TokenUsage): number {
     tokenCost(u.input, price.input) +
     tokenCost(u.output, price.output) +
     tokenCost(u.cacheWrite ?? 0, price.cacheWrite) +
+    tokenCost(u.cacheWrite1h ?? 0, price.input * 2) +
     tokenCost(u.cacheRead ?? 0, price.cacheRead)
   );
 }
@@ -137,6 +145,8 @@ export abstract class TokenMeter implements ResponseMeter {
   private readonly sse = new SseReader();
   private readonly chunks: Buffer[] = [];
   private size = 0;
+  /** Events are handed back whole (events()), so an unfinished one is still owed at the end. */
+  private byEvent = false;
 
   constructor(o: TokenMeterOptions) {
     this.mode = o.mode;
@@ -168,22 +178,43 @@ export abstract class TokenMeter implements ResponseMeter {
     return Buffer.from(out, 'utf8');
   }
 
+  /**
+   * Stream mode, one complete event at a time: each is counted before it is handed back, so the
+   * proxy can check the event fits what is reserved before the caller gets it.
+   */
+  *events(chunk: Buffer): Generator<Buffer> {
+    this.byEvent = true;
+    for (const ev of this.sse.push(chunk)) {
+      if (this.onEvent(ev) === 'drop' && this.filter) continue;
+      yield Buffer.from(ev.raw, 'utf8');
+    }
+  }
+
   flush(): Buffer {
     if (this.mode === 'buffer') {
       if (this.size <= METER_BUFFER_LIMIT) this.final = this.usageOf(parseJson(Buffer.concat(this.chunks).toString('utf8')));
       return Buffer.alloc(0);
     }
     const rest = this.sse.rest();
-    return this.filter ? Buffer.from(rest, 'utf8') : Buffer.alloc(0);
+    if (!this.filter && !this.byEvent) return Buffer.alloc(0);
+    // An event the vendor never ended is counted too, before the proxy decides to pass it on.
+    if (rest) for (const ev of new SseReader().push(Buffer.from(rest + '\n\n', 'utf8'))) this.onEvent(ev);
+    return Buffer.from(rest, 'utf8');
   }
 
   counted(): number {
-    if (this.final) return usageCost(this.price, this.final);
+    if (this.final) return usageCost(this.priceOf(this.final), this.final);
     const input = this.input ?? { input: this.inputEstimate };
-    return usageCost(this.price, { ...input, output: Math.min(this.outputCounted, this.maxOutput) });
+    const u = { ...input, output: Math.min(this.outputCounted, this.maxOutput) };
+    return usageCost(this.priceOf(u), u);
   }
 
   result(): number | undefined {
-    return this.final ? usageCost(this.price, this.final) : undefined;
+    return this.final ? usageCost(this.priceOf(this.final), this.final) : undefined;
+  }
+
+  /** The price that applies to a usage (a vendor may charge more past a context size). */
+  protected priceOf(_u: TokenUsage): ModelPrice {
+    return this.price;
   }
 }

@@ -2,6 +2,8 @@ import type { Mode } from '../keys/token.js';
 import {
   deltaTokens,
   findModelPrice,
+  scalePrice,
+  tokenCost,
   inputTokenBound,
   type LlmVendorConfig,
   type ModelPrice,
@@ -11,11 +13,13 @@ import {
   type TokenUsage,
   usageCost,
 } from './llm.js';
+import { routeTable } from './routes.js';
 import { parseJson, type SseEvent } from './sse.js';
 import {
   type CallInfo,
   type CallTarget,
   describePolicy,
+  FREE,
   headerValue,
   jsonObject,
   mediaType,
@@ -29,7 +33,11 @@ import {
   type Vendor,
 } from './vendor.js';
 
-/** USD per million tokens (input, output). Approximate list prices; override or extend in config. */
+/**
+ * USD per million tokens (input, output). Approximate list prices; override or extend in config.
+ * A model is priced by its exact name, or a dated snapshot of a listed one ("gpt-4o-2024-08-06");
+ * any other name (a "-pro", "-32k" or other variant not listed) is unknown, never its prefix's price.
+ */
 export const DEFAULT_OPENAI_MODELS: Readonly<Record<string, ModelPriceInput>> = Object.freeze({
   'gpt-5': { input: 1.25, output: 10 },
   'gpt-5-mini': { input: 0.25, output: 2 },
@@ -42,9 +50,17 @@ export const DEFAULT_OPENAI_MODELS: Readonly<Record<string, ModelPriceInput>> = 
   'gpt-4-turbo': { input: 10, output: 30 },
   'gpt-4': { input: 30, output: 60 },
   'gpt-3.5-turbo': { input: 0.5, output: 1.5 },
+  'gpt-5-pro': { input: 15, output: 120 },
+  'gpt-4o-2024-05-13': { input: 5, output: 15 },
+  'gpt-4-0613': { input: 30, output: 60 },
+  'gpt-4-0314': { input: 30, output: 60 },
+  'gpt-4-32k': { input: 60, output: 120 },
+  'gpt-3.5-turbo-0125': { input: 0.5, output: 1.5 },
   o1: { input: 15, output: 60 },
+  'o1-pro': { input: 150, output: 600 },
   'o1-mini': { input: 1.1, output: 4.4 },
   o3: { input: 2, output: 8 },
+  'o3-pro': { input: 20, output: 80 },
   'o3-mini': { input: 1.1, output: 4.4 },
   'o4-mini': { input: 1.1, output: 4.4 },
   'text-embedding-3-small': { input: 0.02, output: 0 },
@@ -57,14 +73,162 @@ export type OpenAIVendorConfig = LlmVendorConfig;
 
 type Endpoint = 'chat' | 'completions' | 'embeddings' | 'responses';
 
-function endpointOf(t: CallTarget): Endpoint | undefined {
-  if (t.method !== 'POST') return undefined;
-  const p = t.segments.join('/');
-  if (p === 'v1/chat/completions') return 'chat';
-  if (p === 'v1/completions') return 'completions';
-  if (p === 'v1/embeddings') return 'embeddings';
-  if (p === 'v1/responses') return 'responses';
+/** How an endpoint is priced: tokens, a per-image or per-character table, free, or refused on a capped key. */
+type OpenAIClass =
+  | { kind: 'tokens'; ep: Endpoint }
+  | { kind: 'images' }
+  | { kind: 'speech' }
+  /** `unless`: a body key that makes the call create something billed (refused on a capped key). */
+  | { kind: 'free'; unless?: string }
+  | { kind: 'unknown' };
+
+/** Creating an assistant or thread with `vector_stores` also creates billed vector storage. */
+const NEW_VECTOR_STORE = 'vector_stores';
+
+const UNBOUNDED = 'its cost is not bounded by anything in the request';
+
+/** Every OpenAI endpoint keyleash knows, first match wins; anything else falls to unknown_cost. */
+export const OPENAI_ROUTES = routeTable<OpenAIClass>([
+  { match: 'POST /v1/chat/completions', cls: { kind: 'tokens', ep: 'chat' }, cost: 'tokens: input (reserved as the body size) + output (max_completion_tokens or max_tokens, else the default, × n), settled from usage; hosted tools (web_search_options), and reasoning models without an output limit, refused on a capped key' },
+  { match: 'POST /v1/completions', cls: { kind: 'tokens', ep: 'completions' }, cost: 'tokens: input + max_tokens × max(n, best_of), settled from usage' },
+  { match: 'POST /v1/responses/input_tokens', cls: { kind: 'free' }, cost: 'free (counts tokens)' },
+  { match: 'POST /v1/responses/*/cancel', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/responses', cls: { kind: 'tokens', ep: 'responses' }, cost: 'tokens: input + max_output_tokens, settled from usage; background: true (and a reasoning model) needs max_output_tokens on a capped key; a background response stays charged at its reservation (its usage is not in the answer); stored state (previous_response_id, conversation, prompt), input files and hosted tools (any tool but function/custom) refused on a capped key' },
+  { match: 'POST /v1/embeddings', cls: { kind: 'tokens', ep: 'embeddings' }, cost: 'tokens: input, settled from usage' },
+  { match: 'POST /v1/moderations', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/images/generations', cls: { kind: 'images' }, cost: 'per image: n × the price for model, quality and size (+ prompt tokens and partial images for gpt-image-1); model required' },
+  { match: 'POST /v1/audio/speech', cls: { kind: 'speech' }, cost: 'per character of input (tts-1, tts-1-hd); other models refused on a capped key' },
+  { match: 'POST /v1/audio/transcriptions', cls: { kind: 'unknown' }, cost: 'refused on a capped key: billed per minute of audio, which the request does not state' },
+  { match: 'POST /v1/audio/translations', cls: { kind: 'unknown' }, cost: 'refused on a capped key: billed per minute of audio, which the request does not state' },
+  { match: 'POST /v1/images/edits', cls: { kind: 'unknown' }, cost: 'refused on a capped key: priced by input images keyleash does not measure' },
+  { match: 'POST /v1/images/variations', cls: { kind: 'unknown' }, cost: 'refused on a capped key: priced by input images keyleash does not measure' },
+  { match: 'POST /v1/batches/*/cancel', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/batches', cls: { kind: 'unknown' }, cost: 'refused on a capped key: the requests are in an uploaded file keyleash does not see' },
+  { match: 'POST /v1/fine_tuning/jobs/*/cancel', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/fine_tuning/jobs/*/pause', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/fine_tuning/**', cls: { kind: 'unknown' }, cost: `refused on a capped key: training ${UNBOUNDED}` },
+  { match: 'POST /v1/files', cls: { kind: 'free' }, cost: 'free (file storage is not billed)' },
+  { match: 'POST /v1/uploads', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/uploads/**', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/vector_stores', cls: { kind: 'unknown' }, cost: 'refused on a capped key: storage is billed per GB-day' },
+  { match: 'POST /v1/vector_stores/**', cls: { kind: 'unknown' }, cost: 'refused on a capped key: storage is billed per GB-day, searches per call' },
+  { match: 'POST /v1/assistants', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
+  { match: 'POST /v1/assistants/*', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
+  { match: 'POST /v1/threads/runs', cls: { kind: 'unknown' }, cost: `refused on a capped key: a run spends tokens over a whole thread; ${UNBOUNDED}` },
+  { match: 'POST /v1/threads/*/runs/*/cancel', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/threads/*/runs/**', cls: { kind: 'unknown' }, cost: `refused on a capped key: a run spends tokens over a whole thread; ${UNBOUNDED}` },
+  { match: 'POST /v1/threads/*/runs', cls: { kind: 'unknown' }, cost: `refused on a capped key: a run spends tokens over a whole thread; ${UNBOUNDED}` },
+  { match: 'POST /v1/threads', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
+  { match: 'POST /v1/threads/*', cls: { kind: 'free', unless: NEW_VECTOR_STORE }, cost: 'free; with tool_resources creating vector_stores, refused on a capped key (storage is billed)' },
+  { match: 'POST /v1/threads/*/messages', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/threads/*/messages/*', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/conversations', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'POST /v1/conversations/**', cls: { kind: 'free' }, cost: 'free' },
+  { match: 'GET /v1/realtime', cls: { kind: 'unknown' }, cost: 'refused on a capped key: a realtime session is billed outside the proxy' },
+  { match: '* /v1/realtime/**', cls: { kind: 'unknown' }, cost: 'refused on a capped key: a realtime session (or its client secret) is billed outside the proxy' },
+  { match: 'POST /v1/containers', cls: { kind: 'unknown' }, cost: 'refused on a capped key: containers are billed per session' },
+  { match: 'POST /v1/containers/**', cls: { kind: 'unknown' }, cost: 'refused on a capped key: containers are billed per session' },
+  { match: 'GET /**', cls: { kind: 'free' }, cost: 'free (reads)' },
+  { match: 'DELETE /**', cls: { kind: 'free' }, cost: 'free (deletes)' },
+]);
+
+/** Micros per image by model, quality and size; a model, quality or size not listed is unknown. */
+export const OPENAI_IMAGE_PRICES: Readonly<Record<string, { defaultQuality: string; defaultSize?: string; quality: Readonly<Record<string, Readonly<Record<string, number>>>> }>> = {
+  'dall-e-2': { defaultQuality: 'standard', defaultSize: '1024x1024', quality: { standard: { '256x256': 16_000, '512x512': 18_000, '1024x1024': 20_000 } } },
+  'dall-e-3': {
+    defaultQuality: 'standard',
+    defaultSize: '1024x1024',
+    quality: {
+      standard: { '1024x1024': 40_000, '1024x1792': 80_000, '1792x1024': 80_000 },
+      hd: { '1024x1024': 80_000, '1024x1792': 120_000, '1792x1024': 120_000 },
+    },
+  },
+  'gpt-image-1': {
+    defaultQuality: 'high',
+    quality: {
+      low: { '1024x1024': 11_000, '1024x1536': 16_000, '1536x1024': 16_000 },
+      medium: { '1024x1024': 42_000, '1024x1536': 63_000, '1536x1024': 63_000 },
+      high: { '1024x1024': 167_000, '1024x1536': 250_000, '1536x1024': 250_000 },
+    },
+  },
+};
+/** gpt-image-1: text input per million tokens, and a partial image (100 output tokens at $40/M). */
+const GPT_IMAGE_TEXT_INPUT = 5_000_000;
+const GPT_IMAGE_PARTIAL = 4_000;
+
+/** Micros per character of speech input. */
+export const OPENAI_SPEECH_PRICES: Readonly<Record<string, number>> = { 'tts-1': 15, 'tts-1-hd': 30 };
+
+/** Dated snapshots ("gpt-4o-2024-08-06") are priced as their base model; nothing else is. */
+export const OPENAI_SNAPSHOT = /^(.+)-\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * Reasoning models bill hidden reasoning tokens as output: a stream never shows them, so they
+ * cannot be counted (or cut) as they pass, and only an output limit the vendor enforces bounds them.
+ */
+export const OPENAI_REASONING_MODELS: ReadonlySet<string> = new Set(['o1', 'o1-pro', 'o1-mini', 'o3', 'o3-pro', 'o3-mini', 'o4-mini', 'gpt-5', 'gpt-5-mini', 'gpt-5-nano', 'gpt-5-pro']);
+
+function isReasoning(model: unknown): boolean {
+  if (typeof model !== 'string') return false;
+  return OPENAI_REASONING_MODELS.has(model) || OPENAI_REASONING_MODELS.has(OPENAI_SNAPSHOT.exec(model)?.[1] ?? '');
+}
+
+/** Tools the caller runs itself cost only tokens; hosted ones (search, code, files…) are billed per call. */
+const CLIENT_TOOLS = new Set(['function', 'custom']);
+
+function hostedTool(body: Record<string, unknown>): string | undefined {
+  if (body.web_search_options !== undefined) return 'web_search_options';
+  if (!Array.isArray(body.tools)) return undefined;
+  for (const t of body.tools as unknown[]) {
+    const type = t && typeof t === 'object' ? (t as { type?: unknown }).type : undefined;
+    if (typeof type !== 'string' || !CLIENT_TOOLS.has(type)) return String(type);
+  }
   return undefined;
+}
+
+/** Priority processing is billed at up to twice the standard price; reserved and settled at twice. */
+function tierFactor(body: Record<string, unknown>): number {
+  return body.service_tier === 'priority' ? 2 : 1;
+}
+
+function imagePrice(body: Record<string, unknown>, bodyBytes: number): Price {
+  const model = body.model;
+  const table = typeof model === 'string' && Object.hasOwn(OPENAI_IMAGE_PRICES, model) ? OPENAI_IMAGE_PRICES[model]! : undefined;
+  if (!table) return { kind: 'unknown', reason: `no image price for model ${JSON.stringify(String(model ?? '(none)')).slice(0, 80)}` };
+  const quality = body.quality === undefined || body.quality === null || body.quality === 'auto' ? table.defaultQuality : body.quality;
+  const sizes = typeof quality === 'string' && Object.hasOwn(table.quality, quality) ? table.quality[quality]! : undefined;
+  if (!sizes) return { kind: 'unknown', reason: `no image price for quality ${JSON.stringify(String(quality)).slice(0, 40)}` };
+  // A size left out is the model's default; "auto" (or no default) is priced as the dearest.
+  const size = body.size === undefined || body.size === null ? table.defaultSize : body.size;
+  const each =
+    size === undefined || size === 'auto'
+      ? Math.max(...Object.values(sizes))
+      : typeof size === 'string' && Object.hasOwn(sizes, size)
+        ? sizes[size]!
+        : undefined;
+  if (each === undefined) return { kind: 'unknown', reason: `no image price for size ${JSON.stringify(String(size)).slice(0, 40)}` };
+  const n = body.n === undefined || body.n === null ? 1 : nonNegInt(body.n);
+  if (n === undefined || n < 1 || n > 10) return { kind: 'invalid', reason: "'n' must be a whole number from 1 to 10", param: 'n' };
+  let micros = n * each;
+  if (model === 'gpt-image-1') {
+    const partial = body.partial_images === undefined || body.partial_images === null ? 0 : nonNegInt(body.partial_images);
+    if (partial === undefined || partial > 3) return { kind: 'invalid', reason: "'partial_images' must be 0 to 3", param: 'partial_images' };
+    micros += tokenCost(bodyBytes, GPT_IMAGE_TEXT_INPUT) + n * partial * GPT_IMAGE_PARTIAL;
+  }
+  return { kind: 'priced', micros };
+}
+
+function speechPrice(body: Record<string, unknown>): Price {
+  const model = body.model;
+  const each = typeof model === 'string' && Object.hasOwn(OPENAI_SPEECH_PRICES, model) ? OPENAI_SPEECH_PRICES[model]! : undefined;
+  if (each === undefined) return { kind: 'unknown', reason: `no speech price for model ${JSON.stringify(String(model ?? '(none)')).slice(0, 80)}` };
+  if (typeof body.input !== 'string') return { kind: 'invalid', reason: "'input' must be the text to speak", param: 'input' };
+  return { kind: 'priced', micros: [...body.input].length * each };
+}
+
+function endpointOf(t: CallTarget): Endpoint | undefined {
+  const r = OPENAI_ROUTES.find(t);
+  return r?.cls.kind === 'tokens' ? r.cls.ep : undefined;
 }
 
 /** Streams that can carry usage only when asked for it with stream_options.include_usage. */
@@ -157,17 +321,42 @@ class OpenAIMeter extends TokenMeter {
 export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
   const policy = cfg.unknownCost;
 
-  function priced(call: CallInfo): { ep: Endpoint; price: ModelPrice; body: Record<string, unknown> } | { fail: Price } {
-    const ep = endpointOf(call);
+  /** `unbounded`: why the call cannot be held to a cap (refused on a capped key; metered on others). */
+  type Priced = { ep: Endpoint; price: ModelPrice; body: Record<string, unknown>; unbounded?: string };
+  /** A token-priced call's model price and body, or the price of any other call. */
+  function priced(call: CallInfo): Priced | { fail: Price } {
     const where = `${call.method} /${call.segments.join('/')}`;
-    if (!ep) return { fail: unknownCost(policy, call.method, `no cost rule for ${where}`) };
-    const body = jsonObject(call.body, call.contentType);
-    if (!body) return { fail: unknownCost(policy, call.method, `${where} needs a JSON body to be priced`) };
-    const price = findModelPrice(cfg.models, body.model);
-    if (!price) {
-      return { fail: unknownCost(policy, call.method, `no price for model ${JSON.stringify(String(body.model ?? '')).slice(0, 80)}`) };
+    const route = OPENAI_ROUTES.find(call);
+    if (!route) return { fail: unknownCost(policy, call.method, `no cost rule for ${where}`) };
+    const cls = route.cls;
+    if (cls.kind === 'free') {
+      if (cls.unless === undefined || !call.body.includes(`"${cls.unless}"`)) return { fail: FREE };
+      return { fail: { kind: 'unknown', reason: `${where} with ${cls.unless}: ${route.cost}` } };
     }
-    return { ep, price, body };
+    if (cls.kind === 'unknown') return { fail: { kind: 'unknown', reason: `${where}: ${route.cost}` } };
+    const body = jsonObject(call.body, call.contentType);
+    if (!body) return { fail: { kind: 'unknown', reason: `${where} needs a JSON body to be priced` } };
+    if (cls.kind === 'images') return { fail: imagePrice(body, call.body.length) };
+    if (cls.kind === 'speech') return { fail: speechPrice(body) };
+    const price = findModelPrice(cfg.models, body.model, OPENAI_SNAPSHOT);
+    if (!price) {
+      return { fail: { kind: 'unknown', reason: `no price for model ${JSON.stringify(String(body.model ?? '')).slice(0, 80)}` } };
+    }
+    const p: Priced = { ep: cls.ep, price: scalePrice(price, tierFactor(body)), body };
+    const tool = hostedTool(body);
+    if (tool !== undefined) {
+      p.unbounded = `hosted tool ${JSON.stringify(tool).slice(0, 60)} is billed per call, which keyleash cannot bound`;
+    } else if (cls.ep === 'responses' && body.background === true && nonNegInt(body.max_output_tokens) === undefined) {
+      p.unbounded = 'a background response needs max_output_tokens: its usage is not in the answer, so the reservation is the charge';
+    } else if (cls.ep === 'responses' && (body.previous_response_id != null || body.conversation != null || body.prompt != null)) {
+      p.unbounded = 'a response that continues stored state (previous_response_id, conversation, prompt) is billed for input the request does not show';
+    } else if (call.body.includes('"file_id"') || call.body.includes('"file_url"')) {
+      p.unbounded = 'an input file (file_id, file_url) is billed for tokens the request does not show';
+    } else if ((cls.ep === 'chat' || cls.ep === 'responses') && isReasoning(body.model) && explicitMaxOutput(cls.ep, body) === undefined) {
+      const param = cls.ep === 'chat' ? 'max_completion_tokens' : 'max_output_tokens';
+      p.unbounded = `a reasoning model needs ${param}: its hidden reasoning tokens cannot be counted as they stream`;
+    }
+    return p;
   }
 
   return {
@@ -192,7 +381,8 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
       if ('fail' in p) return p.fail;
       const input = inputTokenBound(call.body);
       const output = outputTokens(p.ep, p.body, cfg.defaultMaxOutputTokens);
-      return { kind: 'priced', micros: usageCost(p.price, { input, output }) };
+      const micros = usageCost(p.price, { input, output });
+      return p.unbounded ? { kind: 'unknown', reason: p.unbounded, estimate: micros } : { kind: 'priced', micros };
     },
 
     outcome(status): Outcome {
@@ -205,6 +395,9 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
     meter(call, response: ResponseInfo): ResponseMeter | undefined {
       const p = priced(call);
       if ('fail' in p) return undefined;
+      // A background response answers at once, queued, and runs on: its reservation (input +
+      // max_output_tokens, which the vendor enforces) stays the charge.
+      if (p.ep === 'responses' && p.body.background === true) return undefined;
       const type = mediaType(headerValue(response.headers, 'content-type'));
       const options = { price: p.price, inputEstimate: inputTokenBound(call.body), maxOutput: explicitMaxOutput(p.ep, p.body) };
       if (type === 'text/event-stream') {
@@ -220,13 +413,13 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
       auth: 'bearer',
       unknown_cost: describePolicy(policy),
       default_max_output_tokens: cfg.defaultMaxOutputTokens,
-      endpoints: [
-        { match: 'POST /v1/chat/completions', cost: 'tokens: input (reserved as the body size) + output (max_completion_tokens or max_tokens, else the default, × n), settled from usage' },
-        { match: 'POST /v1/completions', cost: 'tokens: input + max_tokens × max(n, best_of), settled from usage' },
-        { match: 'POST /v1/responses', cost: 'tokens: input + max_output_tokens, settled from usage' },
-        { match: 'POST /v1/embeddings', cost: 'tokens: input, settled from usage' },
-      ],
+      endpoints: OPENAI_ROUTES.routes.map((r) => ({ match: r.match, cost: r.cost })),
       models_usd_per_million_tokens: describeModels(cfg.models),
+      model_snapshots: 'a model is priced by its exact name, or as its base when the name is the base plus a date (-YYYY-MM-DD); service_tier priority at twice the price',
+      images_usd_each: Object.fromEntries(
+        Object.entries(OPENAI_IMAGE_PRICES).map(([m, t]) => [m, Object.fromEntries(Object.entries(t.quality).map(([q, sz]) => [q, Object.fromEntries(Object.entries(sz).map(([k, v]) => [k, v / 1e6]))]))]),
+      ),
+      speech_usd_per_character: Object.fromEntries(Object.entries(OPENAI_SPEECH_PRICES).map(([m, v]) => [m, v / 1e6])),
     }),
   };
 }

@@ -1,9 +1,11 @@
 import type { Mode } from '../keys/token.js';
+import { routeTable } from './routes.js';
 import { parseJson } from './sse.js';
 import { smsSegments } from './sms.js';
 import {
   type CallInfo,
   describePolicy,
+  FREE,
   formatMicros,
   headerValue,
   jsonObject,
@@ -40,7 +42,7 @@ export interface TwilioVendorConfig {
   sms: PrefixPrices;
   /** Per MMS message (a message with MediaUrl). */
   mms: PrefixPrices;
-  /** Per minute of an outgoing call. */
+  /** Per minute of an outgoing call; `estimateMinutes` is the TimeLimit given to a call without one. */
   calls: PrefixPrices & { estimateMinutes: number };
   unknownCost: UnknownCostPolicy;
 }
@@ -49,21 +51,74 @@ export interface TwilioVendorConfig {
 export const DEFAULT_TWILIO_PRICES = Object.freeze({
   sms: { default: '0.15', prices: { '+1': '0.0083', '+44': '0.05', '+33': '0.09', '+49': '0.09', '+34': '0.09', '+91': '0.09', '+61': '0.06' } },
   mms: { default: '0.25', prices: { '+1': '0.022' } },
-  calls: { default: '0.50', prices: { '+1': '0.014', '+44': '0.03' }, estimate_minutes: 5 },
+  // A call without TimeLimit is given one: Twilio's own default (and longest) call, 4 hours.
+  calls: { default: '0.50', prices: { '+1': '0.014', '+44': '0.03' }, estimate_minutes: 240 },
 });
 
 const FORM = 'application/x-www-form-urlencoded';
 const SID = /^AC[0-9a-fA-F]{32}$/;
 const ACCOUNT_IN_PATH = /^(-|AC[0-9a-fA-F]{32})(\.json)?$/;
 
+type TwilioClass = { kind: 'messages' } | { kind: 'calls' } | { kind: 'call-update' } | { kind: 'lookup' } | { kind: 'free' } | { kind: 'unknown' };
+
+const ACCOUNT = '/2010-04-01/Accounts/*';
+
+/** Every Twilio endpoint keyleash knows, first match wins; anything else falls to unknown_cost. */
+export const TWILIO_ROUTES = routeTable<TwilioClass>([
+  { match: `POST ${ACCOUNT}/Messages.json`, cls: { kind: 'messages' }, cost: 'SMS: segments of Body (GSM-7 160/153, UCS-2 70/67) × price per segment for the To prefix, settled from num_segments; MMS (MediaUrl): price per message; no Body (a content template) or a non-SMS channel (whatsapp:, …) refused on a capped key' },
+  { match: `POST ${ACCOUNT}/Calls.json`, cls: { kind: 'calls' }, cost: 'price per minute for the To prefix × ceil(TimeLimit / 60); a call without TimeLimit is given one; on a capped key TimeLimit is lowered to what the cap has left (refused under one minute); stays charged (the call outlives the answer); Record, Transcribe and machine detection refused on a capped key' },
+  { match: `POST ${ACCOUNT}/Messages/*.json`, cls: { kind: 'free' }, cost: 'free (update, redact, cancel)' },
+  { match: `POST ${ACCOUNT}/Calls/*.json`, cls: { kind: 'call-update' }, cost: 'free to end a call (Status only); new TwiML or Url refused on a capped key (it may dial further, billed legs)' },
+  { match: `POST ${ACCOUNT}/Calls/*/**`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: recordings, streams, payments and transcriptions of a call are billed by use' },
+  { match: `POST ${ACCOUNT}/IncomingPhoneNumbers.json`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: buying a number is billed monthly by type and country' },
+  { match: `POST ${ACCOUNT}/IncomingPhoneNumbers/Local.json`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: buying a number is billed monthly by type and country' },
+  { match: `POST ${ACCOUNT}/IncomingPhoneNumbers/Mobile.json`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: buying a number is billed monthly by type and country' },
+  { match: `POST ${ACCOUNT}/IncomingPhoneNumbers/TollFree.json`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: buying a number is billed monthly by type and country' },
+  { match: `POST ${ACCOUNT}/IncomingPhoneNumbers/*.json`, cls: { kind: 'free' }, cost: 'free (updates a number the account owns)' },
+  { match: `POST ${ACCOUNT}/Conferences/*/Participants.json`, cls: { kind: 'unknown' }, cost: 'refused on a capped key: adding a participant dials a new, billed call' },
+  { match: 'POST /v2/**', cls: { kind: 'unknown' }, cost: 'refused on a capped key: Verify and other v2 APIs bill per verification and channel' },
+  { match: 'GET /v1/PhoneNumbers/*', cls: { kind: 'lookup' }, cost: 'Lookup: free without Type or AddOns; paid data refused on a capped key' },
+  { match: 'GET /v2/PhoneNumbers/*', cls: { kind: 'lookup' }, cost: 'Lookup: free without Fields; paid data packages refused on a capped key' },
+  { match: 'GET /**', cls: { kind: 'free' }, cost: 'free (reads)' },
+  { match: 'DELETE /**', cls: { kind: 'free' }, cost: 'free (deletes, releases)' },
+]);
+
+/** Lookup query params that cost nothing; any other (Type, AddOns, Fields…) asks for paid data. */
+const FREE_LOOKUP_PARAMS = new Set(['CountryCode']);
+/** Call params that add a charge of their own (recording, transcription, answering-machine detection). */
+const PAID_CALL_FEATURES: ReadonlyArray<[string, (v: string) => boolean]> = [
+  ['Record', (v) => v.toLowerCase() !== 'false'],
+  ['MachineDetection', (v) => v !== ''],
+  ['AsyncAmd', (v) => v.toLowerCase() !== 'false'],
+  ['Transcribe', (v) => v.toLowerCase() !== 'false'],
+];
+/** Params of a call update that only end it or say where to report. */
+const CALL_END_PARAMS = new Set(['Status', 'StatusCallback', 'StatusCallbackMethod']);
+
 type Resource = 'messages' | 'calls';
 
 function resourceOf(call: { method: string; segments: readonly string[] }): Resource | undefined {
-  const s = call.segments;
-  if (call.method !== 'POST' || s.length !== 4 || s[0] !== '2010-04-01' || s[1] !== 'Accounts') return undefined;
-  if (s[3] === 'Messages.json') return 'messages';
-  if (s[3] === 'Calls.json') return 'calls';
-  return undefined;
+  const k = TWILIO_ROUTES.find(call)?.cls.kind;
+  return k === 'messages' || k === 'calls' ? k : undefined;
+}
+
+/** The body with TimeLimit set to `seconds` (any given is replaced; the rest is kept as it was). */
+function withTimeLimit(body: Buffer, seconds: number): Buffer {
+  const kept = body
+    .toString('utf8')
+    .split('&')
+    .filter((pair) => pair !== '' && decodeName(pair) !== 'TimeLimit');
+  kept.push(`TimeLimit=${seconds}`);
+  return Buffer.from(kept.join('&'));
+}
+
+function decodeName(pair: string): string {
+  const raw = pair.split('=', 1)[0]!.replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
 }
 
 export function priceFor(table: PrefixPrices, to: string | undefined): number {
@@ -149,6 +204,20 @@ function describePrices(t: PrefixPrices, unit: string): Record<string, unknown> 
   return { unit, default: formatMicros(t.default), by_prefix: Object.fromEntries([...t.prices].map(([p, m]) => [p, formatMicros(m)])) };
 }
 
+/** A form body, or a flat JSON object turned into one. */
+function formBody(body: Buffer, contentType: string | undefined): PreparedBody {
+  if (body.length === 0) return { ok: true, body, contentType };
+  const type = mediaType(contentType);
+  if (type === FORM || type === '') return { ok: true, body, contentType: FORM };
+  if (type === 'application/json') {
+    const obj = jsonObject(body, contentType);
+    const form = obj && jsonToForm(obj);
+    if (form === null || form === undefined) return { ok: false, reason: 'Twilio takes form bodies, or flat JSON objects keyleash turns into one' };
+    return { ok: true, body: Buffer.from(form), contentType: FORM };
+  }
+  return { ok: false, reason: `Twilio takes form-encoded or JSON bodies, not ${type}` };
+}
+
 export function twilioVendor(cfg: TwilioVendorConfig): Vendor {
   const policy = cfg.unknownCost;
   return {
@@ -168,39 +237,55 @@ export function twilioVendor(cfg: TwilioVendorConfig): Vendor {
       return { segments: [segments[0], segments[1], sid + (m[2] ?? ''), ...segments.slice(3)], query };
     },
 
-    prepareBody(body, contentType): PreparedBody {
-      if (body.length === 0) return { ok: true, body, contentType };
-      const type = mediaType(contentType);
-      if (type === FORM || type === '') return { ok: true, body, contentType: FORM };
-      if (type === 'application/json') {
-        const obj = jsonObject(body, contentType);
-        const form = obj && jsonToForm(obj);
-        if (form === null || form === undefined) return { ok: false, reason: 'Twilio takes form bodies, or flat JSON objects keyleash turns into one' };
-        return { ok: true, body: Buffer.from(form), contentType: FORM };
-      }
-      return { ok: false, reason: `Twilio takes form-encoded or JSON bodies, not ${type}` };
+    prepareBody(body, contentType, target): PreparedBody {
+      const prepared = formBody(body, contentType);
+      if (!prepared.ok || !target || resourceOf(target) !== 'calls') return prepared;
+      // A call always goes with a TimeLimit, so what it can cost is what is reserved.
+      const form = prepared.body.toString('utf8');
+      if (new URLSearchParams(form).has('TimeLimit')) return prepared;
+      return { ok: true, body: Buffer.from(`${form}${form ? '&' : ''}TimeLimit=${cfg.calls.estimateMinutes * 60}`), contentType: FORM };
     },
 
     price(call: CallInfo): Price {
-      const resource = resourceOf(call);
-      if (!resource) return unknownCost(policy, call.method, `no cost rule for ${call.method} /${call.segments.join('/')}`);
+      const where = `${call.method} /${call.segments.join('/')}`;
+      const route = TWILIO_ROUTES.find(call);
+      if (!route) return unknownCost(policy, call.method, `no cost rule for ${where}`);
+      switch (route.cls.kind) {
+        case 'free':
+          return FREE;
+        case 'unknown':
+          return { kind: 'unknown', reason: `${where}: ${route.cost}` };
+        case 'lookup': {
+          const paid = [...new URLSearchParams(call.query).keys()].find((k) => !FREE_LOOKUP_PARAMS.has(k));
+          return paid === undefined ? FREE : { kind: 'unknown', reason: `a Lookup with '${paid.slice(0, 40)}' asks for paid data keyleash has no price for` };
+        }
+        case 'call-update': {
+          const extra = [...new URLSearchParams(call.body.toString('utf8')).keys()].find((k) => !CALL_END_PARAMS.has(k));
+          return extra === undefined ? FREE : { kind: 'unknown', reason: `updating a call with '${extra.slice(0, 40)}' may dial further, billed legs` };
+        }
+      }
       const p = params(call.body);
       if (!p.ok) return p.price;
       const to = p.get('To');
-      if (resource === 'calls') {
+      if (route.cls.kind === 'calls') {
+        const extra = PAID_CALL_FEATURES.find(([name, on]) => p.has(name) && on(p.get(name)!));
+        if (extra) return { kind: 'unknown', reason: `a call with '${extra[0]}' is billed for a feature keyleash has no price for` };
         const limit = p.get('TimeLimit');
         let minutes = cfg.calls.estimateMinutes;
         if (limit !== undefined) {
-          if (!/^[0-9]{1,6}$/.test(limit)) return { kind: 'invalid', reason: "'TimeLimit' must be whole seconds", param: 'TimeLimit' };
-          minutes = Math.max(1, Math.ceil(Number(limit) / 60));
+          if (!/^[0-9]{1,6}$/.test(limit) || Number(limit) < 1) return { kind: 'invalid', reason: "'TimeLimit' must be whole seconds, at least 1", param: 'TimeLimit' };
+          minutes = Math.ceil(Number(limit) / 60);
         }
-        return { kind: 'priced', micros: minutes * priceFor(cfg.calls, to) };
+        const rate = priceFor(cfg.calls, to);
+        const body = call.body;
+        return { kind: 'priced', micros: minutes * rate, shrink: { units: minutes, unitMicros: rate, minUnits: 1, body: (n) => withTimeLimit(body, n * 60) } };
+      }
+      if (to !== undefined && /^[a-z]+:/i.test(to)) {
+        return { kind: 'unknown', reason: `a message to ${JSON.stringify(to.split(':', 1)[0]).slice(0, 30)} is not an SMS keyleash has a price for` };
       }
       if (p.has('MediaUrl')) return { kind: 'priced', micros: priceFor(cfg.mms, to) };
       const body = p.get('Body');
-      if (body === undefined) {
-        return unknownCost(policy, call.method, 'a message without Body (a content template) has no length to price');
-      }
+      if (body === undefined || p.has('ContentSid')) return { kind: 'unknown', reason: 'a message from a content template (no Body, or ContentSid) has no length to price' };
       return { kind: 'priced', micros: smsSegments(body).segments * priceFor(cfg.sms, to) };
     },
 
@@ -223,19 +308,11 @@ export function twilioVendor(cfg: TwilioVendorConfig): Vendor {
       kind: 'builtin',
       auth: 'basic (account SID : auth token); the account in the path is rewritten to the configured one',
       unknown_cost: describePolicy(policy),
-      endpoints: [
-        {
-          match: 'POST /2010-04-01/Accounts/*/Messages.json',
-          cost: 'SMS: segments of Body (GSM-7 160/153, UCS-2 70/67) × price per segment for the To prefix, settled from num_segments; MMS (MediaUrl): price per message',
-          sms: describePrices(cfg.sms, 'per segment'),
-          mms: describePrices(cfg.mms, 'per message'),
-        },
-        {
-          match: 'POST /2010-04-01/Accounts/*/Calls.json',
-          cost: `price per minute for the To prefix × ceil(TimeLimit / 60), or × ${cfg.calls.estimateMinutes} minutes without TimeLimit`,
-          calls: describePrices(cfg.calls, 'per minute'),
-        },
-      ],
+      endpoints: TWILIO_ROUTES.routes.map((r) => {
+        if (r.cls.kind === 'messages') return { match: r.match, cost: r.cost, sms: describePrices(cfg.sms, 'per segment'), mms: describePrices(cfg.mms, 'per message') };
+        if (r.cls.kind === 'calls') return { match: r.match, cost: r.cost, calls: describePrices(cfg.calls, 'per minute'), default_time_limit_seconds: cfg.calls.estimateMinutes * 60 };
+        return { match: r.match, cost: r.cost };
+      }),
     }),
   };
 }

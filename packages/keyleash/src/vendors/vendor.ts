@@ -10,11 +10,33 @@ export type PreparedBody =
   | { ok: false; reason: string };
 
 export type Price =
-  | { kind: 'priced'; micros: number }
-  /** The call may move money, but how much cannot be known from the request. */
-  | { kind: 'unknown'; reason: string }
+  | { kind: 'priced'; micros: number; shrink?: Shrink }
+  /**
+   * The call may move money, but how much cannot be bounded from the request: refused on a
+   * capped key; on an uncapped one `estimate` (else 0) is reserved, and a meter may settle it.
+   */
+  | { kind: 'unknown'; reason: string; estimate?: number }
   /** The request carries money params that cannot be priced safely; refused, never guessed. */
   | { kind: 'invalid'; reason: string; param?: string };
+
+/**
+ * A priced call the proxy may make smaller to fit what the cap has left (a Twilio call's
+ * TimeLimit): `micros` is `units × unitMicros`, and `body(n)` is the body limited to n units.
+ */
+export interface Shrink {
+  units: number;
+  unitMicros: number;
+  /** Below this the call is refused rather than shrunk. */
+  minUnits: number;
+  body(units: number): Buffer;
+}
+
+/** The units that fit `remaining` micros, or undefined when fewer than the minimum (or no fewer than now) fit. */
+export function unitsThatFit(shrink: Shrink, remaining: number): number | undefined {
+  if (!(shrink.unitMicros > 0)) return undefined;
+  const units = Math.floor(Math.max(0, remaining) / shrink.unitMicros);
+  return units >= shrink.minUnits && units < shrink.units ? units : undefined;
+}
 
 /** Where a call goes: the method and decoded, normalized vendor-path segments. */
 export interface CallTarget {
@@ -53,6 +75,13 @@ export interface ResponseMeter {
   readonly mode: 'stream' | 'buffer';
   /** Observes a chunk; returns the bytes to pass on (may hold back an incomplete event, or drop one). */
   push(chunk: Buffer): Buffer;
+  /**
+   * Stream mode: observes a chunk and hands back the complete events it finishes, one at a time,
+   * each counted before it is yielded (an unfinished event waits for the next chunk or flush()).
+   * When present the proxy uses it instead of push(), to cut a stream before the event that
+   * would pass the cap rather than after a whole chunk.
+   */
+  events?(chunk: Buffer): Iterable<Buffer>;
   /** Whatever was held back, at the end of the body. */
   flush(): Buffer;
   /**
