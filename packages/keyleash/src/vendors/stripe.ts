@@ -1,5 +1,6 @@
 import type { Mode } from '../keys/token.js';
 import { jsonToStripeForm } from './stripe-form.js';
+import { classOf, describeStripeRule, STRIPE_ENDPOINTS } from './stripe-endpoints.js';
 import { priceStripeCall, type StripePricingConfig } from './stripe-pricing.js';
 import type { CostRuleView, Outcome, PreparedBody, Vendor } from './vendor.js';
 
@@ -11,13 +12,15 @@ export interface StripeVendorConfig extends StripePricingConfig {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+// Only what moves money is listed; every other entry of the table is $0, and an endpoint missing
+// from the table is cost_unknown (docs/stripe-endpoints.md lists them all).
 const MONEY_RULES: CostRuleView[] = [
-  ...['payment_intents', 'charges', 'refunds', 'transfers', 'payouts', 'invoiceitems'].map((r) => ({
-    match: `POST /v1/${r}`,
-    cost: 'amount (or transfer_data[amount] when larger) in currency, converted to USD',
+  ...STRIPE_ENDPOINTS.filter((e) => classOf(e.rule) !== 'no money' || (e.rule.kind === 'free' && e.rule.guard)).map((e) => ({
+    match: e.match.replace(/\{[a-z_]+\}/g, '*'),
+    cost: describeStripeRule(e.rule),
   })),
-  { match: 'POST /v1/payment_intents/*', cost: 'the new amount, when the update names one' },
-  { match: '*', cost: 'free (every other Stripe call moves no money)' },
+  { match: 'GET *', cost: 'free' },
+  { match: '*', cost: 'cost_unknown on a capped key: not in the Stripe endpoint table (the other entries are $0)' },
 ];
 
 function mediaType(contentType: string | undefined): string {
@@ -61,7 +64,7 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     describe: () => ({
       kind: 'builtin',
       auth: 'bearer',
-      unknown_cost: 'deny: a refund without amount on a capped key is refused (cost_unknown)',
+      unknown_cost: 'deny: a write that keyleash cannot price, or that is not in its Stripe endpoint table, is refused on a capped key (cost_unknown)',
       default_currency: cfg.defaultCurrency,
       endpoints: MONEY_RULES,
     }),
