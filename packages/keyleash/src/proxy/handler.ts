@@ -17,7 +17,7 @@ import { utcDay } from '../policy/ttl.js';
 import { keyStatus, type AuditRecord, type Settlement, type Store } from '../store/store.js';
 import type { CallInfo, Vendor, VendorCatalog } from '../vendors/vendor.js';
 import { readVaultToken } from './credentials.js';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, refusedHeader, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
 import { relayBuffered, relayStream } from './metering.js';
 import { reserveRefusal } from './refusal.js';
@@ -180,6 +180,12 @@ export class ProxyHandler {
       return this.deny(req, res, ctx, 'upstream_error', `No ${key.record.mode} credential is configured for ${key.record.vendor}.`);
     }
 
+    // Headers that pick another account or organisation to act on come from configuration only.
+    const refusedName = refusedHeader(req.rawHeaders, vendor.refusedHeaders ?? []);
+    if (refusedName) {
+      return this.deny(req, res, ctx, 'header_not_allowed', `The ${refusedName} header is not accepted: it would choose the ${vendor.name} account or organisation to act on.`);
+    }
+
     // 3. Read and prepare the body (the whole body: it is priced, and re-framed upstream).
     const read = await this.readBody(req);
     if (!read.ok) return this.deny(req, res, ctx, 'body_too_large');
@@ -263,11 +269,12 @@ export class ProxyHandler {
     // A vault token sent in a vendor's API-key header never goes upstream.
     const headers = upstreamRequestHeaders(
       req.headers,
-      vendor.authHeaders(secret),
+      { ...vendor.fixedHeaders, ...vendor.authHeaders(secret) },
       prepared.contentType,
       prepared.body.length,
       ctx.requestId,
       this.tokenHeaders,
+      vendor.forwardHeaders,
     );
     const sentAt = this.now();
     const abort = vendor.meter ? new AbortController() : undefined;

@@ -1,5 +1,6 @@
 import qs from 'qs';
 import type { Mode } from '../keys/token.js';
+import { GENERIC_DEFAULT_FORWARDED } from './forwarded-headers.js';
 import { type EndpointPattern, isEndpointAllowed } from '../policy/endpoints.js';
 import { currencyExponent, minorUnitsToMicros } from '../policy/money.js';
 import {
@@ -48,6 +49,8 @@ export interface GenericVendorConfig {
   endpoints: readonly GenericEndpoint[];
   unknownCost: UnknownCostPolicy;
   fx: Readonly<Record<string, string | number>>;
+  /** The caller headers forwarded (lower case; `*` ends a prefix); default GENERIC_DEFAULT_FORWARDED. */
+  forwardHeaders?: readonly string[];
 }
 
 type Lookup = { found: false } | { found: true; value: unknown };
@@ -183,6 +186,7 @@ export function genericVendor(cfg: GenericVendorConfig): Vendor {
           return {};
       }
     },
+    forwardHeaders: cfg.forwardHeaders ?? GENERIC_DEFAULT_FORWARDED,
     prepareBody: (body, contentType): PreparedBody => ({ ok: true, body, contentType }),
 
     price(call): Price {
@@ -207,6 +211,7 @@ export function genericVendor(cfg: GenericVendorConfig): Vendor {
       kind: 'generic',
       auth: describeAuth(auth),
       unknown_cost: describePolicy(cfg.unknownCost),
+      forward_headers: [...(cfg.forwardHeaders ?? GENERIC_DEFAULT_FORWARDED)],
       endpoints: cfg.endpoints.map((e): CostRuleView => ({ match: e.match, cost: describeRule(e.rule) })),
     }),
   };

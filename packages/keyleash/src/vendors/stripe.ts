@@ -1,4 +1,5 @@
 import type { Mode } from '../keys/token.js';
+import { STRIPE_HEADERS } from './forwarded-headers.js';
 import { jsonToStripeForm } from './stripe-form.js';
 import { classOf, describeStripeRule, STRIPE_ENDPOINTS } from './stripe-endpoints.js';
 import { priceStripeCall, type StripePricingConfig } from './stripe-pricing.js';
@@ -33,6 +34,7 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     origin: cfg.origin,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),
+    ...STRIPE_HEADERS,
     // stripe-node retries some statuses on its own; a refusal by keyleash will not change on retry.
     refusalHeaders: { 'stripe-should-retry': 'false' },
 
