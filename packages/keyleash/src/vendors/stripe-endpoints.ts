@@ -151,7 +151,7 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
   { match: 'POST /v1/payment_intents/{intent}/confirm', rule: free(COUNTED_AT_CREATE, OVERCAPTURE) },
   { match: 'POST /v1/payment_intents/{intent}/increment_authorization', rule: unpriced("raises an authorization in the intent's currency, which the request does not name") },
   { match: 'POST /v1/payment_intents/{intent}/verify_microdeposits', rule: free(COUNTED_AT_CREATE) },
-  { match: 'POST /v1/refunds', rule: movesInObjectCurrency('unknown', ['amount'], undefined, 'without amount it refunds the whole, unknown remainder') },
+  { match: 'POST /v1/refunds', rule: movesInObjectCurrency('unknown', ['amount'], undefined, 'a refund without amount refunds the whole remainder') },
   { match: 'POST /v1/refunds/{refund}', rule: free(METADATA) },
   { match: 'POST /v1/refunds/{refund}/cancel', rule: free(CANCEL) },
   { match: 'POST /v1/reviews/{review}/approve', rule: free(COUNTED_AT_CREATE) },
@@ -163,7 +163,7 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
   { match: 'POST /v1/payment_links', rule: unpriced('anyone with the link pays line items priced by price objects') },
   { match: 'POST /v1/payment_links/{link}', rule: unpriced('changes or re-activates what a link charges') },
 
-  { match: 'POST /v1/climate/orders', rule: movesInObjectCurrency('unknown', ['amount'], undefined, 'an order by metric_tons is priced by Stripe, so unknown') },
+  { match: 'POST /v1/climate/orders', rule: movesInObjectCurrency('unknown', ['amount'], undefined, 'an order by metric_tons is priced by Stripe') },
   { match: 'POST /v1/climate/orders/{order}', rule: free(METADATA) },
   { match: 'POST /v1/climate/orders/{order}/cancel', rule: free(CANCEL) },
   { match: 'POST /v1/coupons', rule: free(NONE) },
@@ -236,7 +236,7 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
     match: 'POST /v1/invoices',
     rule: free('a draft invoice', {
       unless: { auto_advance: 'false' },
-      why: 'an invoice that auto-advances is finalized and collected by Stripe (send auto_advance=false)',
+      why: 'an invoice that auto-advances is finalized and collected by Stripe',
     }),
   },
   { match: 'POST /v1/invoices/create_preview', rule: free(NONE) },
@@ -407,7 +407,7 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
   // Test helpers (test mode only), counted like the movements they simulate.
   { match: 'POST /v1/test_helpers/confirmation_tokens', rule: free(NONE) },
   { match: 'POST /v1/test_helpers/customers/{customer}/fund_cash_balance', rule: moves() },
-  { match: 'POST /v1/test_helpers/issuing/authorizations', rule: movesInObjectCurrency('unknown', ['amount'], undefined, "without currency it is the card's") },
+  { match: 'POST /v1/test_helpers/issuing/authorizations', rule: movesInObjectCurrency('unknown') },
   { match: 'POST /v1/test_helpers/issuing/authorizations/{id}/capture', rule: unpriced('captures in the card currency') },
   { match: 'POST /v1/test_helpers/issuing/authorizations/{id}/expire', rule: free(CANCEL) },
   { match: 'POST /v1/test_helpers/issuing/authorizations/{id}/finalize_amount', rule: unpriced('sets a final amount in the card currency') },
@@ -534,12 +534,17 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
 ];
 
 const list = (xs: readonly string[]): string => xs.map((x) => `\`${x}\``).join(', ');
+/** A bracket-free param path as it is spelled on the wire (`transfer_data[amount]`). */
+const wire = (path: string): string => {
+  const [head, ...rest] = path.split('.');
+  return head + rest.map((r) => `[${r}]`).join('');
+};
 
 function describeGuard(g: Guard): string {
   const parts: string[] = [];
-  if (g.ifSent) parts.push(`${list(g.ifSent)} is sent`);
+  if (g.ifSent) parts.push(`${list(g.ifSent.map(wire))} is sent`);
   if (g.ifTrue) parts.push(`${list(g.ifTrue)} is not \`false\``);
-  if (g.unless) parts.push(`not sent with ${list(Object.entries(g.unless).map(([k, v]) => `${k}=${v}`))}`);
+  if (g.unless) parts.push(`it is not sent with ${list(Object.entries(g.unless).map(([k, v]) => `${k}=${v}`))}`);
   if (g.only) parts.push(`a param other than ${list(g.only)} is sent`);
   return `cost_unknown when ${parts.join(' or ')} (${g.why})`;
 }
@@ -553,16 +558,13 @@ export function classOf(rule: StripeRule): 'priced' | 'unpriceable' | 'no money'
 export function describeStripeRule(rule: StripeRule): string {
   if (rule.kind === 'unpriced') return `cost_unknown on a capped key: ${rule.why}`;
   if (rule.kind === 'free') return rule.guard ? `$0 (${rule.why}); ${describeGuard(rule.guard)}` : `$0: ${rule.why}`;
-  const amounts = rule.amounts.map((a) => {
-    const [head, ...rest] = a.split('.');
-    return head + rest.map((r) => `[${r}]`).join('');
-  });
+  const amounts = rule.amounts.map(wire);
   const what = amounts.length > 1 ? `the largest of ${list(amounts)}` : list(amounts);
   const currency =
     rule.currency === 'required'
-      ? 'in `currency` (required)'
-      : 'in `currency`; without `currency` cost_unknown (Stripe would use the object\'s currency)';
+      ? 'in `currency` (required), converted to USD'
+      : "in `currency`, converted to USD; without `currency` cost_unknown (Stripe would use the object's)";
   const missing = { invalid: 'invalid_amount', unknown: 'cost_unknown', free: '$0' }[rule.missingAmount];
   const extra = [rule.note, rule.guard ? describeGuard(rule.guard) : undefined].filter(Boolean);
-  return `${what} ${currency}, converted to USD; without an amount ${missing}${extra.length ? '; ' + extra.join('; ') : ''}`;
+  return `${what} ${currency}; without an amount ${missing}${extra.length ? '; ' + extra.join('; ') : ''}`;
 }
