@@ -241,7 +241,8 @@ describe('refusals', () => {
 
   it('honours method prefixes in patterns', async () => {
     const key = await t.issue();
-    expect((await t.proxy('/v1/refunds', { token: key.token, body: { amount: 100, currency: 'usd', payment_intent: 'pi_1' } })).status).toBe(200);
+    const pi = (await t.proxy('/v1/payment_intents', { token: key.token, body: { amount: 100, currency: 'usd' } })).body.id;
+    expect((await t.proxy('/v1/refunds', { token: key.token, body: { amount: 100, payment_intent: pi } })).status).toBe(200);
     expect((await t.proxy('/v1/customers', { token: key.token })).status).toBe(200);
   });
 

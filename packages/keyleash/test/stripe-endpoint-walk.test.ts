@@ -3,7 +3,7 @@ import type { Guard } from '../src/vendors/stripe-endpoints.js';
 import { findStripeEndpoint } from '../src/vendors/stripe-pricing.js';
 import { stripeSdkWriteEndpoints } from '../src/vendors/stripe-sdk-endpoints.js';
 import { backends } from './backends.js';
-import { startGateway, type TestGateway } from './harness.js';
+import { startGateway, STRIPE_TEST_SECRET, type TestGateway } from './harness.js';
 
 // A capped key whose patterns reach every Stripe path walks every write endpoint the official
 // stripe package knows (and made-up ones) through the real proxy: a call reaches the stub only
@@ -42,7 +42,8 @@ for (const backend of await backends('walk')) {
     beforeAll(async () => {
       storeConfig = backend.store();
       t = await startGateway(() => (storeConfig ? { store: storeConfig as never, log_level: 'warn' } : { log_level: 'warn' }));
-      t.sandbox.respond = () => ({ status: 200, body: { id: 'obj_1', object: 'thing' } });
+      // GETs are keyleash reading an object's currency to price a call.
+      t.sandbox.respond = (req) => ({ status: 200, body: { id: 'obj_1', object: 'thing', ...(req.method === 'GET' ? { currency: 'usd' } : {}) } });
     });
     afterAll(async () => {
       await t?.close();
@@ -52,9 +53,11 @@ for (const backend of await backends('walk')) {
     it('forwards a call only when it is priced (and charged that) or moves no money; refuses the rest unforwarded', async () => {
       const key = await t.issue({ label: 'walk', vendor: 'stripe', allowed_endpoints: BROAD, daily_usd_cap: 10_000, expires_in: '1h' });
       const spend = async () => (await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_usd as number;
+      // The calls the stub saw, less keyleash's own reads of an object's currency (GETs).
+      const writes = () => t.sandbox.requests.filter((r) => r.method !== 'GET');
       // Each call and what must happen: forwarded at a cost in USD, or refused with a code.
       const call = async (method: string, path: string, form: string, expected: { usd: number } | { code: string }) => {
-        const before = t.sandbox.requests.length;
+        const before = writes().length;
         const spentBefore = await spend();
         const sendInQuery = method === 'DELETE';
         const r = await t.proxy(sendInQuery && form ? `${path}?${form}` : path, {
@@ -65,11 +68,11 @@ for (const backend of await backends('walk')) {
         const label = `${method} ${path} ${form}`;
         if ('code' in expected) {
           expect(r.body.code, label).toBe(expected.code);
-          expect(t.sandbox.requests.length, `${label} reached the vendor`).toBe(before);
+          expect(writes().length, `${label} reached the vendor`).toBe(before);
         } else {
           expect(r.status, `${label}: ${r.text}`).toBe(200);
-          expect(t.sandbox.requests.length, label).toBe(before + 1);
-          const seen = t.sandbox.requests[before]!;
+          expect(writes().length, label).toBe(before + 1);
+          const seen = writes()[before]!;
           expect(`${seen.method} ${seen.path}`, label).toBe(`${method} ${path}`);
           expect(await spend(), `${label} charged`).toBeCloseTo(spentBefore + expected.usd, 6);
         }
@@ -90,9 +93,13 @@ for (const backend of await backends('walk')) {
           counted.priced++;
           // Without any amount: refused (or, for an update, a call that moves nothing).
           if (rule.missingAmount === 'free') await call(method, path, 'metadata[a]=b', { usd: 0 });
+          else if (rule.missingAmount === 'invalid' && rule.currency === 'object') await call(method, path, 'metadata[a]=b', { code: 'invalid_amount' });
           else await call(method, path, 'currency=usd', { code: rule.missingAmount === 'invalid' ? 'invalid_amount' : 'cost_unknown' });
-          // An amount without currency is never priced in a guess.
-          await call(method, path, 'amount=100', { code: rule.currency === 'required' ? 'invalid_amount' : 'cost_unknown' });
+          // An amount without currency is never priced in a guess: in the object's own, read from
+          // Stripe (here USD), or refused.
+          const readsFromPath = rule.objectCurrency?.sources.some(([from]) => from.startsWith('{'));
+          await call(method, path, 'amount=100', readsFromPath ? { usd: 1 } : { code: rule.currency === 'required' ? 'invalid_amount' : 'cost_unknown' });
+          if (readsFromPath) counted.priced++;
           await call(method, path, 'amount=100&currency=usd', { usd: 1 });
           await call(method, path, 'amount=100&currency=usd&amount=99999999', { code: 'invalid_amount' });
           if (rule.guard) {
@@ -120,7 +127,8 @@ for (const backend of await backends('walk')) {
 
     it('lets an uncapped key make the calls a capped key may not, still charging what it can price', async () => {
       const key = await t.issue({ label: 'walk-uncapped', vendor: 'stripe', allowed_endpoints: BROAD, expires_in: '1h' });
-      const before = t.sandbox.requests.length;
+      const writes = () => t.sandbox.requests.filter((r) => r.method !== 'GET').length;
+      const before = writes();
       for (const [path, form] of [
         ['/v1/subscriptions', 'customer=cus_1&items[0][price]=price_1'],
         ['/v1/quotes/qt_1/accept', ''],
@@ -130,8 +138,67 @@ for (const backend of await backends('walk')) {
         expect((await t.proxy(path, { token: key.token, method: 'POST', form })).status, path).toBe(200);
       }
       expect((await t.proxy('/v1/treasury/outbound_payments', { token: key.token, form: 'amount=250&currency=usd' })).status).toBe(200);
-      expect(t.sandbox.requests.length - before).toBe(5);
-      expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_usd).toBeCloseTo(2.5, 6);
+      expect(writes() - before).toBe(5);
+      // The refund is priced in its charge's currency (the stub says USD), the outbound payment from its amount.
+      expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_usd).toBeCloseTo(3.5, 6);
+    });
+  });
+}
+
+for (const backend of await backends('walkfx')) {
+  describe.skipIf(backend.skip)(`an amount without currency is priced in the object's currency (${backend.name})`, () => {
+    let t: TestGateway;
+    let storeConfig: Record<string, unknown> | null;
+
+    beforeAll(async () => {
+      storeConfig = backend.store();
+      t = await startGateway(() => (storeConfig ? { store: storeConfig as never, log_level: 'warn' } : { log_level: 'warn' }));
+    });
+    afterAll(async () => {
+      await t?.close();
+      await backend.cleanup(storeConfig);
+    });
+
+    it('charges a refund and an update of a GBP intent in GBP, reading the intent with the real secret; refuses when it cannot be read', async () => {
+      const key = await t.issue({
+        label: 'gbp',
+        vendor: 'stripe',
+        allowed_endpoints: ['POST /v1/payment_intents', 'POST /v1/payment_intents/*', 'POST /v1/refunds'],
+        daily_usd_cap: 1000,
+        expires_in: '5m',
+      });
+      const spend = async () => (await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_usd as number;
+      const created = await t.proxy('/v1/payment_intents', { token: key.token, form: 'amount=10000&currency=gbp' });
+      expect(created.status).toBe(200);
+      expect(await spend()).toBeCloseTo(140, 6); // £100 at 1.40
+      const pi = created.body.id as string;
+
+      // £50 refunded, though the caller names USD: the refund is in the charge's currency.
+      const before = t.sandbox.requests.length;
+      const refund = await t.proxy('/v1/refunds', { token: key.token, form: `payment_intent=${pi}&amount=5000&currency=usd` });
+      expect(refund.status).toBe(200);
+      expect(await spend()).toBeCloseTo(210, 6);
+      const seen = t.sandbox.requests.slice(before);
+      expect(seen.map((r) => `${r.method} ${r.path}`)).toEqual([`GET /v1/payment_intents/${pi}`, 'POST /v1/refunds']);
+      expect(seen[0]!.headers.authorization).toBe(`Bearer ${STRIPE_TEST_SECRET}`);
+      expect(seen[0]!.body).toBe('');
+
+      // An update to £200 without currency: charged as a new £200 intent.
+      expect((await t.proxy(`/v1/payment_intents/${pi}`, { token: key.token, form: 'amount=20000' })).status).toBe(200);
+      expect(await spend()).toBeCloseTo(490, 6);
+
+      // An intent Stripe does not know: its currency cannot be read, so nothing is forwarded.
+      const n = t.sandbox.requests.filter((r) => r.method === 'POST').length;
+      for (const [path, form] of [
+        ['/v1/refunds', 'payment_intent=pi_missing&amount=100'],
+        ['/v1/payment_intents/pi_missing', 'amount=100'],
+      ] as const) {
+        const r = await t.proxy(path, { token: key.token, form });
+        expect(r.status, path).toBe(403);
+        expect(r.body.code).toBe('cost_unknown');
+      }
+      expect(t.sandbox.requests.filter((r) => r.method === 'POST').length).toBe(n);
+      expect(await spend()).toBeCloseTo(490, 6);
     });
   });
 }

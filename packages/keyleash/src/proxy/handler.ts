@@ -22,6 +22,7 @@ import type { CachedKey, KeyCache } from './key-cache.js';
 import { relayBuffered, relayStream } from './metering.js';
 import { reserveRefusal } from './refusal.js';
 import { idempotencyOf } from './idempotency.js';
+import { resolveLookup } from './lookup.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { redactSecretEchoes } from './leaks.js';
 import { screenRequest } from './screen.js';
@@ -204,7 +205,10 @@ export class ProxyHandler {
       contentType: prepared.contentType,
       callerBody: read.body,
     };
-    const price = vendor.price(call);
+    let price = vendor.price(call);
+    if (price.kind === 'lookup') {
+      price = await resolveLookup(this.pool(vendor.origin), price, { ...vendor.fixedHeaders, ...vendor.authHeaders(secret) });
+    }
     let estimate = 0;
     if (price.kind === 'invalid') {
       return this.deny(req, res, ctx, 'invalid_amount', price.reason, price.param);

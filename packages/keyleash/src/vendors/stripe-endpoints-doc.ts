@@ -41,11 +41,14 @@ Counts: ${count('priced')} priced, ${count('unpriceable')} unpriceable, ${count(
   vendor round trip before every such call. A key that must create subscriptions is issued
   without a cap (its spend is then what keyleash can price), or the subscription is created by a
   backend outside the agent's key.
-- **An amount without a currency is not priced in a default.** A refund, a payment intent
-  update, an invoice item or a test authorization that names an amount but no \`currency\` is
-  carried out by Stripe in the object's currency (a GBP intent stays GBP), which the request does
-  not show; pricing it in the account's currency could under-count it, so it is \`cost_unknown\`
-  on a capped key. Send \`currency\` with the amount.
+- **An amount is priced in the currency Stripe moves it in, never in a default.** Stripe carries
+  out a refund in its charge's currency, and a payment intent update or authorization increment
+  without \`currency\` in the intent's (a GBP intent stays GBP). For these keyleash reads the
+  charge or intent (\`GET\`, with the real secret, before anything is reserved) and prices the
+  amount in its currency; a refund's own \`currency\` param is not trusted. When the object
+  cannot be read (unknown id, vendor error, timeout) the call is \`cost_unknown\` on a capped
+  key. Other calls with an amount but no \`currency\` (invoice items, Climate orders, Issuing test
+  helpers) are \`cost_unknown\` on a capped key: send \`currency\` with the amount.
 - **Completing a payment is counted when the payment was created.** Confirming or capturing an
   intent (or a charge created with \`capture=false\`) moves the amount its create reserved through
   keyleash; asking for overcapture, which could move more, is \`cost_unknown\`. An intent created

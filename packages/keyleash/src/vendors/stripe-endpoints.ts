@@ -39,6 +39,16 @@ export type StripeRule =
       currency: 'required' | 'object';
       /** What a call with none of `amounts` is. */
       missingAmount: 'invalid' | 'unknown' | 'free';
+      /**
+       * The object whose currency Stripe uses, read (GET, the real secret) to price the call:
+       * `[from, read]`, where `from` is the param naming the object or `{n}` for path segment n,
+       * and `read` the path to read with `{}` for its id. The first one the request names is used.
+       */
+      objectCurrency?: {
+        sources: readonly (readonly [from: string, read: string])[];
+        /** Priced in the object's currency even when the request names one (it cannot change it). */
+        authoritative: boolean;
+      };
       guard?: Guard;
       note?: string;
     };
@@ -64,7 +74,8 @@ const OVERCAPTURE: Guard = {
 };
 
 /** An amount + currency the request names in full (Stripe requires both). */
-const moves = (amounts: string[] = ['amount'], guard?: Guard): StripeRule => ({
+type AmountRule = Extract<StripeRule, { kind: 'amount' }>;
+const moves = (amounts: string[] = ['amount'], guard?: Guard): AmountRule => ({
   kind: 'amount',
   amounts,
   currency: 'required',
@@ -73,7 +84,7 @@ const moves = (amounts: string[] = ['amount'], guard?: Guard): StripeRule => ({
 });
 
 /** An amount whose currency Stripe may take from the object or account. */
-const movesInObjectCurrency = (missingAmount: 'unknown' | 'free', amounts: string[] = ['amount'], guard?: Guard, note?: string): StripeRule => ({
+const movesInObjectCurrency = (missingAmount: 'unknown' | 'free', amounts: string[] = ['amount'], guard?: Guard, note?: string): AmountRule => ({
   kind: 'amount',
   amounts,
   currency: 'object',
@@ -143,15 +154,41 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
   { match: 'POST /v1/payment_intents', rule: moves(['amount', 'transfer_data.amount'], OVERCAPTURE) },
   {
     match: 'POST /v1/payment_intents/{intent}',
-    rule: movesInObjectCurrency('free', ['amount', 'transfer_data.amount'], OVERCAPTURE, 'a new amount is charged as if it were a new intent'),
+    rule: {
+      ...movesInObjectCurrency('free', ['amount', 'transfer_data.amount'], OVERCAPTURE, 'a new amount is charged as if it were a new intent'),
+      objectCurrency: { sources: [['{2}', '/v1/payment_intents/{}']], authoritative: false },
+    },
   },
   { match: 'POST /v1/payment_intents/{intent}/apply_customer_balance', rule: free(COUNTED_AT_CREATE) },
   { match: 'POST /v1/payment_intents/{intent}/cancel', rule: free(CANCEL) },
   { match: 'POST /v1/payment_intents/{intent}/capture', rule: free(COUNTED_AT_CREATE) },
   { match: 'POST /v1/payment_intents/{intent}/confirm', rule: free(COUNTED_AT_CREATE, OVERCAPTURE) },
-  { match: 'POST /v1/payment_intents/{intent}/increment_authorization', rule: unpriced("raises an authorization in the intent's currency, which the request does not name") },
+  {
+    match: 'POST /v1/payment_intents/{intent}/increment_authorization',
+    rule: {
+      kind: 'amount',
+      amounts: ['amount'],
+      currency: 'object',
+      missingAmount: 'invalid',
+      objectCurrency: { sources: [['{2}', '/v1/payment_intents/{}']], authoritative: true },
+      note: 'the new total is charged in full, on top of what the create reserved',
+    },
+  },
   { match: 'POST /v1/payment_intents/{intent}/verify_microdeposits', rule: free(COUNTED_AT_CREATE) },
-  { match: 'POST /v1/refunds', rule: movesInObjectCurrency('unknown', ['amount'], undefined, 'a refund without amount refunds the whole remainder') },
+  {
+    match: 'POST /v1/refunds',
+    rule: {
+      ...movesInObjectCurrency('unknown', ['amount'], undefined, 'a refund without amount refunds the whole remainder'),
+      // A refund is in its charge's currency whatever `currency` says.
+      objectCurrency: {
+        sources: [
+          ['payment_intent', '/v1/payment_intents/{}'],
+          ['charge', '/v1/charges/{}'],
+        ],
+        authoritative: true,
+      },
+    },
+  },
   { match: 'POST /v1/refunds/{refund}', rule: free(METADATA) },
   { match: 'POST /v1/refunds/{refund}/cancel', rule: free(CANCEL) },
   { match: 'POST /v1/reviews/{review}/approve', rule: free(COUNTED_AT_CREATE) },
@@ -560,10 +597,14 @@ export function describeStripeRule(rule: StripeRule): string {
   if (rule.kind === 'free') return rule.guard ? `$0 (${rule.why}); ${describeGuard(rule.guard)}` : `$0: ${rule.why}`;
   const amounts = rule.amounts.map(wire);
   const what = amounts.length > 1 ? `the largest of ${list(amounts)}` : list(amounts);
+  const oc = rule.objectCurrency;
+  const objects = oc ? oc.sources.map(([from, read]) => (from.startsWith('{') ? `the \`${read.replace('{}', '{id}')}\` of the path` : `the \`${from}\``)) : [];
   const currency =
     rule.currency === 'required'
       ? 'in `currency` (required), converted to USD'
-      : "in `currency`, converted to USD; without `currency` cost_unknown (Stripe would use the object's)";
+      : oc
+        ? `in the currency of ${objects.join(' or ')}, read from Stripe with the real secret${oc.authoritative ? '' : ' when the call names no `currency`'}, converted to USD; ${oc.authoritative ? 'naming none of them' : 'otherwise'}: in \`currency\`, and without it cost_unknown`
+        : "in `currency`, converted to USD; without `currency` cost_unknown (Stripe would use the object's)";
   const missing = { invalid: 'invalid_amount', unknown: 'cost_unknown', free: '$0' }[rule.missingAmount];
   const extra = [rule.note, rule.guard ? describeGuard(rule.guard) : undefined].filter(Boolean);
   return `${what} ${currency}; without an amount ${missing}${extra.length ? '; ' + extra.join('; ') : ''}`;

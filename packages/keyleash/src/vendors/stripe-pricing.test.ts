@@ -19,8 +19,7 @@ describe('priceStripeCall: money-moving creates', () => {
     ['/v1/payment_intents', 'amount=5000&currency=jpy', 33_500_000],
     ['/v1/payment_intents', 'amount=1000&currency=kwd', 3_250_000],
     ['/v1/payment_intents', 'amount=1&currency=gbp', 13_334],
-    ['/v1/refunds', 'payment_intent=pi_1&amount=700&currency=usd', 7_000_000],
-    ['/v1/refunds', 'charge=ch_1&amount=700&currency=eur', 7_700_000],
+    ['/v1/refunds', 'customer=cus_1&origin=customer_balance&amount=700&currency=eur', 7_700_000],
     ['/v1/payment_intents', 'amount=1000&currency=usd&transfer_data[destination]=acct_1&transfer_data[amount]=400', 10_000_000],
     ['/v1/payment_intents', 'amount=1000&currency=usd&transfer_data[amount]=4000', 40_000_000],
     ['/v1/payment_intents', 'amount=1000&currency=usd&transfer_data%5Bamount%5D=4000', 40_000_000],
@@ -32,9 +31,29 @@ describe('priceStripeCall: money-moving creates', () => {
   });
 
   // Stripe refunds in the charge's currency; a GBP charge priced as USD would be under-counted by a third.
-  it('does not guess the currency of a refund that names none: cost_unknown, whatever the account currency', () => {
-    expect(p('POST', '/v1/refunds', 'charge=ch_1&amount=1000', '', { ...cfg, defaultCurrency: 'EUR' }).kind).toBe('unknown');
-    expect(p('POST', '/v1/refunds', 'payment_intent=pi_1&amount=1000').kind).toBe('unknown');
+  it.each([
+    ['charge=ch_1&amount=1000', '/v1/charges/ch_1'],
+    ['payment_intent=pi_1&amount=1000', '/v1/payment_intents/pi_1'],
+    // The currency a caller names is not trusted: the charge's is used.
+    ['charge=ch_1&amount=1000&currency=jpy', '/v1/charges/ch_1'],
+  ])('prices a refund (%s) in the currency of the object it refunds, read from Stripe', (form, path) => {
+    const r = p('POST', '/v1/refunds', form, '', { ...cfg, defaultCurrency: 'EUR' });
+    expect(r).toMatchObject({ kind: 'lookup', path });
+    if (r.kind !== 'lookup') return;
+    expect(r.resolve({ id: 'x', currency: 'gbp' })).toEqual(priced(13_333_330));
+    expect(r.resolve({ id: 'x', currency: 'usd' })).toEqual(priced(10_000_000));
+    expect(r.resolve(undefined).kind).toBe('unknown');
+    expect(r.resolve({ currency: 'xx' }).kind).toBe('unknown');
+    expect(r.resolve({ currency: 'chf' }).kind).toBe('unknown'); // no exchange rate
+  });
+
+  it('does not guess the currency of a refund that names no object and no currency', () => {
+    expect(p('POST', '/v1/refunds', 'customer=cus_1&amount=1000', '', { ...cfg, defaultCurrency: 'EUR' }).kind).toBe('unknown');
+  });
+
+  it('refuses an object id that is not one', () => {
+    expect(p('POST', '/v1/refunds', 'charge=../../v1/x&amount=1000')).toMatchObject({ kind: 'invalid', param: 'charge' });
+    expect(p('POST', '/v1/refunds', 'charge=ch_1&charge=ch_2&amount=1000')).toMatchObject({ kind: 'invalid', param: 'charge' });
   });
 
   it('full refund (no amount) is unknown', () => {
@@ -135,10 +154,20 @@ describe('priceStripeCall: payment intent follow-ups and other calls', () => {
     expect(p('POST', path, form)).toEqual(priced(micros));
   });
 
-  it("does not price an update that names no currency in a default: Stripe keeps the intent's", () => {
-    expect(p('POST', '/v1/payment_intents/pi_1', 'amount=100', '', { ...cfg, defaultCurrency: 'jpy' }).kind).toBe('unknown');
+  it("prices an update that names no currency in the intent's own, read from Stripe, not in a default", () => {
+    const r = p('POST', '/v1/payment_intents/pi_1', 'amount=100', '', { ...cfg, defaultCurrency: 'jpy' });
+    expect(r).toMatchObject({ kind: 'lookup', path: '/v1/payment_intents/pi_1' });
+    if (r.kind === 'lookup') expect(r.resolve({ currency: 'GBP' })).toEqual(priced(1_333_333));
+    // An update naming its currency changes the intent to it.
     expect(p('POST', '/v1/payment_intents/pi_1', 'amount=100&currency=gbp')).toEqual(priced(1_333_333));
-    expect(p('POST', '/v1/payment_intents/pi_1', 'transfer_data[amount]=100').kind).toBe('unknown');
+    expect(p('POST', '/v1/payment_intents/pi_1', 'transfer_data[amount]=100').kind).toBe('lookup');
+  });
+
+  it('prices raising an authorization at its new total, in the intent currency', () => {
+    const r = p('POST', '/v1/payment_intents/pi_1/increment_authorization', 'amount=5000');
+    expect(r).toMatchObject({ kind: 'lookup', path: '/v1/payment_intents/pi_1' });
+    if (r.kind === 'lookup') expect(r.resolve({ currency: 'usd' })).toEqual(priced(50_000_000));
+    expect(p('POST', '/v1/payment_intents/pi_1/increment_authorization', '').kind).toBe('invalid');
   });
 
   it.each([['GET'], ['HEAD']])('%s never moves money', (method) => {
@@ -198,7 +227,6 @@ describe('priceStripeCall: the endpoint table', () => {
     ['a credit note with a refund amount', '/v1/credit_notes', 'invoice=in_1&refund_amount=500'],
     ['approving an issuing authorization', '/v1/issuing/authorizations/iauth_1/approve', 'amount=100'],
     ['creating an issuing card', '/v1/issuing/cards', 'cardholder=ich_1&currency=usd&type=virtual'],
-    ['raising an authorization', '/v1/payment_intents/pi_1/increment_authorization', 'amount=99999'],
     ['a payment link', '/v1/payment_links', 'line_items[0][price]=price_1&line_items[0][quantity]=1'],
     ['a forwarding request', '/v1/forwarding/requests', 'payment_method=pm_1&url=https://x'],
     ['a meter event', '/v1/billing/meter_events', 'event_name=x&payload[value]=1'],

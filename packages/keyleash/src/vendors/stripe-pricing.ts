@@ -10,10 +10,9 @@ export interface StripePricingConfig {
   defaultCurrency: string;
 }
 
-export type Price =
-  | { kind: 'priced'; micros: number }
-  | { kind: 'unknown'; reason: string }
-  | { kind: 'invalid'; reason: string; param?: string };
+import type { Price } from './vendor.js';
+
+export type { Price };
 
 const FREE: Price = { kind: 'priced', micros: 0 };
 
@@ -156,7 +155,37 @@ function checkGuard(g: Guard, pairs: Pairs, where: string): Price | null {
   return null;
 }
 
-function priceAmount(rule: Extract<StripeRule, { kind: 'amount' }>, pairs: Pairs, cfg: StripePricingConfig, where: string): Price {
+const OBJECT_ID = /^[A-Za-z0-9_]{1,255}$/;
+
+/** The path of the object whose currency prices the call, null when the request names none. */
+function objectToRead(
+  oc: NonNullable<Extract<StripeRule, { kind: 'amount' }>['objectCurrency']>,
+  pairs: Pairs,
+  segments: readonly string[],
+): { ok: true; path: string | null } | { ok: false; price: Price } {
+  for (const [from, read] of oc.sources) {
+    const m = /^\{([0-9])\}$/.exec(from);
+    let id: string | undefined;
+    if (m) id = segments[Number(m[1])];
+    else {
+      const r = lookup(pairs, pathOf(from));
+      if (!r.ok) return r;
+      id = r.value;
+    }
+    if (id === undefined) continue;
+    if (!OBJECT_ID.test(id)) return { ok: false, price: { kind: 'invalid', reason: `'${m ? 'id' : from}' is not a Stripe object id`, param: m ? 'id' : from } };
+    return { ok: true, path: read.replace('{}', id) };
+  }
+  return { ok: true, path: null };
+}
+
+function priceAmount(
+  rule: Extract<StripeRule, { kind: 'amount' }>,
+  pairs: Pairs,
+  segments: readonly string[],
+  cfg: StripePricingConfig,
+  where: string,
+): Price {
   let largest: bigint | undefined;
   for (const p of rule.amounts) {
     const r = integerParam(pairs, pathOf(p));
@@ -169,6 +198,25 @@ function priceAmount(rule: Extract<StripeRule, { kind: 'amount' }>, pairs: Pairs
     if (rule.missingAmount === 'free') return FREE;
     if (rule.missingAmount === 'unknown') return { kind: 'unknown', reason: `${where} without an amount moves an amount the request does not show` };
     return { kind: 'invalid', reason: `'amount' is required on ${where}`, param: 'amount' };
+  }
+  if (rule.objectCurrency && (rule.objectCurrency.authoritative || cur.value === undefined)) {
+    const obj = objectToRead(rule.objectCurrency, pairs, segments);
+    if (!obj.ok) return obj.price;
+    const path = obj.path;
+    if (path !== null) {
+      const amount = largest;
+      return {
+        kind: 'lookup',
+        path,
+        resolve: (o) => {
+          const c = o && typeof o === 'object' ? (o as { currency?: unknown }).currency : undefined;
+          if (typeof c !== 'string' || !/^[a-zA-Z]{3}$/.test(c)) {
+            return { kind: 'unknown', reason: `${where}: the currency of ${path} could not be read from Stripe` };
+          }
+          return price(amount, c.toLowerCase(), cfg);
+        },
+      };
+    }
   }
   if (cur.value === undefined) {
     // Stripe would use the object's (or account's) currency: pricing in a default could take a
@@ -215,5 +263,5 @@ export function priceStripeCall(
 
   const guarded = rule.guard ? checkGuard(rule.guard, pairs, where) : null;
   if (guarded) return guarded;
-  return rule.kind === 'free' ? FREE : priceAmount(rule, pairs, cfg, where);
+  return rule.kind === 'free' ? FREE : priceAmount(rule, pairs, segments, cfg, where);
 }

@@ -14,7 +14,13 @@ export type Price =
   /** The call may move money, but how much cannot be known from the request. */
   | { kind: 'unknown'; reason: string }
   /** The request carries money params that cannot be priced safely; refused, never guessed. */
-  | { kind: 'invalid'; reason: string; param?: string };
+  | { kind: 'invalid'; reason: string; param?: string }
+  /**
+   * The cost depends on a vendor object (e.g. the currency of the charge a refund refunds): the
+   * proxy reads `path` (GET, the real secret) and prices the call with `resolve`, which gets the
+   * parsed JSON answer, or undefined when it could not be read.
+   */
+  | { kind: 'lookup'; path: string; resolve: (object: unknown) => Price };
 
 /** Where a call goes: the method and decoded, normalized vendor-path segments. */
 export interface CallTarget {
