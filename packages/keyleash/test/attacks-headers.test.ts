@@ -1,3 +1,5 @@
+import OpenAI from 'openai';
+import Stripe from 'stripe';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { backends } from './backends.js';
 import {
@@ -96,6 +98,30 @@ for (const backend of await backends('hdrs')) {
           expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_usd).toBe(0);
         });
       }
+    });
+
+    it('refuses the official SDKs acting for another account or organisation (stripeAccount, stripeContext, organization, project)', async () => {
+      const key = await stripeKey(100);
+      const u = new URL(t.proxyUrl);
+      const stripe = new Stripe(key.token, { host: u.hostname, port: Number(u.port), protocol: 'http', maxNetworkRetries: 2 });
+      for (const opts of [{ stripeAccount: 'acct_victim' }, { stripeContext: 'acct_victim' }]) {
+        const err = await stripe.paymentIntents.create({ amount: 100, currency: 'usd' }, opts).then(() => null, (e: unknown) => e as { statusCode: number; code: string });
+        expect(err).toMatchObject({ statusCode: 403, code: 'header_not_allowed' });
+      }
+      // A client configured for another account sends it on every call, reads included.
+      const scoped = new Stripe(key.token, { host: u.hostname, port: Number(u.port), protocol: 'http', stripeAccount: 'acct_victim' });
+      await expect(scoped.customers.list()).rejects.toMatchObject({ statusCode: 403, code: 'header_not_allowed' });
+      expect(t.sandbox.requests).toHaveLength(0);
+      // The same client without it works.
+      expect((await stripe.paymentIntents.create({ amount: 100, currency: 'usd' })).object).toBe('payment_intent');
+      expect(t.sandbox.requests).toHaveLength(1);
+
+      const oaKey = await keyFor('openai', ['GET /v1/models']);
+      for (const opts of [{ organization: 'org-attacker' }, { project: 'proj_attacker' }]) {
+        const openai = new OpenAI({ apiKey: oaKey.token, baseURL: `${t.proxyUrl}/openai/v1`, maxRetries: 0, ...opts });
+        await expect(openai.models.list()).rejects.toMatchObject({ status: 403 });
+      }
+      expect(echo().requests).toHaveLength(0);
     });
 
     it('forwards only the Stripe allowlist: SDK and idempotency headers pass, URL-override and other headers are dropped', async () => {
