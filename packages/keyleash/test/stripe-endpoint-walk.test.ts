@@ -202,3 +202,26 @@ for (const backend of await backends('walkfx')) {
     });
   });
 }
+
+describe('Stripe API v2 through the proxy', () => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startGateway(() => ({ log_level: 'warn' }));
+    t.sandbox.respond = () => ({ status: 200, body: { id: 'acct_v2', object: 'v2.core.account' } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('passes a v2 JSON body on as JSON, and refuses v2 money movement on a capped key', async () => {
+    const key = await t.issue({ label: 'v2', vendor: 'stripe', allowed_endpoints: ['POST /v2/*/*', 'POST /v2/*/*/*'], daily_usd_cap: 100, expires_in: '5m' });
+    const body = { display_name: 'Acme', identity: { country: 'us' } };
+    expect((await t.proxy('/v2/core/accounts', { token: key.token, body })).status).toBe(200);
+    const seen = t.sandbox.requests[0]!;
+    expect(seen.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(seen.body)).toEqual(body);
+    const pay = await t.proxy('/v2/money_management/outbound_payments', { token: key.token, body: { amount: { value: 100, currency: 'usd' } } });
+    expect(pay.body.code).toBe('cost_unknown');
+    expect(t.sandbox.requests).toHaveLength(1);
+  });
+});

@@ -39,9 +39,11 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     refusalHeaders: { 'stripe-should-retry': 'false' },
 
     // Integrations send JSON; Stripe only reads form bodies, so JSON is re-encoded the way stripe-node would.
-    prepareBody(body, contentType): PreparedBody {
+    prepareBody(body, contentType, target): PreparedBody {
       if (body.length === 0) return { ok: true, body, contentType };
       const type = mediaType(contentType);
+      // API v2 takes JSON itself (stripe-node sends it so); none of its calls is priced from params.
+      if (type === 'application/json' && target?.segments[0]?.toLowerCase() === 'v2') return { ok: true, body, contentType: 'application/json' };
       if (type === 'application/json') {
         let parsed: unknown;
         try {
