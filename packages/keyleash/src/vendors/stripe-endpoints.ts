@@ -400,7 +400,8 @@ export const STRIPE_ENDPOINTS: readonly StripeEndpoint[] = [
   {
     match: 'POST /v1/subscriptions/{sub}',
     rule: free(METADATA, {
-      only: ['metadata', 'description', 'cancel_at_period_end', 'cancellation_details', 'default_payment_method', 'default_source'],
+      // cancel_at_period_end=false would undo a cancellation, so its renewals would bill again.
+      only: ['metadata', 'description', 'cancel_at_period_end=true', 'cancellation_details', 'default_payment_method', 'default_source'],
       why: 'an update that may change what the subscription bills',
     }),
   },

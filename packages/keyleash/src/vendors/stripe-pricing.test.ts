@@ -239,6 +239,7 @@ describe('priceStripeCall: the endpoint table', () => {
     ['turning on auto-advance', '/v1/invoices/in_1', 'auto_advance=true'],
     ['a subscription update changing items', '/v1/subscriptions/sub_1', 'items[0][price]=price_2'],
     ['a subscription update with an unknown param', '/v1/subscriptions/sub_1', 'metadata[a]=b&brand_new=1'],
+    ['undoing a subscription cancellation', '/v1/subscriptions/sub_1', 'cancel_at_period_end=false'],
     ['cancelling a subscription with invoice_now', '/v1/subscriptions/sub_1', 'invoice_now=true'],
     ['a customer with a balance', '/v1/customers', 'email=a%40b.c&balance=-50000'],
     ['an issuing card re-activated', '/v1/issuing/cards/ic_1', 'status=active'],
