@@ -41,6 +41,22 @@ describe('the Stripe endpoint table', () => {
     expect(findStripeEndpoint('POST', ['v1', 'apps', 'secrets', 'delete'])?.match).toBe('POST /v1/apps/secrets/delete');
   });
 
+  // Older API versions still answer these; the current stripe package no longer knows them.
+  it.each([
+    ['/v1/charges/ch_1/refund', 'amount=100'],
+    ['/v1/charges/ch_1/refunds', 'amount=100'],
+    ['/v1/application_fees/fee_1/refund', ''],
+    ['/v1/customers/cus_1/subscriptions', 'plan=gold'],
+    ['/v1/customers/cus_1/subscriptions/sub_1', 'plan=platinum'],
+    ['/v1/subscription_items/si_1/usage_records', 'quantity=100000'],
+    ['/v1/invoices/in_1/lines', 'amount=100'],
+    ['/v1/orders/or_1/pay', ''],
+    ['/v1/recipients', ''],
+    ['/v1/bitcoin_receivers', 'amount=100&currency=usd'],
+  ])('refuses the legacy money mover POST %s on a capped key', (path, form) => {
+    expect(priceStripeCall('POST', path.split('/').slice(1), form, { fx: {}, defaultCurrency: 'usd' }).kind).toBe('unknown');
+  });
+
   it('refuses on a capped key what it does not know: a made-up endpoint, a deeper path, another method', () => {
     const cfg = { fx: {}, defaultCurrency: 'usd' };
     for (const [method, path] of [
