@@ -1,3 +1,4 @@
+import { STRIPE_HEADERS } from './forwarded-headers.js';
 import { classOf, describeStripeRule, STRIPE_ENDPOINTS } from './stripe-endpoints.js';
 
 // Renders docs/stripe-endpoints.md from the endpoint table. scripts/stripe-endpoints-doc.mjs
@@ -55,6 +56,13 @@ Counts: ${count('priced')} priced, ${count('unpriceable')} unpriceable, ${count(
   outside keyleash and completed through a vault key is not counted again.
 - **API v2 money movement is not priced yet**: its JSON amounts are refused on a capped key.
 - Stripe's own fees for a call (Identity, Tax, Radar, Financial Connections…) are not counted.
+
+## Headers
+
+Only these request headers reach Stripe, on every key: ${STRIPE_HEADERS.forwardHeaders.map((h) => `\`${h}\``).join(', ')}
+(plus the content headers keyleash sets and the real credential). \`Stripe-Account\` and
+\`Stripe-Context\`, which would act on a connected account instead of the key's own, are refused
+with \`403 header_not_allowed\` in any spelling, repeated or empty.
 
 ## The table
 
