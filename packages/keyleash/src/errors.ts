@@ -32,6 +32,7 @@ export const ERRORS = {
   endpoint_not_allowed: { status: 403, message: 'The vault key does not allow this endpoint.' },
   invalid_amount: { status: 400, message: 'The call carries an amount keyleash cannot price.' },
   cost_unknown: { status: 403, message: 'keyleash cannot work out what this call costs, and the key has a cap.' },
+  header_not_allowed: { status: 403, message: 'The request carries a header that keyleash sets from configuration only.' },
   cap_exhausted: { status: 429, message: 'This call would take the key past its spend cap.' },
   budget_frozen: { status: 403, message: 'A budget of this key is frozen.' },
   idempotency_key_reused: { status: 400, message: 'This Idempotency-Key was already used with a different request.' },

@@ -84,31 +84,29 @@ it('refuses at the cap once the uncharged "replays" would pass it', async () => 
   expect(await spend(key.id)).toBe(180_000_000);
 });
 
-it('charges each call under a different Stripe-Account (a different idempotency scope)', async () => {
+it('refuses "replays" under another Stripe-Account or Stripe-Context: no account switch, nothing forwarded or charged', async () => {
+  // Context headers are refused on every key (header_not_allowed), so a replay can never be
+  // moved into another account's idempotency scope; the account is part of the fingerprint too.
   const key = await t.issue({ ...stripeKey, daily_usd_cap: 1000 });
-  const statuses = await fiveIntents(key.token, (i) => ({ 'stripe-account': `acct_${i}` }));
-  expect(statuses).toEqual([200, 200, 200, 200, 200]);
-  expect(t.sandbox.requests.map((r) => r.headers['stripe-account'])).toEqual(['acct_0', 'acct_1', 'acct_2', 'acct_3', 'acct_4']);
-  for (const seen of t.sandbox.requests) expect(seen.headers['idempotency-key']).toBe('order-90');
-  expect(await spend(key.id)).toBe(450_000_000);
-});
-
-it('charges each call under a different Stripe-Context', async () => {
-  const key = await t.issue({ ...stripeKey, daily_usd_cap: 1000 });
-  await fiveIntents(key.token, (i) => ({ 'stripe-context': `ctx_${i}` }));
-  expect(t.sandbox.requests).toHaveLength(5);
-  expect(await spend(key.id)).toBe(450_000_000);
-});
-
-it('keeps a genuine Stripe replay free: same key, same account, forwarded with its Idempotency-Key', async () => {
-  const key = await t.issue({ ...stripeKey, daily_usd_cap: 1000 });
-  const statuses = await fiveIntents(key.token, () => ({ 'stripe-account': 'acct_same' }));
-  expect(statuses).toEqual([200, 200, 200, 200, 200]);
+  const first = await fiveIntents(key.token, () => ({}));
+  expect(first).toEqual([200, 200, 200, 200, 200]);
+  const accounts = await fiveIntents(key.token, (i) => ({ 'stripe-account': `acct_${i}` }));
+  const contexts = await fiveIntents(key.token, (i) => ({ 'stripe-context': `ctx_${i}` }));
+  expect([...accounts, ...contexts]).toEqual(Array(10).fill(403));
   expect(t.sandbox.requests).toHaveLength(5);
   for (const seen of t.sandbox.requests) {
-    expect(seen.headers['idempotency-key']).toBe('order-90');
-    expect(seen.headers['stripe-account']).toBe('acct_same');
+    expect(seen.headers['stripe-account']).toBeUndefined();
+    expect(seen.headers['stripe-context']).toBeUndefined();
   }
+  expect(await spend(key.id)).toBe(90_000_000);
+});
+
+it('keeps a genuine Stripe replay free: same key, same request, forwarded with its Idempotency-Key', async () => {
+  const key = await t.issue({ ...stripeKey, daily_usd_cap: 1000 });
+  const statuses = await fiveIntents(key.token, () => ({}));
+  expect(statuses).toEqual([200, 200, 200, 200, 200]);
+  expect(t.sandbox.requests).toHaveLength(5);
+  for (const seen of t.sandbox.requests) expect(seen.headers['idempotency-key']).toBe('order-90');
   expect(await spend(key.id)).toBe(90_000_000);
 });
 

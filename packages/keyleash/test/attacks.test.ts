@@ -307,9 +307,9 @@ describe('spend bypass', () => {
   it.each([
     ['a checkout session', '/v1/checkout/sessions', 'mode=payment&line_items[0][price]=price_1&line_items[0][quantity]=100'],
     ['paying an invoice', '/v1/invoices/in_1/pay', ''],
-    ['a top-up', '/v1/topups', 'amount=100000&currency=usd'],
+    ['accepting a quote', '/v1/quotes/qt_1/accept', ''],
   ])('refuses %s, whose amount is not in the request, on a capped key', async (_n, path, form) => {
-    const wide = await t.issue({ ...stripeKey, allowed_endpoints: ['POST /v1/checkout/sessions', 'POST /v1/invoices/*/pay', 'POST /v1/topups'] });
+    const wide = await t.issue({ ...stripeKey, allowed_endpoints: ['POST /v1/checkout/sessions', 'POST /v1/invoices/*/pay', 'POST /v1/quotes/*/accept'] });
     const r = await rawRequest(t.proxyUrl, 'POST', path, { ...auth(), authorization: `Bearer ${wide.token}` }, form);
     expect(r.status).toBe(403);
     expect(r.body.code).toBe('cost_unknown');
@@ -325,10 +325,10 @@ describe('spend bypass', () => {
 
   it('charges a payment intent update that raises the amount', async () => {
     const before = await spend();
-    const r = await rawRequest(t.proxyUrl, 'POST', '/v1/payment_intents/pi_unknown', auth(), 'amount=2500');
+    const r = await rawRequest(t.proxyUrl, 'POST', '/v1/payment_intents/pi_unknown', auth(), 'amount=2500&currency=usd');
     expect(r.status).toBe(404); // the sandbox has no such intent, so the reservation is released
     expect(await spend()).toBe(before);
-    expect(t.sandbox.requests[0]!.body).toBe('amount=2500');
+    expect(t.sandbox.requests[0]!.body).toBe('amount=2500&currency=usd');
   });
 });
 

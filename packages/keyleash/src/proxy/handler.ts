@@ -17,11 +17,12 @@ import { utcDay } from '../policy/ttl.js';
 import { keyStatus, type AuditRecord, type Settlement, type Store } from '../store/store.js';
 import { type CallInfo, unitsThatFit, type Vendor, type VendorCatalog } from '../vendors/vendor.js';
 import { readVaultToken } from './credentials.js';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, refusedHeader, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
 import { relayBuffered, relayStream } from './metering.js';
 import { reserveRefusal } from './refusal.js';
 import { idempotencyOf } from './idempotency.js';
+import { resolveLookup } from './lookup.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { type EchoPatterns, echoPatternsFor } from './leaks.js';
 import { DenialAudit, type DenialAuditOptions } from './denial-audit.js';
@@ -187,6 +188,12 @@ export class ProxyHandler {
       return this.deny(req, res, ctx, 'upstream_error', `No ${key.record.mode} credential is configured for ${key.record.vendor}.`);
     }
 
+    // Headers that pick another account or organisation to act on come from configuration only.
+    const refusedName = refusedHeader(req.rawHeaders, vendor.refusedHeaders ?? []);
+    if (refusedName) {
+      return this.deny(req, res, ctx, 'header_not_allowed', `The ${refusedName} header is not accepted: it would choose the ${vendor.name} account or organisation to act on.`);
+    }
+
     // 3. Read and prepare the body (the whole body: it is priced, and re-framed upstream).
     const read = await this.readBody(req, ctx.started);
     if (!read.ok) return this.deny(req, res, ctx, read.reason === 'timeout' ? 'request_timeout' : 'body_too_large');
@@ -203,7 +210,10 @@ export class ProxyHandler {
       contentType: prepared.contentType,
       callerBody: read.body,
     };
-    const price = vendor.price(call);
+    let price = vendor.price(call);
+    if (price.kind === 'lookup') {
+      price = await resolveLookup(this.pool(vendor.origin), price, { ...vendor.fixedHeaders, ...vendor.authHeaders(secret) });
+    }
     let estimate = 0;
     if (price.kind === 'invalid') {
       return this.deny(req, res, ctx, 'invalid_amount', price.reason, price.param);
@@ -220,7 +230,15 @@ export class ProxyHandler {
     // 5. Reserve, durably, before a byte goes to the vendor.
     const reservationId = `rsv_${randomUUID().replace(/-/g, '')}`;
     // A vault token sent in a vendor's API-key header never goes upstream.
-    const headers = upstreamRequestHeaders(req.headers, vendor.authHeaders(secret), prepared.contentType, prepared.body.length, ctx.requestId, this.tokenHeaders);
+    const headers = upstreamRequestHeaders(
+      req.headers,
+      { ...vendor.fixedHeaders, ...vendor.authHeaders(secret) },
+      prepared.contentType,
+      prepared.body.length,
+      ctx.requestId,
+      this.tokenHeaders,
+      vendor.forwardHeaders,
+    );
     const idem = idempotencyOf(req.headers, headers, vendor, method, ctx.path, norm.query, prepared.body);
     if (!idem.ok) return this.deny(req, res, ctx, 'invalid_request', idem.reason);
     let reserved;

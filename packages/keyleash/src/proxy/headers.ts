@@ -47,10 +47,28 @@ function connectionListed(value: string | string[] | undefined): Set<string> {
   return out;
 }
 
+function forwarded(name: string, allow: readonly string[]): boolean {
+  return allow.some((a) => (a.endsWith('*') ? name.startsWith(a.slice(0, -1)) : name === a));
+}
+
 /**
- * The headers sent upstream: the caller's, less credentials, hop-by-hop and `drop` (e.g. a
- * vendor API-key header that carried the vault token), plus the real credential. Answers are
- * asked for uncompressed, because meters and the secret-echo check read them.
+ * A header of the request that `refused` names, compared in lower case with `_` read as `-`
+ * (some servers do), or null. Raw headers are read, so a duplicate or an empty value counts too.
+ */
+export function refusedHeader(rawHeaders: readonly string[], refused: readonly string[]): string | null {
+  if (refused.length === 0) return null;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase().replace(/_/g, '-');
+    if (refused.includes(name)) return name;
+  }
+  return null;
+}
+
+/**
+ * The headers sent upstream: only the caller's headers on the vendor's `forward` allowlist
+ * (never credentials, hop-by-hop or `drop`, e.g. a vendor API-key header that carried the vault
+ * token), plus the real credential. Answers are asked for uncompressed, because meters and the
+ * secret-echo check read them.
  */
 export function upstreamRequestHeaders(
   incoming: IncomingHttpHeaders,
@@ -59,12 +77,14 @@ export function upstreamRequestHeaders(
   bodyLength: number,
   requestId: string,
   drop: readonly string[] = [],
+  forward: readonly string[] = [],
 ): Record<string, string | string[]> {
   const listed = connectionListed(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
     // Some servers read `x_forwarded_for` as `x-forwarded-for`; no legitimate vendor header has `_`.
     if (value === undefined || NEVER_FORWARDED.has(name) || listed.has(name) || name.includes('_')) continue;
+    if (!forwarded(name, forward)) continue;
     out[name] = value;
   }
   for (const name of drop) delete out[name];

@@ -1,4 +1,5 @@
 import type { Mode } from '../keys/token.js';
+import { ANTHROPIC_HEADERS } from './forwarded-headers.js';
 import { deltaTokens, findModelPrice, inputTokenBound, type LlmVendorConfig, type ModelPrice, type ModelPriceInput, nonNegInt, TokenMeter, type TokenUsage, usageCost } from './llm.js';
 import { describeModels } from './openai.js';
 import { routeTable } from './routes.js';
@@ -234,6 +235,7 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ 'x-api-key': secret }),
     tokenHeaders: ['x-api-key'],
+    ...ANTHROPIC_HEADERS,
     prepareBody: (body, contentType): PreparedBody => ({ ok: true, body, contentType }),
 
     price(call): Price {

@@ -68,9 +68,12 @@ export function buildCatalog(config: Config): VendorCatalog {
   }
   const o = v.openai;
   if (o) {
-    catalog.set(
-      'openai',
-      openaiVendor({
+    // The organisation and project billed come from configuration, never from the caller.
+    const fixed: Record<string, string> = {};
+    if (o.organization !== undefined) fixed['openai-organization'] = o.organization;
+    if (o.project !== undefined) fixed['openai-project'] = o.project;
+    catalog.set('openai', {
+      ...openaiVendor({
         origin: o.base_url,
         testSecret: o.test_secret,
         liveSecret: o.live_secret,
@@ -78,7 +81,8 @@ export function buildCatalog(config: Config): VendorCatalog {
         defaultMaxOutputTokens: o.default_max_output_tokens,
         unknownCost: unknownCostPolicy(o.unknown_cost),
       }),
-    );
+      fixedHeaders: fixed,
+    });
   }
   const a = v.anthropic;
   if (a) {
@@ -118,6 +122,7 @@ export function buildCatalog(config: Config): VendorCatalog {
         unknownCost: unknownCostPolicy(g.unknown_cost),
         fx: { ...DEFAULT_FX, ...g.fx },
         dedupesIdempotencyKey: g.dedupes_idempotency_key,
+        ...(g.forward_headers ? { forwardHeaders: g.forward_headers } : {}),
       }),
     );
   }

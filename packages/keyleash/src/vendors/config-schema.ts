@@ -51,7 +51,12 @@ const tokenVendor = (dfltUrl: string, live: RegExp, liveHint: string) =>
     })
     .refine((v) => secretsDiffer(v.test_secret, v.live_secret), { message: SECRETS_DIFFER, path: ['test_secret'] });
 
-export const openaiSchema = tokenVendor('https://api.openai.com', /^sk-[A-Za-z0-9_-]{8,}$/, 'must be an OpenAI secret key (sk-…)');
+export const openaiSchema = tokenVendor('https://api.openai.com', /^sk-[A-Za-z0-9_-]{8,}$/, 'must be an OpenAI secret key (sk-…)').safeExtend({
+  /** Sent as OpenAI-Organization on every call; a caller's own is refused. */
+  organization: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, 'must be an OpenAI organization id (org-…)').optional(),
+  /** Sent as OpenAI-Project on every call; a caller's own is refused. */
+  project: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, 'must be an OpenAI project id (proj_…)').optional(),
+});
 export const anthropicSchema = tokenVendor('https://api.anthropic.com', /^sk-ant-[A-Za-z0-9_-]{8,}$/, 'must be an Anthropic API key (sk-ant-…)');
 
 const SID = /^AC[0-9a-fA-F]{32}$/;
@@ -123,6 +128,14 @@ const headerName = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP hea
     message: 'cannot carry a secret',
   });
 
+// Credentials, framing and proxy headers are never forwarded, whatever the list says.
+const NEVER_FORWARDABLE = /^(authorization|proxy-authorization|cookie|host|content-length|content-type|transfer-encoding|connection|keep-alive|te|trailer|upgrade|expect|forwarded|x-forwarded-.*|x-real-ip|x-http-method.*|x-method-override)$/;
+const forwardHeader = z
+  .string()
+  .regex(/^[A-Za-z0-9-]{1,64}\*?$/, 'must be a header name, or a prefix ending in *')
+  .transform((n) => n.toLowerCase())
+  .refine((n) => n.length > 1 && !NEVER_FORWARDABLE.test(n.replace(/\*$/, '')), { message: 'is never forwarded (a credential, framing or proxy header)' });
+
 const genericAuth = z
   .union([
     z.enum(['bearer', 'basic']).transform((type) => ({ type })),
@@ -147,6 +160,8 @@ export const genericVendorSchema = z
     fx: z.record(z.string().regex(/^[a-z]{3}$/), z.union([z.string(), z.number()])).default({}),
     /** The vendor answers a repeated Idempotency-Key with the original result: retries go uncharged. */
     dedupes_idempotency_key: z.boolean().default(false),
+    /** Caller headers forwarded to the vendor (a trailing `*` is a prefix); all others are dropped. */
+    forward_headers: z.array(forwardHeader).max(50).optional(),
   })
   .refine((v) => secretsDiffer(v.test_secret, v.live_secret), { message: SECRETS_DIFFER, path: ['test_secret'] });
 

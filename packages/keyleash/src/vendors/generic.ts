@@ -1,5 +1,6 @@
 import qs from 'qs';
 import type { Mode } from '../keys/token.js';
+import { GENERIC_DEFAULT_FORWARDED } from './forwarded-headers.js';
 import { type EndpointPattern, isEndpointAllowed } from '../policy/endpoints.js';
 import { currencyExponent, minorUnitsToMicros } from '../policy/money.js';
 import {
@@ -50,6 +51,8 @@ export interface GenericVendorConfig {
   fx: Readonly<Record<string, string | number>>;
   /** Configured when the vendor answers a repeated Idempotency-Key with the original result. */
   dedupesIdempotencyKey?: boolean;
+  /** The caller headers forwarded (lower case; `*` ends a prefix); default GENERIC_DEFAULT_FORWARDED. */
+  forwardHeaders?: readonly string[];
 }
 
 type Lookup = { found: false } | { found: true; value: unknown };
@@ -186,6 +189,7 @@ export function genericVendor(cfg: GenericVendorConfig): Vendor {
           return {};
       }
     },
+    forwardHeaders: cfg.forwardHeaders ?? GENERIC_DEFAULT_FORWARDED,
     prepareBody: (body, contentType): PreparedBody => ({ ok: true, body, contentType }),
 
     price(call): Price {
@@ -210,6 +214,7 @@ export function genericVendor(cfg: GenericVendorConfig): Vendor {
       kind: 'generic',
       auth: describeAuth(auth),
       unknown_cost: describePolicy(cfg.unknownCost),
+      forward_headers: [...(cfg.forwardHeaders ?? GENERIC_DEFAULT_FORWARDED)],
       endpoints: cfg.endpoints.map((e): CostRuleView => ({ match: e.match, cost: describeRule(e.rule) })),
     }),
   };

@@ -1,4 +1,5 @@
 import type { Mode } from '../keys/token.js';
+import { OPENAI_HEADERS } from './forwarded-headers.js';
 import {
   deltaTokens,
   findModelPrice,
@@ -364,6 +365,7 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
     origin: cfg.origin,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),
+    ...OPENAI_HEADERS,
 
     // Streams only report usage when asked; keyleash always asks, and hides the extra chunk.
     prepareBody(body, contentType, target): PreparedBody {

@@ -19,8 +19,7 @@ describe('priceStripeCall: money-moving creates', () => {
     ['/v1/payment_intents', 'amount=5000&currency=jpy', 33_500_000],
     ['/v1/payment_intents', 'amount=1000&currency=kwd', 3_250_000],
     ['/v1/payment_intents', 'amount=1&currency=gbp', 13_334],
-    ['/v1/refunds', 'payment_intent=pi_1&amount=700', 7_000_000],
-    ['/v1/refunds', 'charge=ch_1&amount=700&currency=eur', 7_700_000],
+    ['/v1/refunds', 'customer=cus_1&origin=customer_balance&amount=700&currency=eur', 7_700_000],
     ['/v1/payment_intents', 'amount=1000&currency=usd&transfer_data[destination]=acct_1&transfer_data[amount]=400', 10_000_000],
     ['/v1/payment_intents', 'amount=1000&currency=usd&transfer_data[amount]=4000', 40_000_000],
     ['/v1/payment_intents', 'amount=1000&currency=usd&transfer_data%5Bamount%5D=4000', 40_000_000],
@@ -31,8 +30,30 @@ describe('priceStripeCall: money-moving creates', () => {
     expect(p('POST', path, form)).toEqual(priced(micros));
   });
 
-  it('uses the account currency for refunds without currency', () => {
-    expect(p('POST', '/v1/refunds', 'charge=ch_1&amount=1000', '', { ...cfg, defaultCurrency: 'EUR' })).toEqual(priced(11_000_000));
+  // Stripe refunds in the charge's currency; a GBP charge priced as USD would be under-counted by a third.
+  it.each([
+    ['charge=ch_1&amount=1000', '/v1/charges/ch_1'],
+    ['payment_intent=pi_1&amount=1000', '/v1/payment_intents/pi_1'],
+    // The currency a caller names is not trusted: the charge's is used.
+    ['charge=ch_1&amount=1000&currency=jpy', '/v1/charges/ch_1'],
+  ])('prices a refund (%s) in the currency of the object it refunds, read from Stripe', (form, path) => {
+    const r = p('POST', '/v1/refunds', form, '', { ...cfg, defaultCurrency: 'EUR' });
+    expect(r).toMatchObject({ kind: 'lookup', path });
+    if (r.kind !== 'lookup') return;
+    expect(r.resolve({ id: 'x', currency: 'gbp' })).toEqual(priced(13_333_330));
+    expect(r.resolve({ id: 'x', currency: 'usd' })).toEqual(priced(10_000_000));
+    expect(r.resolve(undefined).kind).toBe('unknown');
+    expect(r.resolve({ currency: 'xx' }).kind).toBe('unknown');
+    expect(r.resolve({ currency: 'chf' }).kind).toBe('unknown'); // no exchange rate
+  });
+
+  it('does not guess the currency of a refund that names no object and no currency', () => {
+    expect(p('POST', '/v1/refunds', 'customer=cus_1&amount=1000', '', { ...cfg, defaultCurrency: 'EUR' }).kind).toBe('unknown');
+  });
+
+  it('refuses an object id that is not one', () => {
+    expect(p('POST', '/v1/refunds', 'charge=../../v1/x&amount=1000')).toMatchObject({ kind: 'invalid', param: 'charge' });
+    expect(p('POST', '/v1/refunds', 'charge=ch_1&charge=ch_2&amount=1000')).toMatchObject({ kind: 'invalid', param: 'charge' });
   });
 
   it('full refund (no amount) is unknown', () => {
@@ -129,19 +150,34 @@ describe('priceStripeCall: payment intent follow-ups and other calls', () => {
     ['customer create', '/v1/customers', 'email=a%40b.c', 0],
     ['charge update', '/v1/charges/ch_1', 'description=x', 0],
     ['refund update', '/v1/refunds/re_1', 'metadata[a]=b', 0],
-    ['v2 path', '/v2/core/events', '', 0],
-    ['unknown deep path', '/v1/payment_intents/pi_1/capture/extra', 'amount_to_capture=5', 0],
   ])('POST %s', (_name, path, form, micros) => {
     expect(p('POST', path, form)).toEqual(priced(micros));
   });
 
-  it('prices an update without currency in the account currency', () => {
-    expect(p('POST', '/v1/payment_intents/pi_1', 'amount=100', '', { ...cfg, defaultCurrency: 'jpy' })).toEqual(priced(670_000));
+  it("prices an update that names no currency in the intent's own, read from Stripe, not in a default", () => {
+    const r = p('POST', '/v1/payment_intents/pi_1', 'amount=100', '', { ...cfg, defaultCurrency: 'jpy' });
+    expect(r).toMatchObject({ kind: 'lookup', path: '/v1/payment_intents/pi_1' });
+    if (r.kind === 'lookup') expect(r.resolve({ currency: 'GBP' })).toEqual(priced(1_333_333));
+    // An update naming its currency changes the intent to it.
+    expect(p('POST', '/v1/payment_intents/pi_1', 'amount=100&currency=gbp')).toEqual(priced(1_333_333));
+    expect(p('POST', '/v1/payment_intents/pi_1', 'transfer_data[amount]=100').kind).toBe('lookup');
   });
 
-  it.each([['GET'], ['DELETE'], ['PUT'], ['PATCH'], ['HEAD']])('%s never moves money', (method) => {
+  it('prices raising an authorization at its new total, in the intent currency', () => {
+    const r = p('POST', '/v1/payment_intents/pi_1/increment_authorization', 'amount=5000');
+    expect(r).toMatchObject({ kind: 'lookup', path: '/v1/payment_intents/pi_1' });
+    if (r.kind === 'lookup') expect(r.resolve({ currency: 'usd' })).toEqual(priced(50_000_000));
+    expect(p('POST', '/v1/payment_intents/pi_1/increment_authorization', '').kind).toBe('invalid');
+  });
+
+  it.each([['GET'], ['HEAD']])('%s never moves money', (method) => {
     expect(p(method, '/v1/payment_intents', 'amount=5000&currency=usd')).toEqual(priced(0));
     expect(p(method, '/v1/refunds', 'amount=junk')).toEqual(priced(0));
+    expect(p(method, '/v1/anything/new', '')).toEqual(priced(0));
+  });
+
+  it.each([['DELETE'], ['PUT'], ['PATCH'], ['OPTIONS']])('%s on an endpoint not in the table is unknown', (method) => {
+    expect(p(method, '/v1/payment_intents', 'amount=5000&currency=usd').kind).toBe('unknown');
   });
 
   it('accepts a lowercase method', () => {
@@ -153,7 +189,6 @@ describe('priceStripeCall: money movers it cannot price', () => {
   it.each([
     ['/v1/checkout/sessions', 'line_items[0][price]=price_1&line_items[0][quantity]=3&mode=payment'],
     ['/v1/invoices/in_1/pay', ''],
-    ['/v1/topups', 'amount=1000&currency=usd'],
     ['/v1/transfers/tr_1/reversals', 'amount=100'],
     ['/v1/application_fees/fee_1/refunds', ''],
     ['/v1/customers/cus_1/balance_transactions', 'amount=-500&currency=usd'],
@@ -164,5 +199,81 @@ describe('priceStripeCall: money movers it cannot price', () => {
 
   it('still reads them for free', () => {
     expect(p('GET', '/v1/checkout/sessions', '')).toEqual(priced(0));
+  });
+});
+
+describe('priceStripeCall: the endpoint table', () => {
+  it.each([
+    ['a top-up', '/v1/topups', 'amount=1000&currency=usd', 10_000_000],
+    ['a Treasury outbound payment', '/v1/treasury/outbound_payments', 'financial_account=fa_1&amount=2500&currency=usd', 25_000_000],
+    ['a Treasury outbound transfer', '/v1/treasury/outbound_transfers', 'financial_account=fa_1&amount=300&currency=eur', 3_300_000],
+    ['a Treasury inbound transfer', '/v1/treasury/inbound_transfers', 'amount=100&currency=usd', 1_000_000],
+    ['a test-mode issuing authorization', '/v1/test_helpers/issuing/authorizations', 'card=ic_1&amount=700&currency=usd', 7_000_000],
+    ['a climate order by amount', '/v1/climate/orders', 'product=p&amount=100&currency=usd', 1_000_000],
+    ['a charge with a legacy destination amount', '/v1/charges', 'amount=100&currency=usd&destination[amount]=900', 9_000_000],
+    ['an invoice item', '/v1/invoiceitems', 'customer=cus_1&amount=100&currency=usd', 1_000_000],
+  ])('prices %s from its amount and currency', (_n, path, form, micros) => {
+    expect(p('POST', path, form)).toEqual(priced(micros));
+  });
+
+  it.each([
+    ['creating a subscription', '/v1/subscriptions', 'customer=cus_1&items[0][price]=price_1'],
+    ['creating a subscription schedule', '/v1/subscription_schedules', 'customer=cus_1'],
+    ['adding a subscription item', '/v1/subscription_items', 'subscription=sub_1&price=price_1'],
+    ['accepting a quote', '/v1/quotes/qt_1/accept', ''],
+    ['finalizing a quote', '/v1/quotes/qt_1/finalize', ''],
+    ['finalizing an invoice', '/v1/invoices/in_1/finalize', ''],
+    ['sending an invoice', '/v1/invoices/in_1/send', ''],
+    ['a credit note with a refund amount', '/v1/credit_notes', 'invoice=in_1&refund_amount=500'],
+    ['approving an issuing authorization', '/v1/issuing/authorizations/iauth_1/approve', 'amount=100'],
+    ['creating an issuing card', '/v1/issuing/cards', 'cardholder=ich_1&currency=usd&type=virtual'],
+    ['a payment link', '/v1/payment_links', 'line_items[0][price]=price_1&line_items[0][quantity]=1'],
+    ['a forwarding request', '/v1/forwarding/requests', 'payment_method=pm_1&url=https://x'],
+    ['a meter event', '/v1/billing/meter_events', 'event_name=x&payload[value]=1'],
+    ['a test-clock advance', '/v1/test_helpers/test_clocks/clock_1/advance', 'frozen_time=1'],
+    ['a test authorization without currency', '/v1/test_helpers/issuing/authorizations', 'card=ic_1&amount=700'],
+    ['an invoice item priced by a price', '/v1/invoiceitems', 'customer=cus_1&price=price_1'],
+    ['an invoice item amount with a quantity', '/v1/invoiceitems', 'customer=cus_1&amount=1&currency=usd&quantity=1000'],
+    ['an invoice that auto-advances', '/v1/invoices', 'customer=cus_1'],
+    ['an invoice with auto_advance=true', '/v1/invoices', 'customer=cus_1&auto_advance=true'],
+    ['turning on auto-advance', '/v1/invoices/in_1', 'auto_advance=true'],
+    ['a subscription update changing items', '/v1/subscriptions/sub_1', 'items[0][price]=price_2'],
+    ['a subscription update with an unknown param', '/v1/subscriptions/sub_1', 'metadata[a]=b&brand_new=1'],
+    ['undoing a subscription cancellation', '/v1/subscriptions/sub_1', 'cancel_at_period_end=false'],
+    ['cancelling a subscription with invoice_now', '/v1/subscriptions/sub_1', 'invoice_now=true'],
+    ['a customer with a balance', '/v1/customers', 'email=a%40b.c&balance=-50000'],
+    ['an issuing card re-activated', '/v1/issuing/cards/ic_1', 'status=active'],
+    ['an issuing card with new spending limits', '/v1/issuing/cards/ic_1', 'spending_controls[spending_limits][0][amount]=1'],
+    ['a wallet token activated', '/v1/issuing/tokens/intok_1', 'status=active'],
+    ['an intent that asks for overcapture', '/v1/payment_intents', 'amount=100&currency=usd&payment_method_options[card][request_overcapture]=if_available'],
+    ['a v2 outbound payment', '/v2/money_management/outbound_payments', 'amount[value]=100&amount[currency]=usd'],
+  ])('%s is unknown, so a capped key refuses it', (_n, path, form) => {
+    expect(p('POST', path, form).kind).toBe('unknown');
+  });
+
+  it.each([
+    ['DELETE', '/v1/subscriptions/sub_1', 'invoice_now=true', 'unknown'],
+    ['DELETE', '/v1/subscriptions/sub_1', 'invoice_now=false', 'priced'],
+    ['DELETE', '/v1/subscriptions/sub_1', '', 'priced'],
+    ['DELETE', '/v1/subscriptions/sub_1/discount', '', 'unknown'],
+    ['DELETE', '/v1/customers/cus_1/discount', '', 'unknown'],
+    ['DELETE', '/v1/customers/cus_1', '', 'priced'],
+    ['POST', '/v1/invoices', 'customer=cus_1&auto_advance=false', 'priced'],
+    ['POST', '/v1/invoices', 'customer=cus_1&auto_advance=false&auto_advance=true', 'invalid'],
+    ['POST', '/v1/invoices/in_1', 'description=x', 'priced'],
+    ['POST', '/v1/subscriptions/sub_1', 'metadata[a]=b&cancel_at_period_end=true&expand[0]=latest_invoice', 'priced'],
+    ['POST', '/v1/issuing/cards/ic_1', 'status=canceled', 'priced'],
+    ['POST', '/v1/issuing/cards/ic_1', 'status=canceled&status=active', 'invalid'],
+    ['POST', '/v1/customers', 'email=a%40b.c', 'priced'],
+    ['POST', '/v1/customers/cus_1', 'metadata[balance]=1', 'priced'],
+    ['POST', '/v1/payment_intents/pi_1/capture', 'amount_to_capture=100', 'priced'],
+    ['POST', '/v1/payment_intents/pi_1/confirm', 'payment_method=pm_card_visa', 'priced'],
+    ['POST', '/v1/payment_intents/pi_1/confirm', 'payment_method_options[card][request_overcapture]=if_available', 'unknown'],
+    ['POST', '/v1/products', 'name=x', 'priced'],
+    ['POST', '/v1/quotes', 'customer=cus_1', 'priced'],
+  ])('%s %s %s is %s', (method, path, form, kind) => {
+    const r = p(method, path, '', form);
+    expect(r.kind).toBe(kind);
+    if (kind === 'priced') expect(r).toEqual(priced(0));
   });
 });

@@ -1,35 +1,20 @@
 import { minorUnitsToMicros } from '../policy/money.js';
+import { type Guard, STRIPE_ENDPOINTS, type StripeEndpoint, type StripeRule } from './stripe-endpoints.js';
 
 export interface StripePricingConfig {
   fx: Readonly<Record<string, string | number>>;
-  /** The account's currency, used when a money-moving call has an amount but no currency (refunds). */
+  /**
+   * The account's currency, shown by GET /v1/vendors. Not used to price: Stripe counts a call
+   * without a currency in the object's currency, which a request does not show.
+   */
   defaultCurrency: string;
 }
 
-export type Price =
-  | { kind: 'priced'; micros: number }
-  | { kind: 'unknown'; reason: string }
-  | { kind: 'invalid'; reason: string; param?: string };
+import type { Price } from './vendor.js';
 
-const MONEY_CREATES = new Set(['payment_intents', 'charges', 'refunds', 'transfers', 'payouts', 'invoiceitems']);
+export type { Price };
+
 const FREE: Price = { kind: 'priced', micros: 0 };
-
-/**
- * Calls that move money whose amount is not in the request (it lives in an invoice, a session's
- * line items, a top-up's source…). They are `unknown`, so a capped key refuses them instead of
- * letting them through at $0; an uncapped key may still make them.
- */
-function unpricedMoneyMover(version?: string, resource?: string, id?: string, action?: string): string | null {
-  if (version === 'v2' && resource === 'money_management') return 'a v2 money-management call';
-  if (version !== 'v1' || resource === undefined) return null;
-  if (resource === 'checkout' && id === 'sessions' && action === undefined) return 'a checkout session';
-  if (resource === 'invoices' && id !== undefined && action === 'pay') return 'paying an invoice';
-  if (resource === 'topups' && id === undefined) return 'a top-up';
-  if (resource === 'transfers' && id !== undefined && action === 'reversals') return 'a transfer reversal';
-  if (resource === 'application_fees' && id !== undefined && action === 'refunds') return 'an application-fee refund';
-  if (resource === 'customers' && id !== undefined && action === 'balance_transactions') return 'a customer balance transaction';
-  return null;
-}
 
 type Lookup = { ok: true; value: string | undefined } | { ok: false; price: Price };
 type Pairs = readonly (readonly [string, string])[];
@@ -88,29 +73,167 @@ function price(amountMinor: bigint, currency: string, cfg: StripePricingConfig):
   return r.ok ? { kind: 'priced', micros: r.micros } : { kind: 'invalid', reason: r.reason, param: 'amount' };
 }
 
-function priceCreate(resource: string, pairs: Pairs, cfg: StripePricingConfig): Price {
-  const isRefund = resource === 'refunds';
-  const amount = integerParam(pairs, ['amount']);
-  if (!amount.ok) return amount.price;
-  const transfer = integerParam(pairs, ['transfer_data', 'amount']);
-  if (!transfer.ok) return transfer.price;
-  const cur = lookup(pairs, ['currency']);
-  if (!cur.ok) return cur.price;
-
-  let currency = cur.value;
-  if (currency === undefined && isRefund) currency = cfg.defaultCurrency;
-  if (currency === undefined || !/^[a-zA-Z]{3}$/.test(currency)) {
-    return { kind: 'invalid', reason: 'a 3-letter currency is required', param: 'currency' };
-  }
-  if (amount.value === undefined) {
-    return isRefund
-      ? { kind: 'unknown', reason: 'refund without amount refunds the full, unknown amount' }
-      : { kind: 'invalid', reason: `'amount' is required on ${resource}`, param: 'amount' };
-  }
-  const t = transfer.value ?? 0n;
-  return price(amount.value > t ? amount.value : t, currency.toLowerCase(), cfg);
+interface CompiledEndpoint {
+  method: string;
+  /** Literal segments, or null for a `{param}`/`*` segment. */
+  segments: readonly (string | null)[];
+  entry: StripeEndpoint;
 }
 
+function compile(entries: readonly StripeEndpoint[]): Map<string, CompiledEndpoint[]> {
+  const byShape = new Map<string, CompiledEndpoint[]>();
+  for (const entry of entries) {
+    const [method, path] = entry.match.split(' ') as [string, string];
+    const segments = path.split('/').slice(1).map((s) => (s === '*' || /^\{[a-z_]+\}$/.test(s) ? null : s));
+    const shape = `${method} ${segments.length}`;
+    byShape.set(shape, [...(byShape.get(shape) ?? []), { method, segments, entry }]);
+  }
+  return byShape;
+}
+
+const TABLE = compile(STRIPE_ENDPOINTS);
+
+/** A literal segment beats a `{param}` at the first place two matching entries differ. */
+function moreSpecific(a: CompiledEndpoint, b: CompiledEndpoint): boolean {
+  for (let i = 0; i < a.segments.length; i++) {
+    const la = a.segments[i] !== null;
+    const lb = b.segments[i] !== null;
+    if (la !== lb) return la;
+  }
+  return false;
+}
+
+/** The table entry that classifies a call, or undefined when Stripe's endpoint is not in the table. */
+export function findStripeEndpoint(method: string, segments: readonly string[]): StripeEndpoint | undefined {
+  const lower = segments.map((s) => s.toLowerCase());
+  let best: CompiledEndpoint | undefined;
+  for (const c of TABLE.get(`${method.toUpperCase()} ${segments.length}`) ?? []) {
+    if (!c.segments.every((s, i) => s === null || s === lower[i])) continue;
+    if (!best || moreSpecific(c, best)) best = c;
+  }
+  return best?.entry;
+}
+
+const pathOf = (p: string): string[] => p.split('.');
+const sent = (pairs: Pairs, path: readonly string[]): boolean => pairs.some(([k]) => {
+  const kp = keyPath(k);
+  return path.every((p, i) => kp[i] === p);
+});
+
+/** Null when the guard lets the call be counted; otherwise the answer for it. */
+function checkGuard(g: Guard, pairs: Pairs, where: string): Price | null {
+  const tripped: Price = { kind: 'unknown', reason: `${where}: ${g.why}` };
+  for (const p of g.ifSent ?? []) if (sent(pairs, pathOf(p))) return tripped;
+  for (const p of g.ifTrue ?? []) {
+    const r = lookup(pairs, pathOf(p));
+    if (!r.ok) return r.price;
+    if (r.value !== undefined && r.value !== 'false') return tripped;
+  }
+  for (const [p, want] of Object.entries(g.unless ?? {})) {
+    const r = lookup(pairs, pathOf(p));
+    if (!r.ok) return r.price;
+    if (r.value !== want) return tripped;
+  }
+  if (g.only) {
+    const names = new Set(g.only.filter((o) => !o.includes('=')));
+    const pinned = new Map<string, Set<string>>();
+    for (const o of g.only.filter((x) => x.includes('='))) {
+      const [n, v] = o.split('=') as [string, string];
+      pinned.set(n, (pinned.get(n) ?? new Set()).add(v));
+    }
+    for (const [k] of pairs) {
+      const top = keyPath(k)[0];
+      if (top === undefined) return tripped;
+      if (top === 'expand' || names.has(top)) continue;
+      const values = pinned.get(top);
+      if (!values) return tripped;
+      const r = lookup(pairs, [top]);
+      if (!r.ok) return r.price;
+      if (r.value === undefined || !values.has(r.value)) return tripped;
+    }
+  }
+  return null;
+}
+
+const OBJECT_ID = /^[A-Za-z0-9_]{1,255}$/;
+
+/** The path of the object whose currency prices the call, null when the request names none. */
+function objectToRead(
+  oc: NonNullable<Extract<StripeRule, { kind: 'amount' }>['objectCurrency']>,
+  pairs: Pairs,
+  segments: readonly string[],
+): { ok: true; path: string | null } | { ok: false; price: Price } {
+  for (const [from, read] of oc.sources) {
+    const m = /^\{([0-9])\}$/.exec(from);
+    let id: string | undefined;
+    if (m) id = segments[Number(m[1])];
+    else {
+      const r = lookup(pairs, pathOf(from));
+      if (!r.ok) return r;
+      id = r.value;
+    }
+    if (id === undefined) continue;
+    if (!OBJECT_ID.test(id)) return { ok: false, price: { kind: 'invalid', reason: `'${m ? 'id' : from}' is not a Stripe object id`, param: m ? 'id' : from } };
+    return { ok: true, path: read.replace('{}', id) };
+  }
+  return { ok: true, path: null };
+}
+
+function priceAmount(
+  rule: Extract<StripeRule, { kind: 'amount' }>,
+  pairs: Pairs,
+  segments: readonly string[],
+  cfg: StripePricingConfig,
+  where: string,
+): Price {
+  let largest: bigint | undefined;
+  for (const p of rule.amounts) {
+    const r = integerParam(pairs, pathOf(p));
+    if (!r.ok) return r.price;
+    if (r.value !== undefined && (largest === undefined || r.value > largest)) largest = r.value;
+  }
+  const cur = lookup(pairs, ['currency']);
+  if (!cur.ok) return cur.price;
+  if (largest === undefined) {
+    if (rule.missingAmount === 'free') return FREE;
+    if (rule.missingAmount === 'unknown') return { kind: 'unknown', reason: `${where} without an amount moves an amount the request does not show` };
+    return { kind: 'invalid', reason: `'amount' is required on ${where}`, param: 'amount' };
+  }
+  if (rule.objectCurrency && (rule.objectCurrency.authoritative || cur.value === undefined)) {
+    const obj = objectToRead(rule.objectCurrency, pairs, segments);
+    if (!obj.ok) return obj.price;
+    const path = obj.path;
+    if (path !== null) {
+      const amount = largest;
+      return {
+        kind: 'lookup',
+        path,
+        resolve: (o) => {
+          const c = o && typeof o === 'object' ? (o as { currency?: unknown }).currency : undefined;
+          if (typeof c !== 'string' || !/^[a-zA-Z]{3}$/.test(c)) {
+            return { kind: 'unknown', reason: `${where}: the currency of ${path} could not be read from Stripe` };
+          }
+          return price(amount, c.toLowerCase(), cfg);
+        },
+      };
+    }
+  }
+  if (cur.value === undefined) {
+    // Stripe would use the object's (or account's) currency: pricing in a default could take a
+    // GBP amount for USD, so the call is not counted in a guess.
+    if (rule.currency === 'object') {
+      return { kind: 'unknown', reason: `${where} names no currency, so Stripe uses the object's, which the request does not show; send 'currency'` };
+    }
+    return { kind: 'invalid', reason: 'a 3-letter currency is required', param: 'currency' };
+  }
+  if (!/^[a-zA-Z]{3}$/.test(cur.value)) return { kind: 'invalid', reason: 'a 3-letter currency is required', param: 'currency' };
+  return price(largest, cur.value.toLowerCase(), cfg);
+}
+
+/**
+ * What a Stripe call costs, from the request alone, by the endpoint table: GET and HEAD are
+ * free; a write that the table does not know is `unknown` (refused on a capped key).
+ */
 export function priceStripeCall(
   method: string,
   segments: readonly string[],
@@ -118,20 +241,19 @@ export function priceStripeCall(
   cfg: StripePricingConfig,
   query = '',
 ): Price {
-  if (method.toUpperCase() !== 'POST') return FREE;
+  const m = method.toUpperCase();
+  if (m === 'GET' || m === 'HEAD') return FREE;
   if (segments.some((s) => s === '' || s === '.' || s === '..' || /[/\\\s]/.test(s))) {
     return { kind: 'invalid', reason: 'malformed request path' };
   }
-  const [version, resource, id, action, ...rest] = segments.map((s) => s.toLowerCase());
-  const unpriced = unpricedMoneyMover(version, resource, id, action);
-  if (unpriced) return { kind: 'unknown', reason: `${unpriced} moves money keyleash cannot price from the request` };
-  if (version !== 'v1' || resource === undefined || rest.length > 0) return FREE;
-
-  const isCreate = id === undefined && MONEY_CREATES.has(resource);
-  // Raising a payment intent's amount after creation would dodge the create's price, so an update
-  // that names an amount is charged as if it were a new intent of that amount.
-  const isUpdate = resource === 'payment_intents' && id !== undefined && action === undefined;
-  if (!isCreate && !isUpdate) return FREE;
+  const entry = findStripeEndpoint(m, segments);
+  if (!entry) {
+    return { kind: 'unknown', reason: `${m} /${segments.join('/')} is not in keyleash's table of Stripe endpoints, so what it moves is unknown` };
+  }
+  const rule = entry.rule;
+  const where = entry.match;
+  if (rule.kind === 'unpriced') return { kind: 'unknown', reason: `${where} ${rule.why}; keyleash cannot price it from the request` };
+  if (rule.kind === 'free' && !rule.guard) return FREE;
 
   // Stripe merges query-string params into POST params, so both are inspected together.
   const fromQuery = parseForm(query);
@@ -139,13 +261,7 @@ export function priceStripeCall(
   if (!fromQuery || !fromForm) return { kind: 'invalid', reason: 'malformed form encoding' };
   const pairs = [...fromQuery, ...fromForm];
 
-  if (isCreate) return priceCreate(resource, pairs, cfg);
-  const amount = integerParam(pairs, ['amount']);
-  if (!amount.ok) return amount.price;
-  if (amount.value === undefined) return FREE;
-  const cur = lookup(pairs, ['currency']);
-  if (!cur.ok) return cur.price;
-  const currency = (cur.value ?? cfg.defaultCurrency).toLowerCase();
-  if (!/^[a-z]{3}$/.test(currency)) return { kind: 'invalid', reason: 'a 3-letter currency is required', param: 'currency' };
-  return price(amount.value, currency, cfg);
+  const guarded = rule.guard ? checkGuard(rule.guard, pairs, where) : null;
+  if (guarded) return guarded;
+  return rule.kind === 'free' ? FREE : priceAmount(rule, pairs, segments, cfg, where);
 }

@@ -1,5 +1,7 @@
 import type { Mode } from '../keys/token.js';
+import { STRIPE_HEADERS } from './forwarded-headers.js';
 import { jsonToStripeForm } from './stripe-form.js';
+import { classOf, describeStripeRule, STRIPE_ENDPOINTS } from './stripe-endpoints.js';
 import { priceStripeCall, type StripePricingConfig } from './stripe-pricing.js';
 import type { CostRuleView, Outcome, PreparedBody, Vendor } from './vendor.js';
 
@@ -11,13 +13,15 @@ export interface StripeVendorConfig extends StripePricingConfig {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+// Only what moves money is listed; every other entry of the table is $0, and an endpoint missing
+// from the table is cost_unknown (docs/stripe-endpoints.md lists them all).
 const MONEY_RULES: CostRuleView[] = [
-  ...['payment_intents', 'charges', 'refunds', 'transfers', 'payouts', 'invoiceitems'].map((r) => ({
-    match: `POST /v1/${r}`,
-    cost: 'amount (or transfer_data[amount] when larger) in currency, converted to USD',
+  ...STRIPE_ENDPOINTS.filter((e) => classOf(e.rule) !== 'no money' || (e.rule.kind === 'free' && e.rule.guard)).map((e) => ({
+    match: e.match.replace(/\{[a-z_]+\}/g, '*'),
+    cost: describeStripeRule(e.rule),
   })),
-  { match: 'POST /v1/payment_intents/*', cost: 'the new amount, when the update names one' },
-  { match: '*', cost: 'free (every other Stripe call moves no money)' },
+  { match: 'GET *', cost: 'free' },
+  { match: '*', cost: 'cost_unknown on a capped key: not in the Stripe endpoint table (the other entries are $0)' },
 ];
 
 function mediaType(contentType: string | undefined): string {
@@ -30,6 +34,7 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     origin: cfg.origin,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),
+    ...STRIPE_HEADERS,
     // stripe-node retries some statuses on its own; a refusal by keyleash will not change on retry.
     refusalHeaders: { 'stripe-should-retry': 'false' },
     // Stripe keeps idempotency keys 24 hours per account (connected account or context).
@@ -37,9 +42,11 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     idempotencyScopeHeaders: ['stripe-account', 'stripe-context'],
 
     // Integrations send JSON; Stripe only reads form bodies, so JSON is re-encoded the way stripe-node would.
-    prepareBody(body, contentType): PreparedBody {
+    prepareBody(body, contentType, target): PreparedBody {
       if (body.length === 0) return { ok: true, body, contentType };
       const type = mediaType(contentType);
+      // API v2 takes JSON itself (stripe-node sends it so); none of its calls is priced from params.
+      if (type === 'application/json' && target?.segments[0]?.toLowerCase() === 'v2') return { ok: true, body, contentType: 'application/json' };
       if (type === 'application/json') {
         let parsed: unknown;
         try {
@@ -64,7 +71,7 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     describe: () => ({
       kind: 'builtin',
       auth: 'bearer',
-      unknown_cost: 'deny: a refund without amount on a capped key is refused (cost_unknown)',
+      unknown_cost: 'deny: a write that keyleash cannot price, or that is not in its Stripe endpoint table, is refused on a capped key (cost_unknown)',
       default_currency: cfg.defaultCurrency,
       endpoints: MONEY_RULES,
     }),

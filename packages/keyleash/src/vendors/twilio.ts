@@ -1,5 +1,6 @@
 import type { Mode } from '../keys/token.js';
 import { routeTable } from './routes.js';
+import { TWILIO_HEADERS } from './forwarded-headers.js';
 import { parseJson } from './sse.js';
 import { smsSegments } from './sms.js';
 import {
@@ -228,6 +229,7 @@ export function twilioVendor(cfg: TwilioVendorConfig): Vendor {
       return a ? `${a.accountSid}:${a.authToken}` : undefined;
     },
     authHeaders: (secret) => ({ authorization: `Basic ${Buffer.from(secret).toString('base64')}` }),
+    ...TWILIO_HEADERS,
 
     rewriteTarget({ segments, query }, secret) {
       const sid = secret.slice(0, secret.indexOf(':'));

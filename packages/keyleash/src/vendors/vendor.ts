@@ -17,7 +17,13 @@ export type Price =
    */
   | { kind: 'unknown'; reason: string; estimate?: number }
   /** The request carries money params that cannot be priced safely; refused, never guessed. */
-  | { kind: 'invalid'; reason: string; param?: string };
+  | { kind: 'invalid'; reason: string; param?: string }
+  /**
+   * The cost depends on a vendor object (e.g. the currency of the charge a refund refunds): the
+   * proxy reads `path` (GET, the real secret) and prices the call with `resolve`, which gets the
+   * parsed JSON answer, or undefined when it could not be read.
+   */
+  | { kind: 'lookup'; path: string; resolve: (object: unknown) => Price };
 
 /**
  * A priced call the proxy may make smaller to fit what the cap has left (a Twilio call's
@@ -138,6 +144,18 @@ export interface Vendor {
    */
   readonly tokenHeaders?: readonly string[];
   /**
+   * The caller's request headers that go upstream (lower case; `x-stainless-*` is a prefix),
+   * besides the body's content headers, which keyleash sets. Every other header is dropped.
+   */
+  readonly forwardHeaders: readonly string[];
+  /**
+   * Headers that choose the account, organisation or project a call acts on or bills: a call
+   * carrying one, in any spelling and with any value, is refused (403 header_not_allowed).
+   */
+  readonly refusedHeaders?: readonly string[];
+  /** Headers set from configuration on every upstream request (e.g. OpenAI-Organization). */
+  readonly fixedHeaders?: Readonly<Record<string, string>>;
+  /**
    * The upstream path and query, after authorization (e.g. Twilio's account SID in the path, or
    * a secret carried as a query parameter). Authorization always sees the caller's own path.
    */
@@ -217,3 +235,6 @@ export function headerValue(headers: ResponseInfo['headers'], name: string): str
   const v = headers[name];
   return (Array.isArray(v) ? v[0] : v) ?? '';
 }
+
+/** Caller headers every vendor receives: content negotiation and client identification. */
+export const BASE_FORWARDED_HEADERS: readonly string[] = ['accept', 'accept-language', 'user-agent'];
