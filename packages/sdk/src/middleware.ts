@@ -1,4 +1,5 @@
 import type { IssuedKey } from './client.js';
+import { CONTROL_CHARS } from './mint.js';
 import {
   acquireScope,
   defaultLogger,
@@ -61,7 +62,8 @@ export function shouldSkip<Req>(options: MiddlewareOptions<Req>, req: Req, path:
 export async function begin<Req>(options: MiddlewareOptions<Req>, req: Req, method: string, path: string): Promise<Begin> {
   if (shouldSkip(options, req, path)) return { kind: 'skip' };
   const logger: Logger = defaultLogger(options.logger);
-  const label = typeof options.label === 'function' ? options.label(req) : (options.label ?? `${method} ${path}`);
+  // A decoded path (Hono decodes) may hold characters no label may: they become U+FFFD in the default.
+  const label = typeof options.label === 'function' ? options.label(req) : (options.label ?? `${method} ${path}`.replace(CONTROL_CHARS, '\ufffd'));
   const metadata = typeof options.metadata === 'function' ? options.metadata(req) : options.metadata;
   const budgets = typeof options.budgets === 'function' ? options.budgets(req) : options.budgets;
   try {

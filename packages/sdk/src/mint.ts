@@ -13,6 +13,16 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIO
 const METADATA_KEY = /^[A-Za-z0-9_.:-]{1,40}$/;
 const BUDGET_ID = /^[A-Za-z0-9_.:@-]{1,100}$/;
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+// C0, DEL, C1 and the bidirectional overrides and isolates: the gateway refuses them in labels and
+// metadata (a token holding one fails as `invalid_key`), so they are refused here, at mint time.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHAR = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+/** @internal Every such character, for replacing them in labels made from request paths. */
+// eslint-disable-next-line no-control-regex
+export const CONTROL_CHARS = new RegExp(CONTROL_CHAR.source, 'g');
+const CONTROL_CHAR_REASON = 'must not hold control characters (C0, DEL, C1) or bidirectional overrides';
+/** What joins a narrowed key's label to its parent's, as the gateway records it. */
+export const LABEL_SEPARATOR = '/';
 /** The gateway's limits: 16 blocks (a minted key and 15 narrowings), 8 KiB in all. */
 export const MAX_CHAIN_BLOCKS = 16;
 export const MAX_MINTED_TOKEN_CHARS = 8192;
@@ -54,7 +64,10 @@ export interface NarrowParams {
   dailyUsdCap?: number | string;
   /** An earlier expiry; a later one is cut to the parent's. */
   expiresIn?: string | number;
-  /** The new key's label (default: the parent's). */
+  /**
+   * The new key's own part of its label: the gateway records `<parent's label>/<label>`
+   * (`/<label>` under an unlabelled parent). Omitted: the parent's label, unchanged.
+   */
   label?: string;
   /** Added to the parent's metadata; a parent's pair cannot be changed. */
   metadata?: Record<string, string>;
@@ -151,12 +164,14 @@ function checkMetadata(v: unknown): Record<string, string> {
   for (const [k, x] of entries) {
     if (!METADATA_KEY.test(k)) throw new MintError(`metadata.${k}`, 'keys are 1-40 of A-Z a-z 0-9 _ . : -');
     if (typeof x !== 'string' || x.length > 500) throw new MintError(`metadata.${k}`, 'must be a string of at most 500 characters');
+    if (CONTROL_CHAR.test(x)) throw new MintError(`metadata.${k}`, CONTROL_CHAR_REASON);
   }
   return v as Record<string, string>;
 }
 
 function checkLabel(v: unknown): string {
   if (typeof v !== 'string' || v.length > 200) throw new MintError('label', 'must be a string of at most 200 characters');
+  if (CONTROL_CHAR.test(v)) throw new MintError('label', CONTROL_CHAR_REASON);
   return v;
 }
 
@@ -314,7 +329,8 @@ export function narrowKey(parent: string | Pick<MintedKey, 'token'>, p: NarrowPa
     if (b.methods) methods = b.methods as string[];
     if (typeof b.cap === 'number') cap = cap === null ? b.cap : Math.min(cap, b.cap);
     if (typeof b.exp === 'number') exp = Math.min(exp, b.exp);
-    if (typeof b.label === 'string') label = b.label;
+    // As the gateway records it: each narrowing's label is appended to its parent's.
+    if (typeof b.label === 'string') label = `${label}${LABEL_SEPARATOR}${b.label}`;
     if (b.metadata) meta = { ...(b.metadata as Record<string, string>), ...meta };
   }
 
@@ -348,7 +364,10 @@ export function narrowKey(parent: string | Pick<MintedKey, 'token'>, p: NarrowPa
       exp = want;
     }
   }
-  if (p.label !== undefined) block.label = label = checkLabel(p.label);
+  if (p.label !== undefined) {
+    block.label = checkLabel(p.label);
+    label = `${label}${LABEL_SEPARATOR}${p.label}`;
+  }
   if (p.metadata !== undefined) {
     const add = checkMetadata(p.metadata);
     for (const [k, v] of Object.entries(add)) if (k in meta && meta[k] !== v) throw new MintError(`metadata.${k}`, 'is set by the parent key');

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentVaultKey, type IssuedKey } from '../src/index.js';
+import { currentVaultKey, Minter, type IssuedKey } from '../src/index.js';
 import { keyleashHono } from '../src/hono.js';
 import { startGateway, stripeSpec, type TestGateway } from './gateway.js';
 import { boom, middlewareSuite, routes } from './middleware-suite.js';
@@ -42,5 +42,15 @@ describe('hono without a Node server (app.request)', () => {
     const body = (await (await app.request('/k')).json()) as { id: string; seen: string };
     expect(body.id).toBe(body.seen);
     expect((await t.key(body.id)).status).toBe('revoked');
+  });
+
+  it('mints for a path Hono decodes to a control character, the default label holding U+FFFD instead', async () => {
+    const minter = new Minter(`klm_test_${'a'.repeat(24)}_1_${'A'.repeat(43)}`);
+    const app = new Hono<{ Variables: { vaultKeys: Record<string, IssuedKey> } }>();
+    app.use('*', keyleashHono({ minter, proxyUrl: t.proxyUrl, vendor: 'stripe', allowedEndpoints: ['/v1/payment_intents'] }));
+    app.get('*', (c) => c.json({ label: c.get('vaultKeys').stripe!.label }));
+    const res = await app.request('/k%0Ax%E2%80%AEy');
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { label: string }).label).toBe('GET /k\ufffdx\ufffdy');
   });
 });

@@ -130,6 +130,17 @@ describe('Minter.mint', () => {
     [{ expiresIn: '5 minutes' }, 'expiresIn'],
     [{ expiresIn: 0 }, 'expiresIn'],
     [{ label: 'x'.repeat(201) }, 'label'],
+    [{ label: 'run\n7' }, 'label'],
+    [{ label: 'run\u0000' }, 'label'],
+    [{ label: 'run\u007f' }, 'label'],
+    [{ label: 'run\u0085' }, 'label'],
+    [{ label: 'run\u009f' }, 'label'],
+    [{ label: '\u202eevil' }, 'label'],
+    [{ label: 'a\u2066b' }, 'label'],
+    [{ label: 'a\u2069b' }, 'label'],
+    [{ metadata: { k: 'v\u001b[31m' } }, 'metadata.k'],
+    [{ metadata: { k: 'v\u202a' } }, 'metadata.k'],
+    [{ metadata: { 'k\n': 'v' } }, 'metadata.k\n'],
     [{ metadata: { 'bad key': 'x' } }, 'metadata.bad key'],
     [{ metadata: { k: 1 } }, 'metadata.k'],
     [{ budgets: ['no spaces'] }, 'budgets'],
@@ -180,7 +191,7 @@ describe('narrowKey', () => {
       allowed_endpoints: ['POST /v1/refunds'],
       daily_cap_micros: 5_000_000,
       expires_at: new Date(NOW + 60_000).toISOString(),
-      label: 'refund-tool',
+      label: 'run/refund-tool',
       metadata: { tool: 'refund', user_id: 'u42' },
       budgets: ['user:u42'],
     });
@@ -190,6 +201,30 @@ describe('narrowKey', () => {
     const grandchild = narrowKey(child, { methods: ['POST'] }, at);
     expect(chainOk(grandchild.token)).toBe(true);
     expect(decodeMintedToken(grandchild.token).blocks.map((b) => b.id)).toEqual([parent.id, child.id, grandchild.id]);
+  });
+
+  it('reports the label the gateway records: the parent\'s, a "/", then its own', () => {
+    const tool = narrowKey(parent, { label: 'refund-tool' }, at);
+    expect(tool.label).toBe('run/refund-tool');
+    expect(decodeMintedToken(tool.token).blocks[1]!.label).toBe('refund-tool'); // the block holds the child's part only
+    const kept = narrowKey(tool, { dailyUsdCap: 1 }, at);
+    expect(kept.label).toBe('run/refund-tool');
+    expect(narrowKey(kept.token, { label: 'step' }, at).label).toBe('run/refund-tool/step');
+    expect(narrowKey(parent, { label: '' }, at).label).toBe('run/');
+    const bare = minter.mint({ vendor: 'stripe', allowedEndpoints: ['/v1/x'] });
+    expect(narrowKey(bare, { label: 'sub' }, at).label).toBe('/sub');
+    expect(narrowKey(bare, {}, at).label).toBe('');
+  });
+
+  it('refuses control characters and bidirectional overrides in a narrowing\'s label and metadata', () => {
+    for (const bad of ['a\tb', '\u0000', '\u001f', '\u007f', '\u0080', '\u009f', '\u202a', '\u202e', '\u2066', '\u2069']) {
+      expect(() => narrowKey(parent, { label: bad }, at)).toThrow(expect.objectContaining({ name: 'MintError', param: 'label' }));
+      expect(() => narrowKey(parent, { metadata: { tool: bad } }, at)).toThrow(expect.objectContaining({ name: 'MintError', param: 'metadata.tool' }));
+    }
+    // Neighbours of the refused ranges stay allowed.
+    for (const ok of [' ', '~', '\u00a0', '\u2029', '\u202f', '\u2065', '\u206a', 'é', '😀']) {
+      expect(narrowKey(parent, { label: ok, metadata: { tool: ok } }, at).label).toBe(`run/${ok}`);
+    }
   });
 
   it('refuses to widen, and cuts a later expiry to the parent\'s', () => {

@@ -96,11 +96,33 @@ describe('minting from the TypeScript SDK', () => {
     expect((refund as { code?: string }).code).toBe('endpoint_not_allowed');
     expect((await t.client.getKey(parent.id)).spend_today_usd).toBe(3);
     expect(await t.client.getKey(child.id)).toMatchObject({ parent_id: parent.id, daily_usd_cap: 5, label: '/sub-agent', spend_today_usd: 3 });
+    expect(child.label).toBe('/sub-agent');
     // The parent's own cap binds the siblings together.
     const sibling = stripeClient({ key: narrowKey(parent, { dailyUsdCap: 20 }), proxyUrl: t.proxyUrl });
     await sibling.paymentIntents.create({ amount: 1700, currency: 'usd' });
     const shared = await sibling.paymentIntents.create({ amount: 1, currency: 'usd' }).catch((e: unknown) => e);
     expect(isCapExhausted(shared)).toBe(true);
+  });
+
+  it('reports the label the gateway records for every key of a lineage', async () => {
+    const mk = await newMintingKey();
+    const minter = new Minter(mk.secret);
+    const root = minter.mint({ vendor: 'stripe', allowedEndpoints: ['/v1/payment_intents'], label: 'flask-u42-run7' });
+    const tool = narrowKey(root, { label: 'refund-tool' });
+    const kept = narrowKey(tool, { dailyUsdCap: 1 });
+    const step = narrowKey(kept, { label: 'step 2' });
+    const bare = narrowKey(minter.mint({ vendor: 'stripe', allowedEndpoints: ['/v1/payment_intents'] }), { label: 'sub' });
+    expect([root, tool, kept, step, bare].map((k) => k.label)).toEqual([
+      'flask-u42-run7',
+      'flask-u42-run7/refund-tool',
+      'flask-u42-run7/refund-tool',
+      'flask-u42-run7/refund-tool/step 2',
+      '/sub',
+    ]);
+    for (const k of [root, tool, kept, step, bare]) {
+      await stripeClient({ key: k, proxyUrl: t.proxyUrl }).paymentIntents.create({ amount: 1, currency: 'usd' });
+      expect((await t.client.getKey(k.id)).label).toBe(k.label);
+    }
   });
 
   it('revokes a minted key before its first use, and a revoked parent stops its narrowed keys', async () => {
