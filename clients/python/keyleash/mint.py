@@ -54,6 +54,12 @@ _USD_RE = re.compile(r"(\d{1,12})(?:\.(\d{1,6}))?")
 _TTL_RE = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _METHOD_WORD_RE = re.compile(r"[A-Za-z]+")
 _PATH_CHARS_RE = re.compile(r"[\x21-\x7e]*")
+# C0, DEL, C1 and the bidirectional overrides and isolates: the gateway refuses them in labels and
+# metadata (a token holding one fails as ``invalid_key``), so they are refused here, at mint time.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_REASON = "must not hold control characters (C0, DEL, C1) or bidirectional overrides"
+#: What joins a narrowed key's label to its parent's, as the gateway records it.
+LABEL_SEPARATOR = "/"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -181,9 +187,18 @@ def _short_text(value: Any, limit: int, param: str, what: str = "a string") -> s
     return value
 
 
+def _check_text(value: Any, limit: int, param: str) -> str:
+    """A label or metadata value the gateway accepts: a short string without control characters."""
+    _short_text(value, limit, param)
+    if _CONTROL_RE.search(value):
+        raise MintError(param, _CONTROL_REASON)
+    return value
+
+
 def clip_label(label: str, limit: int = 200) -> str:
-    """``label`` cut to what a key may carry (used for labels made from request paths)."""
-    label = label[:limit]
+    """``label`` cut to what a key may carry (used for labels made from request paths, which may
+    decode to characters no label may hold: those become U+FFFD)."""
+    label = _CONTROL_RE.sub("\ufffd", label)[:limit]
     while _js_len(label, "label") > limit:
         label = label[:-1]
     return label
@@ -298,7 +313,7 @@ def _check_metadata(value: Any) -> Dict[str, str]:
     for k, v in value.items():
         if not isinstance(k, str) or not _METADATA_KEY_RE.fullmatch(k):
             raise MintError(f"metadata.{k}", "keys are 1-40 of A-Z a-z 0-9 _ . : -")
-        _short_text(v, 500, f"metadata.{k}")
+        _check_text(v, 500, f"metadata.{k}")
     return dict(value)
 
 
@@ -402,7 +417,7 @@ class Minter:
         block["iat"] = iat
         block["exp"] = exp
         if label is not None:
-            block["label"] = _short_text(label, 200, "label")
+            block["label"] = _check_text(label, 200, "label")
         if metadata is not None:
             block["metadata"] = metadata = _check_metadata(metadata)
         if budgets is not None:
@@ -486,8 +501,10 @@ def narrow_key(
 
     ``allowed_endpoints``: each pattern must fall within one the key has. ``methods``: a subset
     of the key's. ``daily_usd_cap``: at most the key's. ``expires_in``: a later expiry than the
-    key's is cut to it. ``label`` defaults to the parent's; ``metadata`` is added to the
-    parent's, whose pairs cannot change. Asking for more raises ``MintError``.
+    key's is cut to it. ``label`` is the new key's own part: the key's label is the parent's, a
+    ``/``, then ``label`` (``/label`` under an unlabelled parent), as the gateway records it;
+    omitted, the parent's. ``metadata`` is added to the parent's, whose pairs cannot change.
+    Asking for more raises ``MintError``.
     """
     token = parent if isinstance(parent, str) else parent.get("token") if isinstance(parent, Mapping) else None
     if not isinstance(token, str):
@@ -517,7 +534,8 @@ def narrow_key(
         if isinstance(b.get("exp"), int):
             exp = min(exp, b["exp"])
         if isinstance(b.get("label"), str):
-            cur_label = b["label"]
+            # As the gateway records it: each narrowing's label is appended to its parent's.
+            cur_label = f"{cur_label}{LABEL_SEPARATOR}{b['label']}"
         if isinstance(b.get("metadata"), dict):
             meta = {**b["metadata"], **meta}
 
@@ -546,7 +564,8 @@ def narrow_key(
         if want < exp:
             block["exp"] = exp = want
     if label is not None:
-        block["label"] = cur_label = _short_text(label, 200, "label")
+        block["label"] = _check_text(label, 200, "label")
+        cur_label = f"{cur_label}{LABEL_SEPARATOR}{label}"
     if metadata is not None:
         add = _check_metadata(metadata)
         for k, v in add.items():

@@ -93,15 +93,46 @@ def test_narrow_key_writes_the_vector_blocks(monkeypatch):
     assert child.token == VECTORS["narrow"][0]["token"] and child.id == VECTORS["narrow"][0]["id"]
     assert child.parent_id == VECTORS["mint"][0]["id"] and child.origin == "minted"
     assert child.allowed_endpoints == ["POST /v1/refunds"] and child.daily_cap_micros == 5_000_000 and child.daily_usd_cap == 5
-    assert child.expires_at == "2026-12-01T00:10:00.000Z" and child.label == "refund-tool"
+    assert child.expires_at == "2026-12-01T00:10:00.000Z" and child.label == "flask-u42-run7/refund-tool"
     assert child.metadata == {"user_id": "u42"} and child.budgets == ["user:u42"]
 
     grandchild = narrow_key(child, methods=["POST"], metadata={"tool": "refund"})
     assert grandchild.token == VECTORS["narrow"][1]["token"]
     assert grandchild.parent_id == child.id and grandchild.methods == ["POST"]
-    assert grandchild.label == "refund-tool" and grandchild.daily_usd_cap == 5  # inherited
+    assert grandchild.label == "flask-u42-run7/refund-tool" and grandchild.daily_usd_cap == 5  # inherited
     assert grandchild.metadata == {"user_id": "u42", "tool": "refund"}
     assert grandchild.expires_at == child.expires_at
+
+
+def test_a_narrowed_key_reports_the_label_the_gateway_records(minter):
+    parent = minter.mint("stripe", ["/v1/x"], label="run")
+    tool = narrow_key(parent, label="refund-tool", clock=lambda: IAT)
+    assert tool.label == "run/refund-tool"
+    assert decode_minted_token(tool.token).blocks[1]["label"] == "refund-tool"  # the block holds its own part only
+    kept = narrow_key(tool, daily_usd_cap=1, clock=lambda: IAT)
+    assert kept.label == "run/refund-tool"
+    assert narrow_key(kept.token, label="step", clock=lambda: IAT).label == "run/refund-tool/step"
+    assert narrow_key(parent, label="", clock=lambda: IAT).label == "run/"
+    bare = minter.mint("stripe", ["/v1/x"])
+    assert narrow_key(bare, label="sub", clock=lambda: IAT).label == "/sub"
+    assert narrow_key(bare, clock=lambda: IAT).label == ""
+
+
+@pytest.mark.parametrize("bad", ["a\tb", "\x00", "\x1f", "\x7f", "\x80", "\x9f", "\u202a", "\u202e", "\u2066", "\u2069"])
+def test_narrowing_refuses_control_characters_in_label_and_metadata(minter, bad):
+    parent = minter.mint("stripe", ["/v1/x"], label="run")
+    with pytest.raises(MintError) as e:
+        narrow_key(parent, label=bad)
+    assert e.value.param == "label"
+    with pytest.raises(MintError) as e:
+        narrow_key(parent, metadata={"tool": bad})
+    assert e.value.param == "metadata.tool"
+
+
+@pytest.mark.parametrize("ok", [" ", "~", "\xa0", "\u2029", "\u202f", "\u2065", "\u206a", "é", "\U0001F600"])
+def test_the_neighbours_of_the_refused_characters_are_accepted(minter, ok):
+    key = narrow_key(minter.mint("stripe", ["/v1/x"], label=ok, metadata={"a": ok}), label=ok, metadata={"b": ok})
+    assert key.label == f"{ok}/{ok}" and key.metadata == {"a": ok, "b": ok}
 
 
 def test_decode_reads_every_block():
@@ -321,6 +352,17 @@ def test_the_clock_is_floored_to_whole_seconds():
         (dict(label="x" * 201), "label"),
         (dict(label="\U0001F600" * 101), "label"),  # 202 UTF-16 units, as the gateway counts
         (dict(label="\ud800"), "label"),
+        (dict(label="run\n7"), "label"),
+        (dict(label="\x00"), "label"),
+        (dict(label="\x1b[31m"), "label"),
+        (dict(label="a\x7f"), "label"),
+        (dict(label="a\x85"), "label"),
+        (dict(label="a\x9f"), "label"),
+        (dict(label="\u202eevil"), "label"),
+        (dict(label="a\u2066b"), "label"),
+        (dict(label="a\u2069b"), "label"),
+        (dict(metadata={"k": "v\r\n"}), "metadata.k"),
+        (dict(metadata={"k": "v\u202a"}), "metadata.k"),
         (dict(metadata={"bad key": "v"}), "metadata.bad key"),
         (dict(metadata={"k": 5}), "metadata.k"),
         (dict(metadata={"k": "v" * 501}), "metadata.k"),
@@ -400,6 +442,24 @@ def test_flask_mints_per_request_without_the_control_api():
     block = decode_minted_token(a["token"]).blocks[0]
     assert block["id"] == a["id"] and block["cap"] == 25_000_000 and block["exp"] - block["iat"] == 300
     assert block["label"] == "flask GET /whoami" and block["metadata"] == {"user_id": "u42"}
+
+
+def test_flask_default_label_replaces_what_a_decoded_path_may_hold():
+    flask = pytest.importorskip("flask")
+    from keyleash.flask import KeyleashFlask
+
+    app = flask.Flask(__name__)
+    app.config["KEYLEASH_PROXY_URL"] = "http://127.0.0.1:1"
+    KeyleashFlask(app, minter=Minter(VECTORS["secret"]), vendor="stripe", allowed_endpoints=["/v1/payment_intents"])
+
+    @app.get("/<rest>")
+    def anything(rest):
+        return flask.jsonify(token=flask.g.vault_key)
+
+    with app.test_client() as c:
+        r = c.get("/k%0Ax%E2%80%AEy")
+    assert r.status_code == 200
+    assert decode_minted_token(r.get_json()["token"]).blocks[0]["label"] == "flask GET /k\ufffdx\ufffdy"
 
 
 @pytest.mark.parametrize(

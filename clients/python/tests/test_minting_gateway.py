@@ -191,8 +191,22 @@ def test_a_sub_agents_narrowed_key(gateway, client, minter):
     got = client.get_key(child.id)
     assert (got["origin"], got["parent_id"], got["minting_key_id"]) == ("minted", parent.id, parent.minting_key_id)
     assert got["daily_usd_cap"] == 30 and got["spend_today_usd"] == 20 and got["label"] == "py-orchestrator/py-sub-agent"
+    assert child.label == got["label"]
     assert got["allowed_endpoints"] == ["POST /v1/payment_intents"]
     assert client.get_key(parent.id)["spend_today_usd"] == 30  # its own $10 and the child's $20
+
+
+def test_a_narrowed_keys_label_is_the_one_the_gateway_records(client, minter):
+    root = minter.mint("stripe", ["/v1/payment_intents"], label="py-run7")
+    tool = narrow_key(root, label="refund-tool")
+    kept = narrow_key(tool, daily_usd_cap=1)
+    step = narrow_key(kept, label="step 2")
+    bare = narrow_key(minter.mint("stripe", ["/v1/payment_intents"]), label="sub")
+    keys = [root, tool, kept, step, bare]
+    assert [k.label for k in keys] == ["py-run7", "py-run7/refund-tool", "py-run7/refund-tool", "py-run7/refund-tool/step 2", "/sub"]
+    for k in keys:
+        assert charge(client, k, 1).status_code == 200
+        assert client.get_key(k.id)["label"] == k.label
 
 
 def test_siblings_share_their_parents_cap(gateway, client, minter):
