@@ -197,8 +197,10 @@ func mintAll(m *Minter, specs []MintParams, label string, budgets []string) ([]*
 }
 
 // clipLabel cuts the default label ("<METHOD> <path>") to the 200 characters a minted key's
-// label may have, so a long URL cannot make minting fail.
+// label may have, so a long URL cannot make minting fail; the control characters a decoded path
+// may hold become U+FFFD, which no label may hold either.
 func clipLabel(s string) string {
+	s = controlCharRE.ReplaceAllLiteralString(s, "\uFFFD")
 	n := 0
 	for i, r := range s {
 		w := 1

@@ -45,7 +45,15 @@ var (
 	budgetIDRE    = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,100}$`)
 	ttlRE         = regexp.MustCompile(`^([1-9][0-9]{0,8})(s|m|h|d)$`)
 	usdRE         = regexp.MustCompile(`^([0-9]{1,9})(?:\.([0-9]{1,6}))?$`)
+	// C0, DEL, C1 and the bidirectional overrides and isolates: the gateway refuses them in labels
+	// and metadata (a token holding one fails as invalid_key), so they are refused at mint time.
+	controlCharRE = regexp.MustCompile(`[\x00-\x1f\x{7f}-\x{9f}\x{202a}-\x{202e}\x{2066}-\x{2069}]`)
 )
+
+const controlCharReason = "must not hold control characters (C0, DEL, C1) or bidirectional overrides"
+
+// LabelSeparator joins a narrowed key's label to its parent's, as the gateway records it.
+const LabelSeparator = "/"
 
 var endpointMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
 
@@ -96,7 +104,9 @@ type NarrowParams struct {
 	DailyUSDCap *float64
 	// ExpiresIn: an earlier expiry; one past the parent's is cut to the parent's.
 	ExpiresIn time.Duration
-	// Label: the new key's label ("" keeps the parent's).
+	// Label: the new key's own part of its label. The key's label is the parent's, then
+	// LabelSeparator, then Label ("/Label" under an unlabelled parent), as the gateway records it;
+	// "" keeps the parent's.
 	Label string
 	// Metadata is added to the parent's; a pair the parent has cannot be changed.
 	Metadata map[string]string
@@ -205,8 +215,8 @@ func (m *Minter) Mint(p MintParams) (*VaultKey, error) {
 			return nil, err
 		}
 	}
-	if jsLen(p.Label) > 200 {
-		return nil, mintErr("Label", "must be at most 200 characters")
+	if err := checkLabel(p.Label); err != nil {
+		return nil, err
 	}
 	if err := checkMetadata(p.Metadata); err != nil {
 		return nil, err
@@ -412,9 +422,15 @@ func readChain(blocks []map[string]any) (*chainState, error) {
 			}
 		}
 		if v, has := b["label"]; has {
-			if st.label, ok = v.(string); !ok {
+			l, ok := v.(string)
+			if !ok {
 				return nil, bad(i, "label")
 			}
+			// As the gateway records it: each narrowing's label is appended to its parent's.
+			if i > 0 {
+				l = st.label + LabelSeparator + l
+			}
+			st.label = l
 		}
 		if v, has := b["metadata"]; has {
 			md, ok := v.(map[string]any)
@@ -510,11 +526,11 @@ func Narrow(parent string, p NarrowParams) (*VaultKey, error) {
 		}
 	}
 	if p.Label != "" {
-		if jsLen(p.Label) > 200 {
-			return nil, mintErr("Label", "must be at most 200 characters")
+		if err := checkLabel(p.Label); err != nil {
+			return nil, err
 		}
 		b.Label = p.Label
-		st.label = p.Label
+		st.label += LabelSeparator + p.Label
 	}
 	if len(p.Metadata) > 0 {
 		if err := checkMetadata(p.Metadata); err != nil {
@@ -716,6 +732,19 @@ func checkMetadata(md map[string]string) error {
 		if jsLen(v) > 500 {
 			return mintErr("Metadata."+k, "must be at most 500 characters")
 		}
+		if controlCharRE.MatchString(v) {
+			return mintErr("Metadata."+k, controlCharReason)
+		}
+	}
+	return nil
+}
+
+func checkLabel(l string) error {
+	if jsLen(l) > 200 {
+		return mintErr("Label", "must be at most 200 characters")
+	}
+	if controlCharRE.MatchString(l) {
+		return mintErr("Label", controlCharReason)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -340,6 +342,17 @@ func TestMintValidation(t *testing.T) {
 		{"negative ttl", "ExpiresIn", func(p *keyleash.MintParams) { p.ExpiresIn = -time.Second }},
 		{"long label", "Label", func(p *keyleash.MintParams) { p.Label = strings.Repeat("l", 201) }},
 		{"long label in UTF-16", "Label", func(p *keyleash.MintParams) { p.Label = strings.Repeat("🔑", 101) }},
+		{"newline in label", "Label", func(p *keyleash.MintParams) { p.Label = "run\n7" }},
+		{"NUL in label", "Label", func(p *keyleash.MintParams) { p.Label = "run\x00" }},
+		{"escape in label", "Label", func(p *keyleash.MintParams) { p.Label = "\x1b[31mred" }},
+		{"DEL in label", "Label", func(p *keyleash.MintParams) { p.Label = "a\x7f" }},
+		{"C1 in label", "Label", func(p *keyleash.MintParams) { p.Label = "a\u0085" }},
+		{"last C1 in label", "Label", func(p *keyleash.MintParams) { p.Label = "a\u009f" }},
+		{"RLO in label", "Label", func(p *keyleash.MintParams) { p.Label = "\u202eevil" }},
+		{"isolate in label", "Label", func(p *keyleash.MintParams) { p.Label = "a\u2066b" }},
+		{"last isolate in label", "Label", func(p *keyleash.MintParams) { p.Label = "a\u2069b" }},
+		{"control in metadata", "Metadata.k", func(p *keyleash.MintParams) { p.Metadata = map[string]string{"k": "v\r\n"} }},
+		{"bidi in metadata", "Metadata.k", func(p *keyleash.MintParams) { p.Metadata = map[string]string{"k": "v\u202a"} }},
 		{"metadata key", "Metadata.a b", func(p *keyleash.MintParams) { p.Metadata = map[string]string{"a b": "x"} }},
 		{"metadata value", "Metadata.k", func(p *keyleash.MintParams) { p.Metadata = map[string]string{"k": strings.Repeat("x", 501)} }},
 		{"51 metadata pairs", "Metadata", func(p *keyleash.MintParams) { p.Metadata = bigMeta }},
@@ -452,7 +465,7 @@ func TestNarrowAppendsOneSignedBlock(t *testing.T) {
 	}
 	if !strings.HasPrefix(child.ID, "mkey_M1nt1ngKeyTestVector0001_") || child.ID == root.ID || child.ParentID != root.ID ||
 		child.MintingKeyID != v.MintingKeyID || child.Origin != "minted" || child.Vendor != "stripe" || child.Mode != "test" ||
-		*child.DailyCapMicros != 5_000_000 || *child.DailyUSDCap != 5 || child.Label != "refund-tool" ||
+		*child.DailyCapMicros != 5_000_000 || *child.DailyUSDCap != 5 || child.Label != "flask-u42-run7/refund-tool" ||
 		!reflect.DeepEqual(child.AllowedEndpoints, []string{"POST /v1/refunds"}) || !reflect.DeepEqual(child.Budgets, []string{"user:u42"}) ||
 		!child.ExpiresAt.Equal(root.ExpiresAt) || child.Metadata["user_id"] != "u42" {
 		t.Fatalf("child %+v", child)
@@ -466,9 +479,64 @@ func TestNarrowAppendsOneSignedBlock(t *testing.T) {
 	if got, want := lastBlock(t, grand.Token), fmt.Sprintf(`{"id":%q,"methods":["POST"],"metadata":{"tool":"refund"}}`, grand.ID); got != want {
 		t.Fatalf("block:\n got %s\nwant %s", got, want)
 	}
-	if grand.ParentID != child.ID || grand.Label != "refund-tool" || *grand.DailyCapMicros != 5_000_000 ||
+	if grand.ParentID != child.ID || grand.Label != "flask-u42-run7/refund-tool" || *grand.DailyCapMicros != 5_000_000 ||
 		!reflect.DeepEqual(grand.Methods, []string{"POST"}) || !reflect.DeepEqual(grand.Metadata, map[string]string{"user_id": "u42", "tool": "refund"}) {
 		t.Fatalf("grandchild %+v", grand)
+	}
+}
+
+func TestNarrowedKeyReportsTheGatewaysLabel(t *testing.T) {
+	m := vectorMinter(t, loadVectors(t))
+	narrow := func(token, label string) *keyleash.VaultKey {
+		t.Helper()
+		k, err := keyleash.Narrow(token, keyleash.NarrowParams{Label: label})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	root, err := m.Mint(keyleash.MintParams{Vendor: "stripe", AllowedEndpoints: []string{"/v1/x"}, Label: "run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := narrow(root.Token, "refund-tool")
+	kept := narrow(tool.Token, "")
+	step := narrow(kept.Token, "step")
+	if tool.Label != "run/refund-tool" || kept.Label != "run/refund-tool" || step.Label != "run/refund-tool/step" {
+		t.Fatalf("labels %q %q %q", tool.Label, kept.Label, step.Label)
+	}
+	// The block holds the key's own part only; the gateway joins them.
+	if got, want := lastBlock(t, tool.Token), fmt.Sprintf(`{"id":%q,"label":"refund-tool"}`, tool.ID); got != want {
+		t.Fatalf("block:\n got %s\nwant %s", got, want)
+	}
+	bare, err := m.Mint(keyleash.MintParams{Vendor: "stripe", AllowedEndpoints: []string{"/v1/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub, kept := narrow(bare.Token, "sub"), narrow(bare.Token, ""); sub.Label != "/sub" || kept.Label != "" {
+		t.Fatalf("under an unlabelled parent: %q %q", sub.Label, kept.Label)
+	}
+	// The neighbours of the refused ranges stay allowed.
+	for _, ok := range []string{" ", "~", "\u00a0", "\u2029", "\u202f", "\u2065", "\u206a", "é", "🔑"} {
+		if k, err := keyleash.Narrow(root.Token, keyleash.NarrowParams{Label: ok, Metadata: map[string]string{"tool": ok}}); err != nil || k.Label != "run/"+ok {
+			t.Fatalf("%q: %v %+v", ok, err, k)
+		}
+	}
+}
+
+func TestMiddlewareDefaultLabelReplacesControlCharacters(t *testing.T) {
+	m := vectorMinter(t, loadVectors(t))
+	c := &keyleash.Client{}
+	var label string
+	h := c.Middleware(keyleash.MiddlewareOptions{Minter: m, Keys: []keyleash.KeySpec{{IssueParams: keyleash.IssueParams{Vendor: "stripe", AllowedEndpoints: []string{"/v1/x"}}}}})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			k, _ := keyleash.FromContext(r.Context())
+			label = k.Label
+		}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/k%0Ax%E2%80%AEy", nil)) // the path decodes to "/k\nx\u202ey"
+	if rec.Code != 200 || label != "GET /k\uFFFDx\uFFFDy" {
+		t.Fatalf("status %d, label %q: %s", rec.Code, label, rec.Body)
 	}
 }
 
@@ -501,6 +569,12 @@ func TestNarrowRefusesWidening(t *testing.T) {
 		{"a changed metadata pair", "Metadata.user_id", keyleash.NarrowParams{Metadata: map[string]string{"user_id": "u43"}}},
 		{"a negative ttl", "ExpiresIn", keyleash.NarrowParams{ExpiresIn: -time.Minute}},
 		{"a long label", "Label", keyleash.NarrowParams{Label: strings.Repeat("l", 201)}},
+		{"a tab in the label", "Label", keyleash.NarrowParams{Label: "a\tb"}},
+		{"C1 in the label", "Label", keyleash.NarrowParams{Label: "a\u0080"}},
+		{"an override in the label", "Label", keyleash.NarrowParams{Label: "\u202d"}},
+		{"an isolate in the label", "Label", keyleash.NarrowParams{Label: "\u2067"}},
+		{"DEL in metadata", "Metadata.tool", keyleash.NarrowParams{Metadata: map[string]string{"tool": "\x7f"}}},
+		{"an override in metadata", "Metadata.tool", keyleash.NarrowParams{Metadata: map[string]string{"tool": "\u202e"}}},
 	}
 	for _, c := range refused {
 		t.Run(c.name, func(t *testing.T) {

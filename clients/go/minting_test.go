@@ -266,12 +266,38 @@ func TestNarrowedKeyForASubAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ck.Origin != "minted" || ck.ParentID != parent.ID || ck.SpendTodayUSD != 20 || ck.DailyUSDCap == nil || *ck.DailyUSDCap != 30 || ck.Label != "/go-sub-agent" {
+	if ck.Origin != "minted" || ck.ParentID != parent.ID || ck.SpendTodayUSD != 20 || ck.DailyUSDCap == nil || *ck.DailyUSDCap != 30 || ck.Label != "/go-sub-agent" || child.Label != ck.Label {
 		t.Fatalf("child %+v", ck)
 	}
 	// The child's spend counts against the parent too.
 	if pk, err := c.GetKey(ctx, parent.ID); err != nil || pk.SpendTodayUSD != 30 || pk.ParentID != "" {
 		t.Fatalf("parent: %v %+v", err, pk)
+	}
+}
+
+func TestNarrowedLabelsAreTheGatewaysLabels(t *testing.T) {
+	c := newClient()
+	_, m := newMinter(t, stripeMintingKeyParams("go-mint-labels"))
+	root, err := m.Mint(keyleash.MintParams{Vendor: "stripe", AllowedEndpoints: []string{"/v1/payment_intents"}, Label: "go-run7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool := mustNarrow(t, root, keyleash.NarrowParams{Label: "refund-tool"})
+	kept := mustNarrow(t, tool, keyleash.NarrowParams{DailyUSDCap: keyleash.USD(1)})
+	step := mustNarrow(t, kept, keyleash.NarrowParams{Label: "step 2"})
+	bare := mustNarrow(t, mintStripe(t, m, 10), keyleash.NarrowParams{Label: "sub"})
+	want := []string{"go-run7", "go-run7/refund-tool", "go-run7/refund-tool", "go-run7/refund-tool/step 2", "/sub"}
+	for i, k := range []*keyleash.VaultKey{root, tool, kept, step, bare} {
+		if k.Label != want[i] {
+			t.Fatalf("key %d: SDK label %q, want %q", i, k.Label, want[i])
+		}
+		if err := chargeWith(k, 1); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.GetKey(context.Background(), k.ID)
+		if err != nil || got.Label != k.Label {
+			t.Fatalf("key %d: gateway label %q, SDK %q (%v)", i, got.Label, k.Label, err)
+		}
 	}
 }
 
