@@ -462,3 +462,28 @@ func TestKillSwitch(t *testing.T) {
 		t.Fatalf("empty filter: %v", err)
 	}
 }
+
+func TestMiddlewareDefaultLabelOfAnIssuedKeyIsOneTheGatewayTakes(t *testing.T) {
+	c := newClient()
+	var id string
+	h := c.Middleware(stripeOpts(10))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, _ := keyleash.FromContext(r.Context())
+		id = k.ID
+	}))
+	long := "/" + strings.Repeat("p", 300)
+	for path, want := range map[string]string{
+		"/k%0Ax%E2%80%AEy": "GET /k\uFFFDx\uFFFDy", // decodes to "/k\nx\u202ey"
+		long:               ("GET " + long)[:200],
+	} {
+		id = ""
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 || id == "" {
+			t.Fatalf("%s: status %d: %s", want, rec.Code, rec.Body)
+		}
+		k, err := c.GetKey(context.Background(), id)
+		if err != nil || k.Label != want {
+			t.Fatalf("label %q, want %q (%v)", k.Label, want, err)
+		}
+	}
+}

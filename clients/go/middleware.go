@@ -100,7 +100,7 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 				next.ServeHTTP(w, r)
 				return
 			}
-			label := r.Method + " " + r.URL.Path
+			label := clipLabel(r.Method + " " + r.URL.Path)
 			if opts.Label != nil {
 				label = opts.Label(r)
 			}
@@ -111,9 +111,6 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			var keys []*VaultKey
 			var err error
 			if opts.Minter != nil {
-				if opts.Label == nil {
-					label = clipLabel(label)
-				}
 				keys, err = mintAll(opts.Minter, mintSpecs, label, budgets)
 			} else {
 				keys, err = c.issueAll(r.Context(), opts.Keys, label, budgets, timeout)
@@ -196,8 +193,8 @@ func mintAll(m *Minter, specs []MintParams, label string, budgets []string) ([]*
 	return keys, nil
 }
 
-// clipLabel cuts the default label ("<METHOD> <path>") to the 200 characters a minted key's
-// label may have, so a long URL cannot make minting fail; the control characters a decoded path
+// clipLabel cuts the default label ("<METHOD> <path>") to the 200 characters a key's label may
+// have, so a long URL cannot make minting or issuing fail; the control characters a decoded path
 // may hold become U+FFFD, which no label may hold either.
 func clipLabel(s string) string {
 	s = controlCharRE.ReplaceAllLiteralString(s, "\uFFFD")
