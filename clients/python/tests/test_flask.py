@@ -68,6 +68,19 @@ def test_issue_call_revoke_per_request(gateway, client):
     assert gateway.stripe_requests()[-1]["authorization"] == f"Bearer {gateway.stripe_test_secret}"
 
 
+def test_the_default_label_of_a_decoded_path_is_one_the_gateway_takes(gateway, client):
+    app = make_app(client)
+
+    @app.get("/w/<rest>")
+    def anything(rest):
+        return jsonify(key_id=g.vault_key_id)
+
+    with app.test_client() as c:
+        r = c.get("/w/k%0Ax%E2%80%AEy")  # decodes to "/w/k\nx\u202ey"
+    assert r.status_code == 200
+    assert gateway.key(r.get_json()["key_id"])["label"] == "flask GET /w/k\ufffdx\ufffdy"
+
+
 @pytest.mark.parametrize("route", ["/charge/5000", "/charge-by-hand/5000"])
 def test_cap_exhausted_becomes_402(gateway, client, route):
     app = make_app(client, daily_usd_cap=10, cap_exhausted_status=402)
