@@ -18,7 +18,6 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHAR = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 /** @internal Every such character, for replacing them in labels made from request paths. */
-// eslint-disable-next-line no-control-regex
 export const CONTROL_CHARS = new RegExp(CONTROL_CHAR.source, 'g');
 const CONTROL_CHAR_REASON = 'must not hold control characters (C0, DEL, C1) or bidirectional overrides';
 /** What joins a narrowed key's label to its parent's, as the gateway records it. */
