@@ -274,10 +274,17 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       return { apiUrl: urlOf(apiServer, config.listen.api.host, config.listen.api.tls !== undefined), proxyUrl: urlOf(proxy, config.listen.proxy.host, config.listen.proxy.tls !== undefined) };
     },
     reloadVendors(next: Config) {
-      const fresh = buildCatalog(next);
-      const live = catalog as Map<string, Vendor>;
-      live.clear();
-      for (const [name, v] of fresh) live.set(name, v);
+      // Swapped in place: the proxy and key services hold these very maps. A tenant added or
+      // removed by the new config needs a restart (its admin tokens are not reloaded either).
+      const swap = (live: Map<string, Vendor>, fresh: VendorCatalog) => {
+        live.clear();
+        for (const [name, v] of fresh) live.set(name, v);
+      };
+      swap(catalog as Map<string, Vendor>, buildCatalog(next));
+      for (const [id, live] of tenantCatalogs) {
+        const t = next.tenants[id];
+        if (t) swap(live as Map<string, Vendor>, buildCatalog({ ...next, vendors: t.vendors }));
+      }
     },
     async close() {
       if (reconcileTimer) clearInterval(reconcileTimer);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStripeSandbox, type StripeSandbox } from '../src/sandbox/stripe.js';
 import { ADMIN_TOKEN, STRIPE_TEST_SECRET, startGateway, stripeKey, type TestGateway } from './harness.js';
 import { backends } from './backends.js';
+import { parseConfig } from '../src/config/config.js';
 
 // Several tenants on one gateway, on both storage backends: each has its own admin tokens,
 // vendor credentials, keys, budgets and audit log, and no admin token reaches another
@@ -11,6 +12,7 @@ const ACME_TOKEN = 'acme_admin_token_0123456789abcd';
 const GLOBEX_TOKEN = 'globex_admin_token_0123456789ab';
 const ACME_SECRET = 'sk_test_acme_secret_000000000001';
 const GLOBEX_SECRET = 'sk_test_globex_secret_0000000002';
+const ACME_SECRET_NEXT = 'sk_test_acme_secret_rotated_0003';
 
 for (const backend of await backends('tenants')) {
   describe.skipIf(backend.skip)(`tenants (${backend.name})`, () => {
@@ -19,6 +21,8 @@ for (const backend of await backends('tenants')) {
     let acmeSandbox: StripeSandbox;
     let globexSandbox: StripeSandbox;
     let globexUrl: string;
+    let acmeUrl: string;
+    let rootUrl: string;
 
     const as = async (token: string, method: string, path: string, body?: unknown) => {
       const res = await fetch(t.apiUrl + path, {
@@ -32,23 +36,26 @@ for (const backend of await backends('tenants')) {
     const pay = (token: string, usd = 1) => t.proxy('/v1/payment_intents', { token, body: { amount: usd * 100, currency: 'usd' } });
 
     beforeAll(async () => {
-      acmeSandbox = createStripeSandbox({ secrets: [ACME_SECRET] });
+      acmeSandbox = createStripeSandbox({ secrets: [ACME_SECRET, ACME_SECRET_NEXT] });
       globexSandbox = createStripeSandbox({ secrets: [GLOBEX_SECRET] });
-      const acmeUrl = await acmeSandbox.listen();
+      acmeUrl = await acmeSandbox.listen();
       globexUrl = await globexSandbox.listen();
       storeConfig = backend.store();
-      t = await startGateway(() => ({
-        ...(storeConfig ? { store: storeConfig as never } : {}),
-        log_level: 'warn',
-        tenants: {
-          acme: { admin_tokens: [ACME_TOKEN], vendors: { stripe: { base_url: acmeUrl, test_secret: ACME_SECRET }, generic: {} } },
-          globex: {
-            admin_tokens: [{ token: GLOBEX_TOKEN, name: 'globex-ci' }],
-            vendors: { stripe: { base_url: globexUrl, test_secret: GLOBEX_SECRET }, generic: {} },
-            policy: { max_daily_usd_cap: 100 },
+      t = await startGateway((sandboxUrl) => {
+        rootUrl = sandboxUrl;
+        return {
+          ...(storeConfig ? { store: storeConfig as never } : {}),
+          log_level: 'warn',
+          tenants: {
+            acme: { admin_tokens: [ACME_TOKEN], vendors: { stripe: { base_url: acmeUrl, test_secret: ACME_SECRET }, generic: {} } },
+            globex: {
+              admin_tokens: [{ token: GLOBEX_TOKEN, name: 'globex-ci' }],
+              vendors: { stripe: { base_url: globexUrl, test_secret: GLOBEX_SECRET }, generic: {} },
+              policy: { max_daily_usd_cap: 100 },
+            },
           },
-        },
-      }));
+        };
+      });
     });
     afterAll(async () => {
       await t?.close();
@@ -144,6 +151,36 @@ for (const backend of await backends('tenants')) {
       }
       const exported = await fetch(`${t.apiUrl}/v1/audit/export?format=ndjson`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(await exported.text()).not.toContain(acme.id);
+    });
+
+    it("a reload (SIGHUP) swaps every tenant's vendor secrets, not only the default tenant's", async () => {
+      const acme = (await as(ACME_TOKEN, 'POST', '/v1/keys', stripeKey)).body;
+      const globex = (await as(GLOBEX_TOKEN, 'POST', '/v1/keys', { ...stripeKey, daily_usd_cap: 50 })).body;
+      const root = await t.issue(stripeKey);
+      expect((await pay(acme.token)).status).toBe(200);
+      expect(acmeSandbox.requests.at(-1)!.headers.authorization).toBe(`Bearer ${ACME_SECRET}`);
+      const configWith = (acmeSecret: string) =>
+        parseConfig({
+          admin_token: ADMIN_TOKEN,
+          vendors: { stripe: { base_url: rootUrl, test_secret: STRIPE_TEST_SECRET } },
+          tenants: {
+            acme: { admin_tokens: [ACME_TOKEN], vendors: { stripe: { base_url: acmeUrl, test_secret: acmeSecret }, generic: {} } },
+            globex: { admin_tokens: [GLOBEX_TOKEN], vendors: { stripe: { base_url: globexUrl, test_secret: GLOBEX_SECRET }, generic: {} } },
+          },
+        });
+      t.gw.reloadVendors(configWith(ACME_SECRET_NEXT));
+      try {
+        // The same vault keys go on working, each now forwarded with its tenant's current secret.
+        expect((await pay(acme.token)).status).toBe(200);
+        expect(acmeSandbox.requests.at(-1)!.headers.authorization).toBe(`Bearer ${ACME_SECRET_NEXT}`);
+        const g = await pay(globex.token);
+        expect(g.status, g.text).toBe(200);
+        expect(globexSandbox.requests.at(-1)!.headers.authorization).toBe(`Bearer ${GLOBEX_SECRET}`);
+        expect((await pay(root.token)).status).toBe(200);
+        expect(t.sandbox.requests.at(-1)!.headers.authorization).toBe(`Bearer ${STRIPE_TEST_SECRET}`);
+      } finally {
+        t.gw.reloadVendors(configWith(ACME_SECRET));
+      }
     });
   });
 }
