@@ -134,17 +134,34 @@ export function statsReaderFor(store: Store): StatsReader {
 }
 
 /**
- * Requests for the same figures while one is being computed share its answer: two dashboard tabs
- * polling the overview cost one scan, not two.
+ * Requests for the same figures share one computation: while it runs, and for a while after it
+ * finished (at least `minFreshMs`, and twice as long as it took). However many dashboard tabs
+ * poll, the reader then works at most a third of the time, so it never takes a core from the
+ * proxy for long; figures are at most that old.
  */
 export class Coalesced<T> {
-  private readonly inflight = new Map<string, Promise<T>>();
+  private readonly entries = new Map<string, { value: Promise<T>; freshUntil: number }>();
+
+  constructor(
+    private readonly minFreshMs = 1000,
+    private readonly clock: () => number = () => performance.now(),
+  ) {}
 
   run(key: string, fn: () => Promise<T>): Promise<T> {
-    const running = this.inflight.get(key);
-    if (running) return running;
-    const p = fn().finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
-    return p;
+    const now = this.clock();
+    const hit = this.entries.get(key);
+    if (hit && hit.freshUntil > now) return hit.value;
+    for (const [k, e] of this.entries) if (e.freshUntil <= now) this.entries.delete(k);
+    const entry = { value: fn(), freshUntil: Number.POSITIVE_INFINITY };
+    this.entries.set(key, entry);
+    entry.value.then(
+      () => {
+        const done = this.clock();
+        entry.freshUntil = done + Math.max(this.minFreshMs, 2 * (done - now));
+      },
+      // A failure is not kept: the next request tries again.
+      () => this.entries.get(key) === entry && this.entries.delete(key),
+    );
+    return entry.value;
   }
 }

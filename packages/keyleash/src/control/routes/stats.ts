@@ -44,13 +44,15 @@ export interface StatsOptions {
   now?: () => number;
   /** Where the aggregates are read; default: a worker for a SQLite file, else the store itself. */
   reader?: StatsReader;
+  /** How long a computed figure is reused, at least (see Coalesced); default 1000 ms. */
+  statsFreshMs?: number;
 }
 
 export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
   const now = o.now ?? Date.now;
   const reader = o.reader ?? statsReaderFor(o.store);
   if (!o.reader) app.addHook('onClose', async () => reader.close());
-  const shared = new Coalesced<unknown>();
+  const shared = new Coalesced<unknown>(o.statsFreshMs ?? 1000);
 
   /**
    * Today (UTC) at a glance. Spend is grouped in `breakdowns`, one entry per dimension: `vendor`,
@@ -200,7 +202,9 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
     const first = Math.floor(start / bucketMs) * bucketMs;
     const n = Math.floor((t - first) / bucketMs) + 1;
     const points = Array.from({ length: n }, (_, i) => ({ t: new Date(first + i * bucketMs).toISOString(), spend_micros: 0, calls: 0, denials: 0 }));
-    const [rows] = await reader.read([keySeriesStatement(reader.dialect, key.id, first, bucketMs)]);
+    const [rows] = (await shared.run(`key:${key.id}:${first}:${bucketMs}`, () =>
+      reader.read([keySeriesStatement(reader.dialect, key.id, first, bucketMs)]),
+    )) as [Array<Record<string, unknown>>];
     for (const r of rows!) {
       const p = points[num(r.b)];
       if (!p) continue;
