@@ -254,3 +254,23 @@ for (const backend of stores) describe.skipIf(backend.skip)(`overview and spend 
     }
   });
 });
+
+describe('money as the dashboard shows it', () => {
+  it('never shows a non-zero amount as $0.00: cents from $1, four places from a cent, six below', async () => {
+    // @ts-expect-error the dashboard's plain browser module has no type declarations
+    const { usd, contrastRatio } = await import('../web/format.js');
+    expect(usd(0)).toBe('$0.00');
+    expect(usd(0.000001)).toBe('$0.000001');
+    expect(usd(0.0042)).toBe('$0.0042');
+    expect(usd(0.009999)).toBe('$0.009999');
+    expect(usd(0.0142)).toBe('$0.0142');
+    expect(usd(0.5)).toBe('$0.50');
+    expect(usd(12.3456)).toBe('$12.35');
+    expect(usd(1234.5)).toBe('$1,234.50');
+    expect(usd(null)).toBe('—');
+    // Every whole number of micro-dollars below a dollar reads as non-zero.
+    for (let micros = 1; micros < 1_000_000; micros += 997) expect(usd(micros / 1e6)).not.toMatch(/^\$0\.0*$/);
+    expect(contrastRatio('#000000', '#ffffff')).toBeCloseTo(21, 5);
+    expect(contrastRatio('rgb(17, 104, 63)', 'rgb(227, 246, 236)')).toBeGreaterThan(4.5);
+  });
+});
