@@ -30,6 +30,12 @@ export interface StatsReader {
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+// Below the proxy in the scheduler's eyes: on Linux a thread has its own nice value, and
+// /proc/thread-self names this thread's id. Elsewhere it runs at the process's priority.
+try {
+  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
+  if (tid > 0) require('node:os').setPriority(tid, workerData.nice);
+} catch {}
 const Database = require(workerData.driver);
 const db = new Database(workerData.file, { readonly: true, fileMustExist: true });
 db.pragma('busy_timeout = 5000');
@@ -54,6 +60,9 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** The statistics thread's nice value (Linux): it yields the CPU to the proxy when both want it. */
+export const STATS_NICE = 10;
+
 interface Pending {
   resolve: (rows: Row[][]) => void;
   reject: (e: Error) => void;
@@ -71,7 +80,7 @@ export class SqliteWorkerReader implements StatsReader {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver: this.driver, file: this.file } });
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver: this.driver, file: this.file, nice: STATS_NICE } });
     // Statistics never keep the process alive on their own.
     w.unref();
     w.on('message', (m: { id: number; rows?: Row[][]; error?: string }) => {
