@@ -6,7 +6,7 @@ import { StoreUnavailableError, type Store } from '../store/store.js';
 // on SQLite are synchronous scans: run on the gateway's event loop they would stall every proxied
 // call for as long as they take. So a SQLite file is read by a worker thread on its own read-only
 // connection (WAL lets it read while the gateway writes); Postgres is asked over its pool, which
-// never blocks the loop. Only an in-memory SQLite store (tests, `keyleash dev`) reads in-process.
+// never blocks the loop. Only an in-memory SQLite store (':memory:', tests) is read in-process.
 
 export type Dialect = 'sqlite' | 'pg';
 export type Row = Record<string, unknown>;
