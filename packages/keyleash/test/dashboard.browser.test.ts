@@ -23,6 +23,8 @@ describe.skipIf(!haveChromium && !inCi)('dashboard in a real browser', () => {
   let browser: Browser;
   let page: Page;
   const browserErrors: string[] = [];
+  /** Screenshots without a passing notice over them. */
+  const noToast = () => page.getByTestId('toast').waitFor({ state: 'detached', timeout: 8000 }).catch(() => {});
   const pay = (token: string, amount: number) =>
     t.proxy('/stripe/v1/payment_intents', { token, body: { amount, currency: 'usd', customer: 'cus_123' } });
 
@@ -299,6 +301,7 @@ describe.skipIf(!haveChromium && !inCi)('dashboard in a real browser', () => {
     expect(mk).toMatchObject({ vendors: ['stripe'], mode: 'test', max_daily_usd_cap: 20, max_ttl: 1800, status: 'active' });
     const mrow = page.locator(`tr[data-minting-id="${mk.id}"]`);
     await mrow.waitFor();
+    await noToast();
     await page.screenshot({ path: `${SHOTS}minting-keys.png` });
     await mrow.getByTestId('revoke-minting').click();
     await page.getByTestId('confirm-button').click();
@@ -331,6 +334,7 @@ describe.skipIf(!haveChromium && !inCi)('dashboard in a real browser', () => {
     await page.getByTestId('range-vendor').selectOption('7d');
     await expect.poll(() => byVendor.textContent(), { timeout: 10_000 }).toContain('Buckets of 6h');
     expect(await page.getByTestId('breakdown-budget').textContent()).toContain('team:ui');
+    await noToast();
     await page.screenshot({ path: `${SHOTS}overview.png`, fullPage: true });
   }, 60_000);
 
@@ -434,7 +438,10 @@ describe.skipIf(!haveChromium && !inCi)('dashboard in a real browser', () => {
         // Every nav link and page action can be reached on screen.
         const nav = await page.locator('header nav a').evaluateAll((as) => as.map((a) => a.getBoundingClientRect().right));
         expect(Math.max(...nav)).toBeLessThanOrEqual(390);
-        if (shot) await page.screenshot({ path: `${SHOTS}${shot}.png` });
+        if (shot) {
+          await noToast();
+          await page.screenshot({ path: `${SHOTS}${shot}.png` });
+        }
       }
       await page.getByRole('link', { name: 'Keys', exact: true }).click();
       await page.locator('[data-testid="keys-table"] tbody tr[data-key-id] a.key-label').first().click();
