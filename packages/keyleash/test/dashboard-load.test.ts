@@ -148,7 +148,8 @@ describe('the proxy while the dashboard polls its heaviest statistics', () => {
     };
     const pollers = [
       poll(['/v1/stats/overview', '/v1/stats/spend?range=30d']),
-      poll(['/v1/stats/spend?range=24h&group_by=budget', `/v1/keys/${key.id}/spend`, '/v1/stats/overview']),
+      // A filter that matches nothing reads every record of the log (Audit page, export).
+      poll(['/v1/stats/spend?range=24h&group_by=budget', `/v1/keys/${key.id}/spend`, '/v1/audit?code=no_such_code&limit=100', '/v1/stats/overview']),
     ];
     // At least one statistics answer lands inside the measured window.
     while (statsMs.length === 0) await new Promise((r) => setTimeout(r, 20));

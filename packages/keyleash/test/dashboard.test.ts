@@ -255,6 +255,25 @@ for (const backend of stores) describe.skipIf(backend.skip)(`overview and spend 
   });
 });
 
+describe('audit reads off the event loop', () => {
+  it('pages /v1/audit from the read-only worker exactly as the store pages it', async () => {
+    const k = await t.issue({ ...stripeKey, label: 'paging-check' });
+    for (const amount of [100, 200, 300, 400, 500]) await t.proxy('/v1/payment_intents', { token: k.token, body: { amount, currency: 'usd' } });
+    await t.gw.audit.flush();
+    const viaApi: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = (await t.admin('GET', `/v1/audit?key_id=${k.id}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)).body;
+      viaApi.push(...page.data.map((r: any) => r.id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    const direct = await t.gw.store.listAudit({ keyId: k.id, tenantId: 'default' }, 100, null);
+    expect(viaApi).toEqual(direct.items.map((r) => r.id));
+    expect(viaApi).toHaveLength(5);
+    expect((await t.admin('GET', '/v1/audit?cursor=nope')).body).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+  });
+});
+
 describe('money as the dashboard shows it', () => {
   it('never shows a non-zero amount as $0.00: cents from $1, four places from a cent, six below', async () => {
     // @ts-expect-error the dashboard's plain browser module has no type declarations

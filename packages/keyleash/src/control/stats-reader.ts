@@ -136,6 +136,30 @@ class StoreReader implements StatsReader {
   async close(): Promise<void> {}
 }
 
+const sharedReaders = new WeakMap<Store, { reader: StatsReader; refs: number }>();
+
+/**
+ * The one reader of a store that every control route shares (one worker thread per SQLite file,
+ * not one per route); `release` closes it when its last user has gone.
+ */
+export function acquireReader(store: Store): { reader: StatsReader; release(): Promise<void> } {
+  let entry = sharedReaders.get(store);
+  if (!entry) sharedReaders.set(store, (entry = { reader: statsReaderFor(store), refs: 0 }));
+  entry.refs++;
+  const mine = entry;
+  let released = false;
+  return {
+    reader: mine.reader,
+    async release() {
+      if (released) return;
+      released = true;
+      if (--mine.refs > 0) return;
+      if (sharedReaders.get(store) === mine) sharedReaders.delete(store);
+      await mine.reader.close();
+    },
+  };
+}
+
 export function statsReaderFor(store: Store): StatsReader {
   const file = (store as { file?: unknown }).file;
   if (store.kind === 'sqlite' && typeof file === 'string') return new SqliteWorkerReader(file);

@@ -4,7 +4,7 @@ import type { KeyService } from '../../keys/service.js';
 import { microsToUsd } from '../../policy/money.js';
 import { utcDay } from '../../policy/ttl.js';
 import { DEFAULT_TENANT, type Store } from '../../store/store.js';
-import { Coalesced, statsReaderFor, type StatsReader } from '../stats-reader.js';
+import { acquireReader, Coalesced, type StatsReader } from '../stats-reader.js';
 import { keySeriesStatement, num, overviewStatement, seriesStatement, type SeriesGroup } from '../stats-sql.js';
 import { enumParam, type Query } from './query.js';
 
@@ -50,8 +50,13 @@ export interface StatsOptions {
 
 export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
   const now = o.now ?? Date.now;
-  const reader = o.reader ?? statsReaderFor(o.store);
-  if (!o.reader) app.addHook('onClose', async () => reader.close());
+  let reader = o.reader;
+  if (!reader) {
+    const shared = acquireReader(o.store);
+    reader = shared.reader;
+    app.addHook('onClose', () => shared.release());
+  }
+  const r = reader;
   const shared = new Coalesced<unknown>(o.statsFreshMs ?? 1000);
 
   /**
@@ -64,7 +69,7 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
     const day = utcDay(t);
     const dayStart = Date.parse(`${day}T00:00:00.000Z`);
     const [rows] = (await shared.run(`overview:${day}`, () =>
-      reader.read([overviewStatement(reader.dialect, dayStart, t - RATE_WINDOW_MS, TOP_N)]),
+      r.read([overviewStatement(r.dialect, dayStart, t - RATE_WINDOW_MS, TOP_N)]),
     )) as [Array<Record<string, unknown>>];
     const vendors: Row[] = [];
     const budgets: Row[] = [];
@@ -131,7 +136,7 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
     const n = Math.floor((t - first) / bucketMs) + 1;
     const to = first + n * bucketMs;
     const [rows] = (await shared.run(`series:${group}:${first}:${bucketMs}`, () =>
-      reader.read([seriesStatement(reader.dialect, group, first, to, bucketMs)]),
+      r.read([seriesStatement(r.dialect, group, first, to, bucketMs)]),
     )) as [Array<Record<string, unknown>>];
     const byName = new Map<string, { name: string; tenant_id: string | null; spend: number[]; calls: number[]; denials: number[]; total: number; count: number }>();
     for (const r of rows) {
@@ -203,7 +208,7 @@ export const statsRoutes: FastifyPluginAsync<StatsOptions> = async (app, o) => {
     const n = Math.floor((t - first) / bucketMs) + 1;
     const points = Array.from({ length: n }, (_, i) => ({ t: new Date(first + i * bucketMs).toISOString(), spend_micros: 0, calls: 0, denials: 0 }));
     const [rows] = (await shared.run(`key:${key.id}:${first}:${bucketMs}`, () =>
-      reader.read([keySeriesStatement(reader.dialect, key.id, first, bucketMs)]),
+      r.read([keySeriesStatement(r.dialect, key.id, first, bucketMs)]),
     )) as [Array<Record<string, unknown>>];
     for (const r of rows!) {
       const p = points[num(r.b)];

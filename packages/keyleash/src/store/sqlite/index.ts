@@ -122,7 +122,7 @@ function budgetFromRow(r: BudgetRow): BudgetRecord {
   };
 }
 
-interface AuditRow {
+export interface AuditRow {
   seq: number;
   id: string;
   tenant_id: string;
@@ -180,7 +180,7 @@ function keyFromRow(r: KeyRow): KeyRecord {
   };
 }
 
-function auditFromRow(r: AuditRow): AuditRecord {
+export function auditFromRow(r: AuditRow): AuditRecord {
   return {
     id: r.id,
     tenantId: r.tenant_id,
