@@ -1,7 +1,8 @@
 // 12. The proxy while the dashboard polls: a keyleash (SQLite) whose audit log holds 300,000
 // records of today (30,000 in the smoke run, seeded by direct SQL), the proxy's latency at a fixed
 // rate with no dashboard open, then with four "tabs" asking for the heaviest statistics every
-// second (today's overview, a month of spend per vendor, a day per budget, a key's series). The
+// second (today's overview, a month of spend per vendor, a day per budget, a key's series, an
+// audit filter that matches nothing, so reads the whole log). The
 // statistics are read by a worker thread on a read-only connection, so the ratio of the two p99s
 // is what the dashboard costs the data plane.
 import { createRequire } from 'node:module';
@@ -89,7 +90,7 @@ export async function run(ctx) {
       }
     };
     const overview = ['/v1/stats/overview', '/v1/stats/spend?range=30d'];
-    const detail = ['/v1/stats/spend?range=24h&group_by=budget', `/v1/keys/${key.id}/spend`, '/v1/stats/overview'];
+    const detail = ['/v1/stats/spend?range=24h&group_by=budget', `/v1/keys/${key.id}/spend`, '/v1/audit?code=no_such_code&limit=100', '/v1/stats/overview'];
     const tabs = [tab(overview, 0), tab(detail, 250), tab(overview, 500), tab(detail, 750)];
     await scrape();
     const busy = await load();
