@@ -18,6 +18,7 @@ import { AlertService } from './alerts/service.js';
 import { alertingStore } from './alerts/store-alerts.js';
 import { createLogger } from './log.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { timedStore } from './observability/store-latency.js';
 import { ProxyHandler } from './proxy/handler.js';
 import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
@@ -94,7 +95,9 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   if (!opts.store && config.store.url !== undefined) {
     throw new Error('store.url is set: open the store with openStore(config) and pass it as opts.store');
   }
-  const store: Store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
+  // Timed where it is wired, so every store call feeds keyleash_store_operation_seconds.
+  const timed = timedStore<Store>(opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous }));
+  const store: Store = timed.store;
   const catalog = buildCatalog(config);
   // Each tenant's own vendor credentials; a key is always forwarded with its tenant's.
   const tenantCatalogs = new Map(Object.entries(config.tenants).map(([id, t]) => [id, buildCatalog({ ...config, vendors: t.vendors })]));
@@ -152,7 +155,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     connectionsPerUpstream: config.proxy.connections_per_upstream,
     now,
   });
-  const metrics = new GatewayMetrics({ audit, cache, log });
+  const metrics = new GatewayMetrics({ audit, cache, log, storeTimer: timed.observe });
   const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
   // The handler times a call's body itself (answering request_timeout); Node's own request

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends } from './backends.js';
 import { ADMIN_TOKEN, startGateway, stripeKey, type TestGateway } from './harness.js';
 
 // The dashboard's server side without a browser: static files and headers, the cookie session
@@ -202,18 +203,28 @@ describe('audit stream and export', () => {
   });
 });
 
-describe('overview and spend over time', () => {
+const stores = [
+  ...(await backends('dashboard')),
+  // An in-memory store is read in-process (no second connection can see it).
+  { name: 'sqlite :memory:', skip: false, store: () => ({ path: ':memory:' }), cleanup: async () => {} },
+];
+for (const backend of stores) describe.skipIf(backend.skip)(`overview and spend over time (${backend.name})`, () => {
   it('sums today per vendor, counts denials by code and ranks top spenders; a key has a spend series', async () => {
-    const g = await startGateway();
+    const storeConfig = backend.store();
+    const g = await startGateway(() => (storeConfig ? { store: storeConfig as never } : {}));
     try {
       const big = await g.issue({ ...stripeKey, label: 'big', daily_usd_cap: 100 });
-      const small = await g.issue({ ...stripeKey, label: 'small', daily_usd_cap: 5 });
+      expect((await g.admin('POST', '/v1/budgets', { id: 'team:growth', limit_usd: 50, period: 'day' })).status).toBe(201);
+      const small = await g.issue({ ...stripeKey, label: 'small', daily_usd_cap: 5, budgets: ['team:growth'] });
       for (const amount of [4000, 5000]) await g.proxy('/v1/payment_intents', { token: big.token, body: { amount, currency: 'usd' } });
       await g.proxy('/v1/payment_intents', { token: small.token, body: { amount: 300, currency: 'usd' } });
       await g.proxy('/v1/payment_intents', { token: small.token, body: { amount: 300, currency: 'usd' } });
       const o = (await g.admin('GET', '/v1/stats/overview')).body;
       expect(o).toMatchObject({ object: 'overview', spend_today_usd: 93, calls_today: 4, denials_today: 1, truncated: false });
-      expect(o.breakdowns).toEqual([{ dimension: 'vendor', rows: [{ name: 'stripe', spend_usd: 93, spend_micros: 93_000_000, calls: 4, denials: 1 }] }]);
+      expect(o.breakdowns).toEqual([
+        { dimension: 'vendor', rows: [{ name: 'stripe', spend_usd: 93, spend_micros: 93_000_000, calls: 4, denials: 1 }] },
+        { dimension: 'budget', rows: [{ name: 'team:growth', spend_usd: 3, spend_micros: 3_000_000, calls: 2, denials: 1 }] },
+      ]);
       expect(o.denials_by_code).toEqual([{ code: 'cap_exhausted', count: 1 }]);
       expect(o.top_spenders.map((s: any) => [s.label, s.spend_usd])).toEqual([['big', 90], ['small', 3]]);
       expect(o.calls_per_second).toBeCloseTo(4 / 60, 3);
@@ -223,8 +234,62 @@ describe('overview and spend over time', () => {
       expect(series.points.reduce((n: number, p: any) => n + p.calls, 0)).toBe(2);
       expect(series.points.at(-1).cumulative_usd).toBe(90);
       expect((await g.admin('GET', '/v1/keys/key_nope/spend')).status).toBe(404);
+
+      // Spend over time per vendor and per budget, in buckets that sum to today's figures.
+      const byVendor = (await g.admin('GET', '/v1/stats/spend?range=1h')).body;
+      expect(byVendor).toMatchObject({ object: 'spend_over_time', group_by: 'vendor', range: '1h', bucket_seconds: 60, series_total: 1 });
+      expect(byVendor.buckets).toHaveLength(byVendor.series[0].spend_usd.length);
+      expect(byVendor.series[0]).toMatchObject({ name: 'stripe', total_spend_usd: 93, total_calls: 4 });
+      expect(byVendor.series[0].spend_micros.reduce((a: number, b: number) => a + b, 0)).toBe(93_000_000);
+      expect(byVendor.series[0].denials.reduce((a: number, b: number) => a + b, 0)).toBe(1);
+      const byBudget = (await g.admin('GET', '/v1/stats/spend?group_by=budget&range=24h')).body;
+      expect(byBudget).toMatchObject({ group_by: 'budget', bucket_seconds: 1800 });
+      expect(byBudget.series).toHaveLength(1);
+      expect(byBudget.series[0]).toMatchObject({ name: 'team:growth', tenant_id: 'default', total_spend_usd: 3, total_calls: 2 });
+      expect((await g.admin('GET', '/v1/stats/spend?range=2y')).body).toMatchObject({ code: 'invalid_request', param: 'range' });
+      expect((await g.admin('GET', '/v1/stats/spend?group_by=key')).body).toMatchObject({ code: 'invalid_request', param: 'group_by' });
     } finally {
       await g.close();
+      await backend.cleanup(storeConfig);
     }
+  });
+});
+
+describe('audit reads off the event loop', () => {
+  it('pages /v1/audit from the read-only worker exactly as the store pages it', async () => {
+    const k = await t.issue({ ...stripeKey, label: 'paging-check' });
+    for (const amount of [100, 200, 300, 400, 500]) await t.proxy('/v1/payment_intents', { token: k.token, body: { amount, currency: 'usd' } });
+    await t.gw.audit.flush();
+    const viaApi: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = (await t.admin('GET', `/v1/audit?key_id=${k.id}&limit=2${cursor ? `&cursor=${cursor}` : ''}`)).body;
+      viaApi.push(...page.data.map((r: any) => r.id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    const direct = await t.gw.store.listAudit({ keyId: k.id, tenantId: 'default' }, 100, null);
+    expect(viaApi).toEqual(direct.items.map((r) => r.id));
+    expect(viaApi).toHaveLength(5);
+    expect((await t.admin('GET', '/v1/audit?cursor=nope')).body).toMatchObject({ code: 'invalid_request', param: 'cursor' });
+  });
+});
+
+describe('money as the dashboard shows it', () => {
+  it('never shows a non-zero amount as $0.00: cents from $1, four places from a cent, six below', async () => {
+    // @ts-expect-error the dashboard's plain browser module has no type declarations
+    const { usd, contrastRatio } = await import('../web/format.js');
+    expect(usd(0)).toBe('$0.00');
+    expect(usd(0.000001)).toBe('$0.000001');
+    expect(usd(0.0042)).toBe('$0.0042');
+    expect(usd(0.009999)).toBe('$0.009999');
+    expect(usd(0.0142)).toBe('$0.0142');
+    expect(usd(0.5)).toBe('$0.50');
+    expect(usd(12.3456)).toBe('$12.35');
+    expect(usd(1234.5)).toBe('$1,234.50');
+    expect(usd(null)).toBe('—');
+    // Every whole number of micro-dollars below a dollar reads as non-zero.
+    for (let micros = 1; micros < 1_000_000; micros += 997) expect(usd(micros / 1e6)).not.toMatch(/^\$0\.0*$/);
+    expect(contrastRatio('#000000', '#ffffff')).toBeCloseTo(21, 5);
+    expect(contrastRatio('rgb(17, 104, 63)', 'rgb(227, 246, 236)')).toBeGreaterThan(4.5);
   });
 });

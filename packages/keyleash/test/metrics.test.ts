@@ -18,7 +18,7 @@ afterAll(async () => {
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    const m = /^([a-z0-9_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const have = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
@@ -54,7 +54,14 @@ describe('metrics', () => {
     expect(sample(text, 'keyleash_key_cache_hit_ratio')).toBe(0.75);
     expect(sample(text, 'keyleash_audit_queue_depth')).toBeGreaterThanOrEqual(0);
     expect(sample(text, 'keyleash_api_requests_total', { method: 'POST', route: '/v1/keys', status: '201' })).toBe(1);
-    for (const line of text.split('\n')) if (line && !line.startsWith('#')) expect(line).toMatch(/^keyleash_/);
+    // Store latency per operation: the proxy's reserve and the audit writes are timed.
+    expect(sample(text, 'keyleash_store_operation_seconds_count', { op: 'reserve', outcome: 'ok' })).toBeGreaterThanOrEqual(2);
+    expect(sample(text, 'keyleash_store_operation_seconds_count', { op: 'createKey', outcome: 'ok' })).toBe(1);
+    // Event-loop delay under prom-client's default names.
+    for (const q of ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99']) {
+      expect(sample(text, `nodejs_eventloop_lag_${q}_seconds`)).toBeGreaterThanOrEqual(0);
+    }
+    for (const line of text.split('\n')) if (line && !line.startsWith('#')) expect(line).toMatch(/^(keyleash_|nodejs_eventloop_lag_)/);
 
     // The other gateway saw none of it.
     const other = await (await fetch(`${b.apiUrl}/metrics`)).text();

@@ -210,7 +210,7 @@ export function openapiDocument() {
         Overview: {
           type: 'object',
           description:
-            'Today (UTC) from the audit log. `breakdowns` holds one entry per dimension (today `vendor`; budgets will add `budget` with the same row shape).',
+            'Today (UTC) from the audit log, every record counted. `breakdowns` holds one entry per dimension: `vendor`, then `budget` (a key on several budgets counts in each; names are `tenant/id` outside the default tenant). Figures may be up to a second old: one computation is shared by all requests for a while.',
           properties: {
             object: { const: 'overview' },
             day: str,
@@ -242,8 +242,8 @@ export function openapiDocument() {
                 properties: { key_id: str, label: nullable(str), vendor: nullable(str), spend_usd: num, spend_micros: int, calls: int },
               },
             },
-            scanned: int,
-            truncated: { type: 'boolean', description: 'true when only the newest records of the day were read.' },
+            scanned: { ...int, description: 'Records counted: every record of the day (equals calls_today).' },
+            truncated: { type: 'boolean', description: 'Always false: every record of the day is counted.' },
           },
         },
         SpendSeries: {
@@ -269,6 +269,37 @@ export function openapiDocument() {
               },
             },
             truncated: { type: 'boolean' },
+          },
+        },
+        SpendOverTime: {
+          type: 'object',
+          description: 'Spend, calls and denials per bucket, one series per vendor or per budget, from the audit log. The 20 largest series by spend are named; the rest are summed into one "(other)" series.',
+          properties: {
+            object: { const: 'spend_over_time' },
+            group_by: { enum: ['vendor', 'budget'] },
+            range: { enum: ['1h', '24h', '7d', '30d'] },
+            bucket_seconds: int,
+            from: { ...str, format: 'date-time' },
+            to: { ...str, format: 'date-time' },
+            buckets: { type: 'array', items: { ...str, format: 'date-time' }, description: 'The start of each bucket; every series has one value per bucket.' },
+            series: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  name: str,
+                  tenant_id: { ...str, description: 'group_by=budget only.' },
+                  spend_usd: { type: 'array', items: num },
+                  spend_micros: { type: 'array', items: int },
+                  calls: { type: 'array', items: int },
+                  denials: { type: 'array', items: int },
+                  total_spend_usd: num,
+                  total_spend_micros: int,
+                  total_calls: int,
+                },
+              },
+            },
+            series_total: { ...int, description: 'How many series there are before the 20 largest are kept.' },
           },
         },
         VendorList: list('Vendor'),
@@ -517,6 +548,14 @@ export function openapiDocument() {
           operationId: 'overview',
           summary: 'Today at a glance: spend per vendor, calls, calls/s, denials by code, top spenders',
           responses: { '200': { description: 'The overview', content: json('Overview') }, ...errors(401) },
+        },
+      },
+      '/v1/stats/spend': {
+        get: {
+          operationId: 'spendOverTime',
+          summary: 'Spend over time per vendor or per budget (1 h in minutes, 24 h in half hours, 7 d in 6 h, 30 d in days)',
+          parameters: [q('group_by', 'vendor (default) or budget'), q('range', '1h, 24h (default), 7d or 30d')],
+          responses: { '200': { description: 'The series', content: json('SpendOverTime') }, ...errors(400, 401) },
         },
       },
       '/v1/vendors': {

@@ -1,9 +1,11 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AuditSink } from '../audit/sink.js';
 import { callChannel } from '../proxy/handler.js';
 import type { KeyCache } from '../proxy/key-cache.js';
 import type { AuditRecord } from '../store/store.js';
+import type { StoreTimer } from './store-latency.js';
 
 // Prometheus metrics and the per-call log line, fed by the proxy's diagnostics channel. Each
 // gateway has its own Registry (tests run many gateways in one process), and the channel is
@@ -17,6 +19,7 @@ interface CallMessage {
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface GatewayMetricsOptions {
   audit: AuditSink;
@@ -24,6 +27,8 @@ export interface GatewayMetricsOptions {
   log: Logger;
   /** Logs one info line per proxied call (request id, key id, decision, cost; never a token). */
   logCalls?: boolean;
+  /** Hands over the store's timer (observability/store-latency.ts) to feed keyleash_store_operation_seconds. */
+  storeTimer?: (observe: StoreTimer) => void;
 }
 
 export class GatewayMetrics {
@@ -31,6 +36,7 @@ export class GatewayMetrics {
   private readonly ours = new WeakSet<AuditRecord>();
   private readonly unsubscribeAudit: () => void;
   private readonly onCall: (message: unknown) => void;
+  private readonly loopDelay: IntervalHistogram;
 
   private readonly requests: Counter<'vendor' | 'decision' | 'code' | 'status'>;
   private readonly upstreamLatency: Histogram<'vendor'>;
@@ -118,6 +124,42 @@ export class GatewayMetrics {
       },
     });
 
+    const storeLatency = new Histogram({
+      name: 'keyleash_store_operation_seconds',
+      help: 'Time each store operation took, by operation (reserve, settle, appendAudit, getKeyByHash, readRows, …) and outcome (ok/error).',
+      labelNames: ['op', 'outcome'],
+      buckets: STORE_BUCKETS,
+      registers,
+    });
+    o.storeTimer?.((op, seconds, ok) => storeLatency.observe({ op, outcome: ok ? 'ok' : 'error' }, seconds));
+
+    // Event-loop delay under the names prom-client's default metrics use, so existing dashboards
+    // and alerts apply. Each scrape reads the delay since the previous scrape, then starts over.
+    // A stalled loop delays every proxied call at once: this is the metric that shows it.
+    this.loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    this.loopDelay.enable();
+    const loop = this.loopDelay;
+    const lag = (name: string, help: string, read: (h: IntervalHistogram) => number, last = false) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          // NaN/Infinity before the first sample: report 0.
+          const v = read(loop) / 1e9;
+          this.set(Number.isFinite(v) ? v : 0);
+          if (last) loop.reset();
+        },
+      });
+    lag('nodejs_eventloop_lag_min_seconds', 'The minimum recorded event loop delay since the last scrape.', (h) => h.min);
+    lag('nodejs_eventloop_lag_mean_seconds', 'The mean of the recorded event loop delays since the last scrape.', (h) => h.mean);
+    lag('nodejs_eventloop_lag_stddev_seconds', 'The standard deviation of the recorded event loop delays since the last scrape.', (h) => h.stddev);
+    lag('nodejs_eventloop_lag_p50_seconds', 'The 50th percentile of the recorded event loop delays since the last scrape.', (h) => h.percentile(50));
+    lag('nodejs_eventloop_lag_p90_seconds', 'The 90th percentile of the recorded event loop delays since the last scrape.', (h) => h.percentile(90));
+    lag('nodejs_eventloop_lag_p99_seconds', 'The 99th percentile of the recorded event loop delays since the last scrape.', (h) => h.percentile(99));
+    // Registered last, so it is collected last and resets the histogram for the next scrape.
+    lag('nodejs_eventloop_lag_max_seconds', 'The maximum recorded event loop delay since the last scrape.', (h) => h.max, true);
+
     this.unsubscribeAudit = audit.subscribe((r) => this.ours.add(r));
     const log = o.log;
     const logCalls = o.logCalls ?? true;
@@ -157,6 +199,7 @@ export class GatewayMetrics {
   }
 
   close(): void {
+    this.loopDelay.disable();
     callChannel.unsubscribe(this.onCall);
     this.unsubscribeAudit();
   }

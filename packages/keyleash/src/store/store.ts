@@ -407,6 +407,13 @@ export interface Store {
    */
   onRevoked?(listener: (tokenHash: string, revokedAt: number) => void): void;
 
+  /**
+   * A read-only SQL statement (the dashboard's aggregates over the audit log), `?` placeholders on
+   * SQLite and `$n` on Postgres. Statistics never read on the proxy's event loop when a file store
+   * can be read from a worker instead (control/stats-reader.ts).
+   */
+  readRows(sql: string, params: readonly unknown[]): Promise<Array<Record<string, unknown>>>;
+
   /** Cheap liveness probe for /readyz; a StoreUnavailableError names the component that is down. */
   ping(): Promise<void>;
   close(): Promise<void>;

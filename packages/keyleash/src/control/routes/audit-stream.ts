@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
 import type { AuditSink } from '../../audit/sink.js';
 import { KeyleashError } from '../../errors.js';
+import { auditReads } from '../audit-reader.js';
 import { InvalidCursorError } from '../../store/cursor.js';
 import type { AuditFilter, AuditRecord, Store } from '../../store/store.js';
 import { auditView } from './audit.js';
@@ -95,6 +96,7 @@ async function write(res: ServerResponse, chunk: string): Promise<boolean> {
 }
 
 export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditSink }> = async (app, { store, audit }) => {
+  const reads = auditReads(app, store);
   const open = new Set<ServerResponse>();
   // A server closing with live tails would wait for them forever; end them first.
   app.addHook('preClose', async () => {
@@ -154,7 +156,7 @@ export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditS
     if (backfill > 0) {
       try {
         await audit.flush();
-        const page = await store.listAudit(filter, backfill, null);
+        const page = await reads.listAudit(filter, backfill, null);
         for (const r of page.items.reverse()) {
           seen.add(r.id);
           send(r);
@@ -184,7 +186,7 @@ export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditS
     // Read the first page before answering, so a store failure is still a proper error answer.
     let page;
     try {
-      page = await store.listAudit(filter, Math.min(EXPORT_PAGE, limit), one(q, 'cursor') ?? null);
+      page = await reads.listAudit(filter, Math.min(EXPORT_PAGE, limit), one(q, 'cursor') ?? null);
     } catch (err) {
       if (err instanceof InvalidCursorError) throw new KeyleashError('invalid_request', 'cursor: is malformed', { param: 'cursor' });
       throw err;
@@ -213,7 +215,7 @@ export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditS
         }
         if (chunk && !(await write(res, chunk))) return;
         if (page.nextCursor === null || sent >= limit) break;
-        page = await store.listAudit(filter, Math.min(EXPORT_PAGE, limit - sent), page.nextCursor);
+        page = await reads.listAudit(filter, Math.min(EXPORT_PAGE, limit - sent), page.nextCursor);
       }
       res.end();
     } catch (err) {

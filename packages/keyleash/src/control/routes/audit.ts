@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { KeyleashError } from '../../errors.js';
 import { microsToUsd } from '../../policy/money.js';
 import { InvalidCursorError } from '../../store/cursor.js';
+import { auditReads } from '../audit-reader.js';
 import type { AuditFilter, AuditRecord, Store } from '../../store/store.js';
 import { enumParam, limitParam, one, type Query } from './query.js';
 
@@ -27,6 +28,7 @@ export function auditView(r: AuditRecord) {
 }
 
 export const auditRoutes: FastifyPluginAsync<{ store: Store }> = async (app, { store }) => {
+  const reads = auditReads(app, store);
   app.get('/v1/audit', async (req) => {
     const q = req.query as Query;
     const filter: AuditFilter = { tenantId: req.principal.tenantId };
@@ -39,7 +41,7 @@ export const auditRoutes: FastifyPluginAsync<{ store: Store }> = async (app, { s
     if (code !== undefined) filter.code = code;
     if (decision) filter.decision = decision;
     try {
-      const page = await store.listAudit(filter, limitParam(q, 1000, 100), one(q, 'cursor') ?? null);
+      const page = await reads.listAudit(filter, limitParam(q, 1000, 100), one(q, 'cursor') ?? null);
       return {
         object: 'list',
         data: page.items.map(auditView),

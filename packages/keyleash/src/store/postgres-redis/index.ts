@@ -298,6 +298,11 @@ export class PgRedisStore implements Store {
     }
   }
 
+  /** A read-only statement for the dashboard's statistics (aggregates over the audit log). */
+  async readRows(sql: string, params: readonly unknown[]): Promise<Array<Record<string, unknown>>> {
+    return (await this.query<Record<string, unknown>>(`/* read-only */ ${sql}`, [...params])).rows;
+  }
+
   private async query<R extends pg.QueryResultRow>(text: string, params: unknown[] = [], client?: Client) {
     try {
       return await (client ?? this.pool).query<R>(text, params);

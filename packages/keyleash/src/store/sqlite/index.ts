@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Mode } from '../../keys/token.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import {
@@ -122,7 +122,7 @@ function budgetFromRow(r: BudgetRow): BudgetRecord {
   };
 }
 
-interface AuditRow {
+export interface AuditRow {
   seq: number;
   id: string;
   tenant_id: string;
@@ -180,7 +180,7 @@ function keyFromRow(r: KeyRow): KeyRecord {
   };
 }
 
-function auditFromRow(r: AuditRow): AuditRecord {
+export function auditFromRow(r: AuditRow): AuditRecord {
   return {
     id: r.id,
     tenantId: r.tenant_id,
@@ -215,6 +215,8 @@ function migrate(db: Database.Database): void {
 
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
+  /** The database file, for read-only connections such as the statistics worker; null for ':memory:'. */
+  readonly file: string | null;
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly reserveTx;
@@ -232,6 +234,7 @@ export class SqliteStore implements Store {
     db.pragma('foreign_keys = ON');
     migrate(db);
     this.db = db;
+    this.file = opts.path === ':memory:' ? null : resolve(opts.path);
 
     // Prepared once; the proxy's hot path runs reserve and settle on every call.
     this.stmts = {
@@ -825,6 +828,13 @@ export class SqliteStore implements Store {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return { items: page.map(auditFromRow), nextCursor: more && last ? encodeCursor({ t: last.seq, id: '' }) : null };
+  }
+
+  /** A read-only statement on this connection (statistics of an in-memory store; a file is read by a worker). */
+  async readRows(sql: string, params: readonly unknown[]): Promise<Array<Record<string, unknown>>> {
+    const stmt = this.db.prepare(sql);
+    if (!stmt.readonly) throw new Error('readRows: not a read-only statement');
+    return stmt.all(...params) as Array<Record<string, unknown>>;
   }
 
   async ping(): Promise<void> {
