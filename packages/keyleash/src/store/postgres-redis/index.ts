@@ -828,9 +828,11 @@ export class PgRedisStore implements Store {
     return rows;
   }
 
-  async settle(reservationId: string, outcome: Settlement, now: number): Promise<void> {
+  async settle(reservationId: string, outcome: Settlement, now: number, audit?: AuditRecord): Promise<void> {
     const micros = outcome.state === 'settled' ? outcome.micros : 0;
     await this.tx(async (c, onAbort) => {
+      // The call's audit record commits with its settlement, or not at all.
+      if (audit) await this.insertAudit([audit], c);
       const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number;
         budget_ids: string[]; tenant_id: string; ancestor_ids: string[] }>(
         `WITH k AS (SELECT k.epoch, k.budget_ids, k.tenant_id, k.ancestor_ids FROM keys k JOIN reservations r ON r.key_id = k.id
@@ -1213,6 +1215,10 @@ export class PgRedisStore implements Store {
   // ---- audit ----
 
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {
+    await this.insertAudit(records);
+  }
+
+  private async insertAudit(records: readonly AuditRecord[], client?: Client): Promise<void> {
     for (let i = 0; i < records.length; i += 1000) {
       const batch = records.slice(i, i + 1000);
       const args: unknown[] = [];
@@ -1229,6 +1235,7 @@ export class PgRedisStore implements Store {
            cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash)
          VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
         args,
+        client,
       );
     }
   }
