@@ -359,7 +359,6 @@ export class ProxyHandler {
     const cost = settlement.state === 'released' ? 0 : estimate;
     // The charge and the call's audit record are durable, in one commit, before the answer.
     await this.settle(reservationId, settlement, this.auditRecord(ctx, upstream.statusCode, 'allow', null, cost, latency));
-    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'settled', requestId: ctx.requestId });
 
     if (upstream.statusCode >= 400) {
       await this.relayError(res, upstream.statusCode, outHeaders, upstream.body, echoes, ctx.requestId);
@@ -436,6 +435,7 @@ export class ProxyHandler {
       this.o.log.error({ err, reservationId }, 'settlement failed; reservation left charged');
       this.o.audit.enqueue(linked);
     }
+    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'settled', requestId: record.requestId });
     this.publishCall(record);
   }
 
