@@ -44,6 +44,7 @@ import {
   type RotateMintingKeyResult,
 } from '../store.js';
 import { migratePostgres } from './migrations.js';
+import { Batcher } from './write-path.js';
 import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE, SHORTEN } from './scripts.js';
 import {
   budgetWindow,
@@ -195,6 +196,13 @@ function pgError(e: unknown): unknown {
   return new StoreUnavailableError('postgres', e);
 }
 
+interface SettleItem {
+  id: string;
+  outcome: Settlement;
+  now: number;
+  audit: AuditRecord | undefined;
+}
+
 export class PgRedisStore implements Store {
   readonly kind = 'postgres+redis';
   private readonly pool: pg.Pool;
@@ -205,6 +213,10 @@ export class PgRedisStore implements Store {
   /** One rebuild per key at a time in this process; other callers wait for it. */
   private readonly rebuilding = new Map<string, Promise<boolean>>();
   private lastRedisError = 0;
+  /** Settlements with their audit records, group-committed (write-path.ts). */
+  private readonly settles = new Batcher<SettleItem, void>((items) => this.settleBatch(items));
+  /** Reservation rows of keys without budgets or ancestors, one multi-row INSERT per batch. */
+  private readonly inserts = new Batcher<{ req: ReserveRequest; epoch: number }, boolean>((items) => this.insertBatch(items));
 
   private constructor(private readonly o: PgRedisStoreOptions) {
     const schema = o.schema ?? 'public';
@@ -231,7 +243,8 @@ export class PgRedisStore implements Store {
       maxRetriesPerRequest: 1,
       retryStrategy: (times: number) => Math.min(100 * times, 1_000),
     };
-    this.redis = new Redis(o.redisUrl, redisOpts);
+    // Commands issued in one event-loop turn go to Redis as one pipeline.
+    this.redis = new Redis(o.redisUrl, { ...redisOpts, enableAutoPipelining: true });
     this.redis.on('error', (err) => this.redisError(err));
     for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE, SHORTEN, BINIT, BSET, BINIT_WIN })) {
       this.redis.defineCommand(`kl_${name}`, { numberOfKeys: 1, lua });
@@ -571,14 +584,17 @@ export class PgRedisStore implements Store {
         continue;
       }
       const undo = () => this.undoCheck(r, req.keyId, req.day, req.amountMicros);
-      let inserted;
+      let inserted: boolean;
       try {
-        inserted = await this.insertReservation(req, r);
+        const simple = !this.budgetsOf(r).length && !this.ancestorsOf(r).length;
+        inserted = simple
+          ? await this.inserts.push({ req, epoch: r[2] as number })
+          : (await this.insertReservation(req, r)).rowCount === 1;
       } catch (e) {
         await undo();
         throw e;
       }
-      if (inserted.rowCount === 1) return this.accepted(r, req.amountMicros);
+      if (inserted) return this.accepted(r, req.amountMicros);
       // A state was rebuilt between our count and our insert: count again in the new one.
       await undo();
       await this.rebuild(req.keyId);
@@ -829,42 +845,70 @@ export class PgRedisStore implements Store {
   }
 
   async settle(reservationId: string, outcome: Settlement, now: number, audit?: AuditRecord): Promise<void> {
-    const micros = outcome.state === 'settled' ? outcome.micros : 0;
+    await this.settles.push({ id: reservationId, outcome, now, audit });
+  }
+
+  /**
+   * Reservation rows of one batch in one INSERT (one commit), each only if its key is still at the
+   * epoch its Redis count was taken in. Answers, per item, whether its row was written.
+   */
+  private async insertBatch(items: Array<{ req: ReserveRequest; epoch: number }>): Promise<boolean[]> {
+    const col = <T>(f: (r: ReserveRequest) => T) => items.map((i) => f(i.req));
+    const { rows } = await this.query<{ id: string }>(
+      `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+       SELECT u.id, k.id, u.day, u.est, 'reserved', u.rid, u.method, u.path, u.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+         AS u(id, key_id, day, est, rid, method, path, at, epoch)
+       JOIN keys k ON k.id = u.key_id AND k.epoch = u.epoch
+       FOR KEY SHARE OF k
+       RETURNING id`,
+      [col((r) => r.reservationId), col((r) => r.keyId), col((r) => r.day), col((r) => r.amountMicros), col((r) => r.requestId),
+        col((r) => r.method), col((r) => r.path), col((r) => r.now), items.map((i) => i.epoch)],
+    );
+    const written = new Set(rows.map((r) => r.id));
+    return items.map((i) => written.has(i.req.reservationId));
+  }
+
+  /**
+   * The settlements of one batch, and their audit records, in one transaction: one multi-row
+   * INSERT of the records, one UPDATE of the reservations, and one Redis call for every counter
+   * that moves (undone if the commit fails: then nothing changed, the reservations stay open and
+   * charged at their estimates in both stores).
+   */
+  private async settleBatch(items: SettleItem[]): Promise<void[]> {
     await this.tx(async (c, onAbort) => {
-      // The call's audit record commits with its settlement, or not at all.
-      if (audit) await this.insertAudit([audit], c);
+      const audits = items.flatMap((i) => (i.audit ? [i.audit] : []));
+      if (audits.length) await this.insertAudit(audits, c);
       const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number;
         budget_ids: string[]; tenant_id: string; ancestor_ids: string[] }>(
-        `WITH k AS (SELECT k.epoch, k.budget_ids, k.tenant_id, k.ancestor_ids FROM keys k JOIN reservations r ON r.key_id = k.id
-           WHERE r.id = $1 FOR KEY SHARE OF k)
-         UPDATE reservations SET state = $2, settled_at = $4, final_micros = CASE $2
-           WHEN 'settled' THEN $3::bigint WHEN 'released' THEN 0 ELSE estimate_micros END
-         FROM k WHERE reservations.id = $1 AND reservations.state = 'reserved'
+        `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(id, state, micros, at)),
+         k AS (SELECT r.id AS rid, k.epoch, k.budget_ids, k.tenant_id, k.ancestor_ids FROM keys k JOIN reservations r ON r.key_id = k.id
+           JOIN u ON u.id = r.id FOR KEY SHARE OF k)
+         UPDATE reservations SET state = u.state, settled_at = u.at, final_micros = CASE u.state
+           WHEN 'settled' THEN u.micros WHEN 'released' THEN 0 ELSE reservations.estimate_micros END
+         FROM u, k WHERE reservations.id = u.id AND k.rid = u.id AND reservations.state = 'reserved'
          RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch, k.budget_ids,
            k.tenant_id, k.ancestor_ids`,
-        [reservationId, outcome.state, micros, now],
+        [items.map((i) => i.id), items.map((i) => i.outcome.state), items.map((i) => (i.outcome.state === 'settled' ? i.outcome.micros : 0)),
+          items.map((i) => i.now)],
         c,
       );
-      const r = rows[0];
-      if (!r) return; // unknown or already ended: a no-op
-      const delta = r.final_micros - r.estimate_micros;
-      // Inside the transaction: if Redis cannot take the change, nothing changes and the
-      // reservation stays open, charged at its estimate in both stores.
-      if (delta === 0) return;
-      const hk = this.hashKey(r.key_id);
-      if (!r.budget_ids.length && !r.ancestor_ids.length) {
-        await this.script('ADJUST', hk, r.day, delta, r.epoch);
-        onAbort(() => this.undo(hk, r.day, delta, r.epoch));
-        return;
+      const adj: Adjustment[] = [];
+      for (const r of rows) {
+        const delta = r.final_micros - r.estimate_micros;
+        if (delta === 0) continue; // no money moves: the row update is all there is
+        adj.push({ hash: this.hashKey(r.key_id), field: `d:${r.day}`, delta, epoch: r.epoch });
+        for (const a of await this.lockAncestors(r.ancestor_ids, c)) adj.push({ hash: this.hashKey(a.id), field: `d:${r.day}`, delta, epoch: a.epoch });
+        for (const b of r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : []) {
+          adj.push({ hash: this.budgetHash(r.tenant_id, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
+        }
       }
-      const adj: Adjustment[] = [{ hash: hk, field: `d:${r.day}`, delta, epoch: r.epoch }];
-      for (const a of await this.lockAncestors(r.ancestor_ids, c)) adj.push({ hash: this.hashKey(a.id), field: `d:${r.day}`, delta, epoch: a.epoch });
-      for (const b of r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : []) {
-        adj.push({ hash: this.budgetHash(r.tenant_id, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
+      if (adj.length) {
+        await this.adjustMany(adj);
+        onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
       }
-      await this.adjustMany(adj);
-      onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
     });
+    return items.map(() => undefined);
   }
 
   async getReservation(id: string): Promise<Reservation | null> {
