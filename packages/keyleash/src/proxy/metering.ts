@@ -229,7 +229,17 @@ export function relayBody(body: Readable, filter: EchoFilter, res: ServerRespons
         res.once('drain', () => body.resume());
       }
     };
+    // A body that broke before the relay began (e.g. while the settlement committed) has no
+    // events left to give.
+    if (body.errored || (body.destroyed && !body.readableEnded)) {
+      res.destroy();
+      return done();
+    }
     body.on('data', onData);
+    body.once('close', () => {
+      if (!body.readableEnded) res.destroy();
+      done();
+    });
     body.once('end', () => {
       const rest = filter.flush();
       res.end(rest.length ? rest : undefined);
