@@ -326,8 +326,7 @@ export class SqliteStore implements Store {
       ),
       insertAudit: db.prepare(`INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method,
         path, status, decision, code, cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash,
-        hash) VALUES (@id, @time, @requestId, @keyId, @label, @vendor, @mode, @method, @path, @status, @decision,
-        @code, @costMicros, @upstreamLatencyMs, @tenantId, @chainId, @chainSeq, @prevHash, @hash)`),
+        hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     };
 
     const s = this.stmts;
@@ -500,15 +499,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  private insertAudit({ chain, ...r }: AuditRecord): void {
-    this.stmts.insertAudit.run({
-      ...r,
-      tenantId: r.tenantId ?? DEFAULT_TENANT,
-      chainId: chain?.chainId ?? null,
-      chainSeq: chain?.seq ?? null,
-      prevHash: chain?.prevHash ?? null,
-      hash: chain?.hash ?? null,
-    });
+  private insertAudit(r: AuditRecord): void {
+    // Positional parameters: binding 19 named ones from an object costs more than the insert.
+    const c = r.chain;
+    this.stmts.insertAudit.run(
+      r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status, r.decision, r.code, r.costMicros,
+      r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT, c?.chainId ?? null, c?.seq ?? null, c?.prevHash ?? null, c?.hash ?? null,
+    );
   }
 
   async createKey(k: KeyRecord): Promise<void> {
