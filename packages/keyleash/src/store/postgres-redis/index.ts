@@ -196,6 +196,10 @@ function pgError(e: unknown): unknown {
   return new StoreUnavailableError('postgres', e);
 }
 
+/** Column types of an audit row in a VALUES list (after the reservation id it belongs to). */
+const AUDIT_CASTS = ['text', 'text', 'bigint', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'integer', 'text', 'text', 'bigint',
+  'double precision', 'text', 'text', 'bigint', 'text', 'text'];
+
 interface SettleItem {
   id: string;
   outcome: Settlement;
@@ -870,12 +874,65 @@ export class PgRedisStore implements Store {
   }
 
   /**
-   * The settlements of one batch, and their audit records, in one transaction: one multi-row
-   * INSERT of the records, one UPDATE of the reservations, and one Redis call for every counter
-   * that moves (undone if the commit fails: then nothing changed, the reservations stay open and
-   * charged at their estimates in both stores).
+   * The settlements of one batch, each with its audit record in the same commit: those that move
+   * no money in one statement, then those that do in one transaction.
    */
   private async settleBatch(items: SettleItem[]): Promise<void[]> {
+    const moving = await this.settleStill(items);
+    if (moving.size) await this.settleMoving(items.filter((i) => moving.has(i.id)));
+    return items.map(() => undefined);
+  }
+
+  /**
+   * One statement, one round trip, one commit: ends every reservation of the batch whose
+   * settlement moves no money (the common case: a fixed price settles at its estimate) and writes
+   * the audit records of those calls (and of calls with no open reservation) with it. Nothing in
+   * Redis changes for them. Returns the reservations whose settlement moves money, untouched.
+   */
+  private async settleStill(items: SettleItem[]): Promise<Set<string>> {
+    const args: unknown[] = [items.map((i) => i.id), items.map((i) => i.outcome.state),
+      items.map((i) => (i.outcome.state === 'settled' ? i.outcome.micros : 0)), items.map((i) => i.now)];
+    const rows: string[] = [];
+    for (const i of items) {
+      const r = i.audit;
+      if (!r) continue;
+      const start = args.length;
+      args.push(i.id, r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status,
+        r.decision, r.code, r.costMicros, r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT,
+        r.chain?.chainId ?? null, r.chain?.seq ?? null, r.chain?.prevHash ?? null, r.chain?.hash ?? null);
+      rows.push(`(${AUDIT_CASTS.map((cast, j) => `$${start + j + 1}::${cast}`).join(', ')})`);
+    }
+    const audit = rows.length
+      ? `, a(rid, id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code, cost_micros,
+             upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash) AS (VALUES ${rows.join(', ')}),
+         w AS (INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code,
+             cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash)
+           SELECT id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code, cost_micros,
+             upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash FROM a WHERE rid NOT IN (SELECT id FROM m)
+           ON CONFLICT (id) DO NOTHING)`
+      : '';
+    const { rows: out } = await this.query<{ id: string }>(
+      `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(id, state, micros, at)),
+       r AS (SELECT res.id, res.estimate_micros AS est, CASE u.state WHEN 'settled' THEN u.micros WHEN 'released' THEN 0
+           ELSE res.estimate_micros END AS final, u.state, u.at
+         FROM reservations res JOIN u ON u.id = res.id WHERE res.state = 'reserved'),
+       m AS (SELECT id FROM r WHERE final <> est),
+       s AS (UPDATE reservations SET state = r.state, settled_at = r.at, final_micros = r.final FROM r
+         WHERE reservations.id = r.id AND r.final = r.est AND reservations.state = 'reserved')
+       ${audit}
+       SELECT id FROM m`,
+      args,
+    );
+    return new Set(out.map((r) => r.id));
+  }
+
+  /**
+   * The settlements that move money, with their audit records, in one transaction: one
+   * multi-row INSERT of the records, one UPDATE of the reservations, and one Redis call for every
+   * counter that moves (undone if the commit fails: then nothing changed, the reservations stay
+   * open and charged at their estimates in both stores).
+   */
+  private async settleMoving(items: SettleItem[]): Promise<void> {
     await this.tx(async (c, onAbort) => {
       const audits = items.flatMap((i) => (i.audit ? [i.audit] : []));
       if (audits.length) await this.insertAudit(audits, c);
@@ -908,7 +965,6 @@ export class PgRedisStore implements Store {
         onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
       }
     });
-    return items.map(() => undefined);
   }
 
   async getReservation(id: string): Promise<Reservation | null> {
