@@ -408,7 +408,7 @@ export class SqliteStore implements Store {
       for (const b of budgets) s.addBudgetSpend.run(tenantId, b.id, budgetWindow(b.period, day), delta);
     };
 
-    this.reserveTx = db.transaction((req: ReserveRequest): ReserveResult => {
+    this.reserveTx = ((req: ReserveRequest): ReserveResult => {
       const state = s.keyState.get(req.keyId) as KeyState | undefined;
       const idem = req.idempotency;
       let repoint = false;
@@ -448,7 +448,7 @@ export class SqliteStore implements Store {
       return thresholds ? { ok: true, spentMicros: c.spent + req.amountMicros, thresholds } : { ok: true, spentMicros: c.spent + req.amountMicros };
     });
 
-    this.extendTx = db.transaction((id: string, add: number, now: number): ReserveResult => {
+    this.extendTx = ((id: string, add: number, now: number): ReserveResult => {
       const r = s.reservation.get(id) as ReservationRow | undefined;
       if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
       const state = s.keyState.get(r.key_id) as KeyState | undefined;
@@ -461,7 +461,7 @@ export class SqliteStore implements Store {
       return { ok: true, spentMicros: c.spent + add };
     });
 
-    this.settleTx = db.transaction((id: string, outcome: Settlement, now: number, audit?: AuditRecord) => {
+    this.settleTx = ((id: string, outcome: Settlement, now: number, audit?: AuditRecord) => {
       // The call's audit record commits with its settlement, or not at all.
       if (audit) this.insertAudit(audit);
       const r = s.reservation.get(id) as ReservationRow | undefined;
@@ -484,7 +484,7 @@ export class SqliteStore implements Store {
 
     this.createKeyTx = db.transaction((k: KeyRecord) => this.insertKey(k));
 
-    this.auditTx = db.transaction((records: readonly AuditRecord[]) => {
+    this.auditTx = ((records: readonly AuditRecord[]) => {
       for (const r of records) this.insertAudit(r);
     });
 
@@ -606,15 +606,15 @@ export class SqliteStore implements Store {
   async reserve(req: ReserveRequest): Promise<ReserveResult> {
     // The check runs at once inside the batch that holds the write lock (BEGIN IMMEDIATE), so two
     // processes on one file cannot both pass the cap check; the answer comes once it is committed.
-    return this.writes.run(() => this.reserveTx(req));
+    return this.writes.run(() => this.reserveTx(req), true);
   }
 
   async extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult> {
-    return this.writes.run(() => this.extendTx(reservationId, addMicros, now));
+    return this.writes.run(() => this.extendTx(reservationId, addMicros, now), true);
   }
 
   async settle(reservationId: string, outcome: Settlement, now: number, audit?: AuditRecord): Promise<void> {
-    await this.writes.run(() => this.settleTx(reservationId, outcome, now, audit));
+    await this.writes.run(() => this.settleTx(reservationId, outcome, now, audit), true);
   }
 
   async getReservation(id: string): Promise<Reservation | null> {
@@ -843,7 +843,7 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {
-    if (records.length) await this.writes.run(() => this.auditTx(records));
+    if (records.length) await this.writes.run(() => this.auditTx(records), true);
   }
 
   async listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {

@@ -16,6 +16,7 @@ import { StoreUnavailableError } from '../store.js';
 
 interface Waiting {
   op: () => unknown;
+  whole: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   since: number;
@@ -72,11 +73,12 @@ export class WritePath {
 
   /**
    * Runs `op` now (inside the open batch) when the lock is held, else queues it; resolves with its
-   * result once the batch carrying it has committed. `op` must be synchronous, and should be a
-   * better-sqlite3 transaction function (it then runs in a savepoint: a failing write undoes only
-   * itself, not the batch).
+   * result once the batch carrying it has committed. `op` must be synchronous. Wrapped in a
+   * better-sqlite3 transaction function it runs in a savepoint, and a failure undoes only itself;
+   * with `whole` (the hot path: no savepoint to pay for), any failure rolls back the whole batch
+   * and fails every write in it, so a half-done write can never commit.
    */
-  run<T>(op: () => T): Promise<T> {
+  run<T>(op: () => T, whole = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const res = resolve as (v: unknown) => void;
       if (this.waiting.length === 0) {
@@ -86,9 +88,9 @@ export class WritePath {
         } catch (e) {
           return reject(new StoreUnavailableError('sqlite', e));
         }
-        if (opened) return this.exec(op, res, reject);
+        if (opened) return this.exec(op, whole, res, reject);
       }
-      this.waiting.push({ op, resolve: res, reject, since: Date.now() });
+      this.waiting.push({ op, whole, resolve: res, reject, since: Date.now() });
       this.scheduleRetry();
     });
   }
@@ -127,14 +129,14 @@ export class WritePath {
     return true;
   }
 
-  private exec(op: () => unknown, resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
+  private exec(op: () => unknown, whole: boolean, resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
     let value: unknown;
     try {
       value = op();
     } catch (e) {
       // Some errors (disk full, I/O) make SQLite roll the whole transaction back, not just the
       // savepoint: every earlier write of the batch is gone with it.
-      if (!this.db.inTransaction) this.failBatch(e);
+      if (whole || !this.db.inTransaction) this.failBatch(e);
       reject(e);
       return;
     }
@@ -213,6 +215,6 @@ export class WritePath {
     this.backoffMs = 1;
     const waiting = this.waiting;
     this.waiting = [];
-    for (const w of waiting) this.exec(w.op, w.resolve, w.reject);
+    for (const w of waiting) this.exec(w.op, w.whole, w.resolve, w.reject);
   }
 }
