@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { timeOrderedHex } from '../store/ids.js';
 import { channel } from 'node:diagnostics_channel';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -123,7 +123,7 @@ export class ProxyHandler {
   private async run(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const ctx: CallContext = {
-      requestId: `req_${randomUUID().replace(/-/g, '')}`,
+      requestId: `req_${timeOrderedHex()}`,
       address: req.socket.remoteAddress ?? '',
       started: this.now(),
       method,
@@ -227,7 +227,7 @@ export class ProxyHandler {
     if (!this.o.audit.accepting) return this.deny(req, res, ctx, 'store_unavailable', 'The audit log cannot be written; nothing is forwarded.');
 
     // 5. Reserve, durably, before a byte goes to the vendor.
-    const reservationId = `rsv_${randomUUID().replace(/-/g, '')}`;
+    const reservationId = `rsv_${timeOrderedHex()}`;
     // A vault token sent in a vendor's API-key header never goes upstream.
     const headers = upstreamRequestHeaders(
       req.headers,
@@ -574,7 +574,7 @@ export class ProxyHandler {
   ): AuditRecord {
     const k = ctx.key?.record;
     return {
-      id: `aud_${randomUUID().replace(/-/g, '')}`,
+      id: `aud_${timeOrderedHex()}`,
       tenantId: k?.tenantId ?? 'default',
       time: ctx.started,
       requestId: ctx.requestId,
