@@ -230,7 +230,7 @@ export class SqliteStore implements Store {
   private readonly createKeyTx;
   /** Every write goes through here: one transaction per event-loop turn (write-path.ts). */
   private readonly writes: WritePath;
-  private readonly checkpointer: Checkpointer | null = null;
+  private checkpointer: Checkpointer | null = null;
   /** Request counts and last use of the open batch, written once per key right before it commits. */
   private uses = new Map<string, { count: number; at: number }>();
 
@@ -246,11 +246,10 @@ export class SqliteStore implements Store {
     migrate(db);
     db.pragma('busy_timeout = 0');
     this.db = db;
-    if (opts.path !== ':memory:') {
-      // Checkpoints run in a worker (checkpoint.ts), never inside a caller's commit.
-      db.pragma('wal_autocheckpoint = 0');
-      this.checkpointer = new Checkpointer(opts.path, opts.checkpointEveryMs);
-    }
+    // Checkpoints run in a worker (checkpoint.ts), never inside a caller's commit; it starts with
+    // the first write, so a process that only reads (a CLI command) never starts one.
+    const checkpointed = opts.path !== ':memory:';
+    if (checkpointed) db.pragma('wal_autocheckpoint = 0');
 
     // Prepared once; the proxy's hot path runs reserve and settle on every call.
     this.stmts = {
@@ -491,6 +490,7 @@ export class SqliteStore implements Store {
     this.writes = new WritePath(db, {
       ...(opts.lockWaitMs !== undefined ? { lockWaitMs: opts.lockWaitMs } : {}),
       beforeCommit: () => {
+        if (checkpointed && !this.checkpointer) this.checkpointer = new Checkpointer(opts.path, opts.checkpointEveryMs);
         if (!this.uses.size) return;
         for (const [id, u] of this.uses) s.keyUse.run(u.count, u.at, id);
         this.uses.clear();
