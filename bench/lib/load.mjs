@@ -140,3 +140,30 @@ export async function timeCalls(n, fn) {
   }
   return summarize(lat);
 }
+
+/**
+ * Side by side: `rounds` × (bare, then keyleash) under the same load, so a neighbour's burst on a
+ * shared machine hits both; rates are averaged, tails are the worst round's.
+ */
+export async function sideBySide(rounds, runBare, runKeyleash) {
+  const bare = [];
+  const kl = [];
+  for (let i = 0; i < rounds; i++) {
+    bare.push(await runBare());
+    kl.push(await runKeyleash());
+  }
+  const merge = (rs) => ({
+    rps: Math.round(rs.reduce((a, r) => a + r.rps, 0) / rs.length),
+    requests: rs.reduce((a, r) => a + r.requests, 0),
+    non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+    p50_ms_coarse: Math.max(...rs.map((r) => r.p50_ms_coarse)),
+    p99_ms_coarse: Math.max(...rs.map((r) => r.p99_ms_coarse)),
+    connections: rs[0].connections,
+    duration_s: rs[0].duration_s,
+    rounds: rs.map((r) => r.rps),
+  });
+  const b = merge(bare);
+  const k = merge(kl);
+  return { bare: b, keyleash: k, ratio: k.rps / b.rps };
+}

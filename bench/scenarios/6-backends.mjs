@@ -10,13 +10,13 @@ import { BENCH_DIR, freePort, startServer } from '../lib/proc.mjs';
 
 export const title = 'Storage backends and multi-process';
 
-const PG_URL = process.env.KEYLEASH_BENCH_DATABASE_URL || process.env.KEYLEASH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.KEYLEASH_BENCH_REDIS_URL || process.env.KEYLEASH_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
+export const PG_URL = process.env.KEYLEASH_BENCH_DATABASE_URL || process.env.KEYLEASH_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+export const REDIS_URL = process.env.KEYLEASH_BENCH_REDIS_URL || process.env.KEYLEASH_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 const GATEWAY = join(BENCH_DIR, '..', 'packages', 'keyleash');
 const requireGw = createRequire(join(GATEWAY, 'package.json'));
 
 /** Why Postgres+Redis cannot be measured here, or null when it can. */
-async function pgRedisUnavailable() {
+export async function pgRedisUnavailable() {
   if (!existsSync(join(GATEWAY, 'dist', 'store', 'postgres-redis', 'index.js'))) return 'not yet available (no postgres-redis store in the build)';
   const pg = requireGw('pg');
   const { Redis } = requireGw('ioredis');
@@ -41,7 +41,7 @@ async function pgRedisUnavailable() {
   return null;
 }
 
-async function cleanupPgRedis(schema) {
+export async function cleanupPgRedis(schema) {
   const pg = requireGw('pg');
   const { Redis } = requireGw('ioredis');
   const c = new pg.Client({ connectionString: PG_URL });

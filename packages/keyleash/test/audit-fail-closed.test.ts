@@ -16,7 +16,12 @@ describe('audit log', () => {
     const key = await t.issue();
     const store = t.gw.store;
     const append = store.appendAudit.bind(store);
+    const settle = store.settle.bind(store);
+    // A full disk fails every write: the audit batches, and a settlement with its audit record.
     store.appendAudit = async () => {
+      throw new Error('disk full');
+    };
+    store.settle = async () => {
       throw new Error('disk full');
     };
     try {
@@ -30,6 +35,7 @@ describe('audit log', () => {
       expect(t.sandbox.requests.length).toBe(before);
     } finally {
       store.appendAudit = append;
+      store.settle = settle;
     }
     await t.gw.audit.flush();
     expect((await call(key.token)).status).toBe(200);

@@ -3,9 +3,11 @@ import type { AuditRecord, Store } from '../store/store.js';
 import type { AuditChain } from './chain.js';
 
 /**
- * Audit records are written in batches off the response path. A batch that fails to write stays
- * queued and is retried; the queue is bounded, and `accepting` turns false when it is full so
- * the proxy can refuse calls it could not audit rather than drop records.
+ * Audit records without a settlement (refusals, the reconciler's) are written in batches off the
+ * response path; an answered call's record is written with its settlement instead (see
+ * ProxyHandler). A batch that fails to write stays queued and is retried; the queue is bounded,
+ * and `accepting` turns false when it is full so the proxy can refuse calls it could not audit
+ * rather than drop records.
  */
 export class AuditSink {
   private queue: AuditRecord[] = [];
@@ -45,9 +47,25 @@ export class AuditSink {
     return () => this.listeners.delete(fn);
   }
 
+  /** Queues a record for the next batch (denials, reconciler records: no settlement to ride with). */
   push(record: AuditRecord): void {
-    this.queue.push(this.chain ? this.chain.link(record) : record);
+    this.enqueue(this.link(record));
+  }
+
+  /**
+   * Links a record into the chain and shows it to subscribers without queueing it: the caller
+   * writes it itself, with the call's settlement (Store.settle), and hands it to `enqueue` only if
+   * that write failed.
+   */
+  link(record: AuditRecord): AuditRecord {
+    const linked = this.chain ? this.chain.link(record) : record;
     for (const fn of this.listeners) fn(record);
+    return linked;
+  }
+
+  /** Queues an already linked record. */
+  enqueue(linked: AuditRecord): void {
+    this.queue.push(linked);
     if (this.queue.length >= this.opts.batchSize) this.schedule(0);
     else this.schedule(this.opts.delayMs);
   }

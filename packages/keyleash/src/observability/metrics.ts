@@ -163,14 +163,25 @@ export class GatewayMetrics {
     this.unsubscribeAudit = audit.subscribe((r) => this.ours.add(r));
     const log = o.log;
     const logCalls = o.logCalls ?? true;
+    const children = new Map<string, { inc(v?: number): void; observe(v: number): void }>();
+    const child = (name: string, make: () => unknown) => {
+      let c = children.get(name);
+      if (!c) children.set(name, (c = make() as { inc(v?: number): void; observe(v: number): void }));
+      return c;
+    };
     this.onCall = (message: unknown) => {
       const { record: r, overheadMs } = message as CallMessage;
       if (!this.ours.has(r)) return;
       const vendor = r.vendor ?? 'unknown';
-      this.requests.inc({ vendor, decision: r.decision, code: r.code ?? 'none', status: String(r.status) });
-      if (r.upstreamLatencyMs !== null) this.upstreamLatency.observe({ vendor }, r.upstreamLatencyMs / 1000);
-      this.overhead.observe({ vendor, decision: r.decision }, Math.max(0, overheadMs) / 1000);
-      if (r.costMicros > 0) this.spend.inc({ vendor, mode: r.mode ?? 'unknown' }, r.costMicros / 1e6);
+      const code = r.code ?? 'none';
+      // Label children are looked up once per label set, not per call.
+      child(`r|${vendor}|${r.decision}|${code}|${r.status}`, () => this.requests.labels({ vendor, decision: r.decision, code, status: String(r.status) })).inc();
+      if (r.upstreamLatencyMs !== null) child(`u|${vendor}`, () => this.upstreamLatency.labels({ vendor })).observe(r.upstreamLatencyMs / 1000);
+      child(`o|${vendor}|${r.decision}`, () => this.overhead.labels({ vendor, decision: r.decision })).observe(Math.max(0, overheadMs) / 1000);
+      if (r.costMicros > 0) {
+        const mode = r.mode ?? 'unknown';
+        child(`s|${vendor}|${mode}`, () => this.spend.labels({ vendor, mode })).inc(r.costMicros / 1e6);
+      }
       if (logCalls) {
         log.info(
           {

@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { timeOrderedHex } from '../store/ids.js';
 import { channel } from 'node:diagnostics_channel';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import type { AuditSink } from '../audit/sink.js';
@@ -19,7 +18,7 @@ import { type CallInfo, unitsThatFit, type Vendor, type VendorCatalog } from '..
 import { readVaultToken } from './credentials.js';
 import { downstreamResponseHeaders, refusedHeader, upstreamRequestHeaders } from './headers.js';
 import type { CachedKey, KeyCache } from './key-cache.js';
-import { relayBuffered, relayStream } from './metering.js';
+import { type CallAudit, relayBody, relayBuffered, relayStream } from './metering.js';
 import { reserveRefusal } from './refusal.js';
 import { idempotencyOf } from './idempotency.js';
 import { resolveLookup } from './lookup.js';
@@ -124,7 +123,7 @@ export class ProxyHandler {
   private async run(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const ctx: CallContext = {
-      requestId: `req_${randomUUID().replace(/-/g, '')}`,
+      requestId: `req_${timeOrderedHex()}`,
       address: req.socket.remoteAddress ?? '',
       started: this.now(),
       method,
@@ -228,7 +227,7 @@ export class ProxyHandler {
     if (!this.o.audit.accepting) return this.deny(req, res, ctx, 'store_unavailable', 'The audit log cannot be written; nothing is forwarded.');
 
     // 5. Reserve, durably, before a byte goes to the vendor.
-    const reservationId = `rsv_${randomUUID().replace(/-/g, '')}`;
+    const reservationId = `rsv_${timeOrderedHex()}`;
     // A vault token sent in a vendor's API-key header never goes upstream.
     const headers = upstreamRequestHeaders(
       req.headers,
@@ -315,11 +314,11 @@ export class ProxyHandler {
       const code = (err as { code?: string }).code ?? '';
       const notSent = NOT_SENT.has(code);
       const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
-      await this.settle(reservationId, notSent ? { state: 'released' } : { state: 'unknown' });
-      this.o.log.warn({ code, requestId: ctx.requestId, vendor: vendor.name }, 'upstream call failed');
       const errCode: ErrorCode = timeout ? 'upstream_timeout' : 'upstream_error';
+      const record = this.auditRecord(ctx, ERRORS[errCode].status, 'allow', errCode, notSent ? 0 : estimate, this.now() - sentAt);
+      await this.settle(reservationId, notSent ? { state: 'released' } : { state: 'unknown' }, record);
+      this.o.log.warn({ code, requestId: ctx.requestId, vendor: vendor.name }, 'upstream call failed');
       this.sendError(res, errCode, undefined, { requestId: ctx.requestId, vendor });
-      this.record(ctx, ERRORS[errCode].status, 'allow', errCode, notSent ? 0 : estimate, this.now() - sentAt);
       return;
     }
     const latency = this.now() - sentAt;
@@ -341,17 +340,14 @@ export class ProxyHandler {
         meter,
         echoes,
         estimate,
-        settle: (s) => this.settle(reservationId, s),
+        // The audit record carries the settled cost and is written in the same commit.
+        settle: (s, a: CallAudit) => this.settle(reservationId, s, this.auditRecord(ctx, a.status, 'allow', a.code, a.cost, latency)),
         extend: (need, wanted) => this.extend(reservationId, need, wanted),
         abort: () => abort?.abort(),
       });
       if (!r.delivered) {
         this.sendError(res, 'upstream_error', 'The vendor executed the call but its answer broke off.', { requestId: ctx.requestId, vendor });
-        this.record(ctx, ERRORS.upstream_error.status, 'allow', 'upstream_error', r.cost, latency);
-        return;
       }
-      // Pushed after settling, so the audit record carries the settled cost.
-      this.record(ctx, upstream.statusCode, 'allow', r.code, r.cost, latency);
       return;
     }
     const settlement: Settlement =
@@ -360,23 +356,18 @@ export class ProxyHandler {
         : outcome === 'refused'
           ? { state: 'released' }
           : { state: 'unknown' };
-    await this.settle(reservationId, settlement);
-    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'settled', requestId: ctx.requestId });
     const cost = settlement.state === 'released' ? 0 : estimate;
+    // The charge and the call's audit record are durable, in one commit, before the answer.
+    await this.settle(reservationId, settlement, this.auditRecord(ctx, upstream.statusCode, 'allow', null, cost, latency));
 
-    this.record(ctx, upstream.statusCode, 'allow', null, cost, latency);
     if (upstream.statusCode >= 400) {
       await this.relayError(res, upstream.statusCode, outHeaders, upstream.body, echoes, ctx.requestId);
       return;
     }
     // Masking keeps every byte count, so the vendor's Content-Length stays true.
     res.writeHead(upstream.statusCode, outHeaders);
-    try {
-      await pipeline(upstream.body, echoes.transform(), res);
-    } catch (err) {
-      // The caller left or the vendor cut the body; the charge stands either way.
-      this.o.log.debug({ err, requestId: ctx.requestId }, 'response stream ended early');
-    }
+    // The caller leaving or the vendor cutting the body ends the relay; the charge stands either way.
+    await relayBody(upstream.body, echoes.stream(), res);
   }
 
   /** Sends a vendor error answer with any echo of the real secret cut out. */
@@ -433,13 +424,19 @@ export class ProxyHandler {
     }
   }
 
-  private async settle(reservationId: string, outcome: Settlement): Promise<void> {
+  /** Settles the call and writes its audit record in the same commit. */
+  private async settle(reservationId: string, outcome: Settlement, record: AuditRecord): Promise<void> {
+    const linked = this.o.audit.link(record);
     try {
-      await this.o.store.settle(reservationId, outcome, this.now());
+      await this.o.store.settle(reservationId, outcome, this.now(), linked);
     } catch (err) {
-      // The reservation stays open and charged; the reconciler closes it at its estimate.
+      // The reservation stays open and charged (the reconciler closes it at its estimate); the
+      // record goes to the audit batch, which retries until the store takes it.
       this.o.log.error({ err, reservationId }, 'settlement failed; reservation left charged');
+      this.o.audit.enqueue(linked);
     }
+    if (stepChannel.hasSubscribers) stepChannel.publish({ step: 'settled', requestId: record.requestId });
+    this.publishCall(record);
   }
 
   private pool(origin: string): Pool {
@@ -567,17 +564,17 @@ export class ProxyHandler {
     res.end(body);
   }
 
-  private record(
+  private auditRecord(
     ctx: CallContext,
     status: number,
     decision: 'allow' | 'deny',
     code: string | null,
     costMicros: number,
     upstreamLatencyMs: number | null,
-  ): void {
+  ): AuditRecord {
     const k = ctx.key?.record;
-    const record = {
-      id: `aud_${randomUUID().replace(/-/g, '')}`,
+    return {
+      id: `aud_${timeOrderedHex()}`,
       tenantId: k?.tenantId ?? 'default',
       time: ctx.started,
       requestId: ctx.requestId,
@@ -592,11 +589,20 @@ export class ProxyHandler {
       code,
       costMicros,
       upstreamLatencyMs,
-    } satisfies AuditRecord;
+    };
+  }
+
+  /** A refused call's record: queued for the next audit batch (no settlement to ride with). */
+  private record(ctx: CallContext, status: number, decision: 'allow' | 'deny', code: string | null, costMicros: number, upstreamLatencyMs: number | null): void {
+    const record = this.auditRecord(ctx, status, decision, code, costMicros, upstreamLatencyMs);
     // An anonymous flood is summed up rather than written row by row.
-    if (decision === 'allow' || k || this.denials.admit(ctx.address)) this.o.audit.push(record);
+    if (decision === 'allow' || ctx.key || this.denials.admit(ctx.address)) this.o.audit.push(record);
+    this.publishCall(record);
+  }
+
+  private publishCall(record: AuditRecord): void {
     if (callChannel.hasSubscribers) {
-      const overheadMs = this.now() - ctx.started - (upstreamLatencyMs ?? 0);
+      const overheadMs = this.now() - record.time - (record.upstreamLatencyMs ?? 0);
       callChannel.publish({ record, overheadMs });
     }
   }

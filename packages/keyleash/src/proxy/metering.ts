@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ErrorCode } from '../errors.js';
 import type { Settlement } from '../store/store.js';
 import type { ResponseMeter } from '../vendors/vendor.js';
-import type { EchoPatterns } from './leaks.js';
+import type { EchoFilter, EchoPatterns } from './leaks.js';
 
 // The proxy's step channel (see handler.ts), looked up by name to avoid an import cycle.
 const stepChannel = channel('keyleash:proxy:step');
@@ -17,6 +17,13 @@ const stepChannel = channel('keyleash:proxy:step');
 
 /** Largest answer held back to be settled before the caller sees it; past this the estimate stands. */
 export const BUFFER_LIMIT = 8 * 1024 * 1024;
+
+/** What the call's audit record says, written in the same commit as its settlement. */
+export interface CallAudit {
+  status: number;
+  code: ErrorCode | null;
+  cost: number;
+}
 
 export type Extend = (need: number, wanted: number) => Promise<{ ok: true; added: number } | { ok: false; code: ErrorCode }>;
 
@@ -30,7 +37,7 @@ export interface MeteredCall {
   echoes: EchoPatterns;
   /** What is reserved for the call. */
   estimate: number;
-  settle(s: Settlement): Promise<void>;
+  settle(s: Settlement, audit: CallAudit): Promise<void>;
   extend: Extend;
   /** Stops the upstream request (no more reading from the vendor). */
   abort(): void;
@@ -63,7 +70,7 @@ export async function relayBuffered(c: MeteredCall): Promise<MeteredOutcome> {
     }
   } catch {
     // The vendor executed the call but its answer broke: the estimate stands.
-    await c.settle({ state: 'unknown' });
+    await c.settle({ state: 'unknown' }, { status: 502, code: 'upstream_error', cost: c.estimate });
     return { cost: c.estimate, code: null, delivered: false };
   }
   if (complete) {
@@ -72,7 +79,7 @@ export async function relayBuffered(c: MeteredCall): Promise<MeteredOutcome> {
   }
   const real = complete ? c.meter.result() : undefined;
   const cost = real ?? c.estimate;
-  await c.settle({ state: 'settled', micros: cost });
+  await c.settle({ state: 'settled', micros: cost }, { status: c.status, code: null, cost });
 
   // The caller sees the vendor's bytes with every echo of the real secret masked.
   const head = Buffer.concat(chunks);
@@ -180,22 +187,71 @@ export async function relayStream(c: MeteredCall): Promise<MeteredOutcome> {
         : `keyleash ended this stream (${cut}).`;
     res.write(meter.cutEvent(cut, why));
   }
-  res.end();
 
   // Never under-count: the vendor's own usage when the stream delivered it, else the larger of
-  // what is reserved and what was counted passing by.
+  // what is reserved and what was counted passing by. Settled (with the audit record) before the
+  // stream's end reaches the caller.
   const real = cut || broken ? undefined : meter.result();
   const counted = meter.counted();
   let cost: number;
   if (real !== undefined) {
     cost = real;
-    await c.settle({ state: 'settled', micros: real });
+    await c.settle({ state: 'settled', micros: real }, { status: c.status, code: cut, cost });
   } else if (counted > reserved) {
     cost = counted;
-    await c.settle({ state: 'settled', micros: counted });
+    await c.settle({ state: 'settled', micros: counted }, { status: c.status, code: cut, cost });
   } else {
     cost = reserved;
-    await c.settle({ state: 'unknown' });
+    await c.settle({ state: 'unknown' }, { status: c.status, code: cut, cost });
   }
+  res.end();
   return { cost, code: cut, delivered: true };
+}
+
+/**
+ * Relays a vendor body to the caller with echoes masked. Plain listeners rather than
+ * stream.pipeline, which costs an AbortController (and a DOMException on every early end) per call.
+ * Resolves when the body ended, broke, or the caller left.
+ */
+export function relayBody(body: Readable, filter: EchoFilter, res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    let over = false;
+    const done = () => {
+      if (over) return;
+      over = true;
+      body.off('data', onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      const out = filter.push(chunk);
+      if (out.length && !res.write(out)) {
+        body.pause();
+        res.once('drain', () => body.resume());
+      }
+    };
+    // A body that broke before the relay began (e.g. while the settlement committed) has no
+    // events left to give.
+    if (body.errored || (body.destroyed && !body.readableEnded)) {
+      res.destroy();
+      return done();
+    }
+    body.on('data', onData);
+    body.once('close', () => {
+      if (!body.readableEnded) res.destroy();
+      done();
+    });
+    body.once('end', () => {
+      const rest = filter.flush();
+      res.end(rest.length ? rest : undefined);
+      done();
+    });
+    body.once('error', () => {
+      res.destroy();
+      done();
+    });
+    res.once('close', () => {
+      if (!body.readableEnded) body.destroy();
+      done();
+    });
+  });
 }

@@ -687,6 +687,28 @@ export function runStoreConformance(factory: StoreFactory): void {
         return { key, req };
       }
 
+      it('writes the audit record given with a settlement, moving money or not, open or already ended', async () => {
+        const { key, req } = await reserved(10 * USD, 5 * USD);
+        const still = reserveReq(key.id, USD);
+        expect((await store.reserve(still)).ok).toBe(true);
+        const moved = makeAudit({ keyId: key.id, time: NOW, costMicros: 2 * USD, chain: { chainId: 'chn_t', seq: 1, prevHash: '0'.repeat(64), hash: 'a'.repeat(64) } });
+        const same = makeAudit({ keyId: key.id, time: NOW + 1, costMicros: USD });
+        const replay = makeAudit({ keyId: key.id, time: NOW + 2 });
+        // Settled together (one batch where the store batches): one moves money, one does not, and
+        // one names a reservation that is not open (an idempotent replay).
+        await Promise.all([
+          store.settle(req.reservationId, { state: 'settled', micros: 2 * USD }, NOW + 100, moved),
+          store.settle(still.reservationId, { state: 'settled', micros: USD }, NOW + 100, same),
+          store.settle(`${req.reservationId}_replay`, { state: 'settled', micros: 0 }, NOW + 100, replay),
+        ]);
+        expect((await store.keyUsage(key.id, DAY)).spentMicros).toBe(3 * USD);
+        expect(await store.getReservation(req.reservationId)).toMatchObject({ state: 'settled', finalMicros: 2 * USD });
+        expect(await store.getReservation(still.reservationId)).toMatchObject({ state: 'settled', finalMicros: USD });
+        const listed = (await store.listAudit({ keyId: key.id }, 10, null)).items;
+        expect(listed.map((r) => r.id).sort()).toEqual([moved.id, same.id, replay.id].sort());
+        expect(listed.find((r) => r.id === moved.id)).toEqual(moved);
+      });
+
       it("'settled' at a lower cost lowers the day spend by the difference", async () => {
         const { key, req } = await reserved(10 * USD, 5 * USD);
         await store.settle(req.reservationId, { state: 'settled', micros: 2 * USD }, NOW + 100);

@@ -347,8 +347,12 @@ export interface Store {
    * same checks as reserve. Nothing changes when it is refused or the reservation is not open.
    */
   extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult>;
-  /** Ends an open reservation; a no-op on one that has already ended. Durable on resolve. */
-  settle(reservationId: string, outcome: Settlement, now: number): Promise<void>;
+  /**
+   * Ends an open reservation; a no-op on one that has already ended. With `audit`, the call's
+   * audit record is written in the same commit (whether or not the reservation was still open):
+   * when the promise resolves, both the charge and its record are durable, or neither is.
+   */
+  settle(reservationId: string, outcome: Settlement, now: number, audit?: AuditRecord): Promise<void>;
   getReservation(id: string): Promise<Reservation | null>;
   /** Turns reservations still open after `olderThan` into `unknown` (kept charged), and returns them. */
   reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]>;

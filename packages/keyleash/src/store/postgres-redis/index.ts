@@ -44,6 +44,7 @@ import {
   type RotateMintingKeyResult,
 } from '../store.js';
 import { migratePostgres } from './migrations.js';
+import { Batcher } from './write-path.js';
 import { ADJUST, ADJUST_MANY, BINIT, BINIT_WIN, BSET, EXTEND, INIT, INIT_DAY, RESERVE, REVOKE, SHORTEN } from './scripts.js';
 import {
   budgetWindow,
@@ -195,6 +196,17 @@ function pgError(e: unknown): unknown {
   return new StoreUnavailableError('postgres', e);
 }
 
+/** Column types of an audit row in a VALUES list (after the reservation id it belongs to). */
+const AUDIT_CASTS = ['text', 'text', 'bigint', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'integer', 'text', 'text', 'bigint',
+  'double precision', 'text', 'text', 'bigint', 'text', 'text'];
+
+interface SettleItem {
+  id: string;
+  outcome: Settlement;
+  now: number;
+  audit: AuditRecord | undefined;
+}
+
 export class PgRedisStore implements Store {
   readonly kind = 'postgres+redis';
   private readonly pool: pg.Pool;
@@ -205,6 +217,10 @@ export class PgRedisStore implements Store {
   /** One rebuild per key at a time in this process; other callers wait for it. */
   private readonly rebuilding = new Map<string, Promise<boolean>>();
   private lastRedisError = 0;
+  /** Settlements with their audit records, group-committed (write-path.ts). */
+  private readonly settles = new Batcher<SettleItem, void>((items) => this.settleBatch(items));
+  /** Reservation rows of keys without budgets or ancestors, one multi-row INSERT per batch. */
+  private readonly inserts = new Batcher<{ req: ReserveRequest; epoch: number }, boolean>((items) => this.insertBatch(items));
 
   private constructor(private readonly o: PgRedisStoreOptions) {
     const schema = o.schema ?? 'public';
@@ -231,7 +247,8 @@ export class PgRedisStore implements Store {
       maxRetriesPerRequest: 1,
       retryStrategy: (times: number) => Math.min(100 * times, 1_000),
     };
-    this.redis = new Redis(o.redisUrl, redisOpts);
+    // Commands issued in one event-loop turn go to Redis as one pipeline.
+    this.redis = new Redis(o.redisUrl, { ...redisOpts, enableAutoPipelining: true });
     this.redis.on('error', (err) => this.redisError(err));
     for (const [name, lua] of Object.entries({ RESERVE, EXTEND, ADJUST, INIT, INIT_DAY, REVOKE, SHORTEN, BINIT, BSET, BINIT_WIN })) {
       this.redis.defineCommand(`kl_${name}`, { numberOfKeys: 1, lua });
@@ -576,14 +593,17 @@ export class PgRedisStore implements Store {
         continue;
       }
       const undo = () => this.undoCheck(r, req.keyId, req.day, req.amountMicros);
-      let inserted;
+      let inserted: boolean;
       try {
-        inserted = await this.insertReservation(req, r);
+        const simple = !this.budgetsOf(r).length && !this.ancestorsOf(r).length;
+        inserted = simple
+          ? await this.inserts.push({ req, epoch: r[2] as number })
+          : (await this.insertReservation(req, r)).rowCount === 1;
       } catch (e) {
         await undo();
         throw e;
       }
-      if (inserted.rowCount === 1) return this.accepted(r, req.amountMicros);
+      if (inserted) return this.accepted(r, req.amountMicros);
       // A state was rebuilt between our count and our insert: count again in the new one.
       await undo();
       await this.rebuild(req.keyId);
@@ -833,40 +853,122 @@ export class PgRedisStore implements Store {
     return rows;
   }
 
-  async settle(reservationId: string, outcome: Settlement, now: number): Promise<void> {
-    const micros = outcome.state === 'settled' ? outcome.micros : 0;
+  async settle(reservationId: string, outcome: Settlement, now: number, audit?: AuditRecord): Promise<void> {
+    await this.settles.push({ id: reservationId, outcome, now, audit });
+  }
+
+  /**
+   * Reservation rows of one batch in one INSERT (one commit), each only if its key is still at the
+   * epoch its Redis count was taken in. Answers, per item, whether its row was written.
+   */
+  private async insertBatch(items: Array<{ req: ReserveRequest; epoch: number }>): Promise<boolean[]> {
+    const col = <T>(f: (r: ReserveRequest) => T) => items.map((i) => f(i.req));
+    const { rows } = await this.query<{ id: string }>(
+      `INSERT INTO reservations (id, key_id, day, estimate_micros, state, request_id, method, path, created_at)
+       SELECT u.id, k.id, u.day, u.est, 'reserved', u.rid, u.method, u.path, u.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+         AS u(id, key_id, day, est, rid, method, path, at, epoch)
+       JOIN keys k ON k.id = u.key_id AND k.epoch = u.epoch
+       FOR KEY SHARE OF k
+       RETURNING id`,
+      [col((r) => r.reservationId), col((r) => r.keyId), col((r) => r.day), col((r) => r.amountMicros), col((r) => r.requestId),
+        col((r) => r.method), col((r) => r.path), col((r) => r.now), items.map((i) => i.epoch)],
+    );
+    const written = new Set(rows.map((r) => r.id));
+    return items.map((i) => written.has(i.req.reservationId));
+  }
+
+  /**
+   * The settlements of one batch, each with its audit record in the same commit: those that move
+   * no money in one statement, then those that do in one transaction.
+   */
+  private async settleBatch(items: SettleItem[]): Promise<void[]> {
+    const moving = await this.settleStill(items);
+    if (moving.size) await this.settleMoving(items.filter((i) => moving.has(i.id)));
+    return items.map(() => undefined);
+  }
+
+  /**
+   * One statement, one round trip, one commit: ends every reservation of the batch whose
+   * settlement moves no money (the common case: a fixed price settles at its estimate) and writes
+   * the audit records of those calls (and of calls with no open reservation) with it. Nothing in
+   * Redis changes for them. Returns the reservations whose settlement moves money, untouched.
+   */
+  private async settleStill(items: SettleItem[]): Promise<Set<string>> {
+    const args: unknown[] = [items.map((i) => i.id), items.map((i) => i.outcome.state),
+      items.map((i) => (i.outcome.state === 'settled' ? i.outcome.micros : 0)), items.map((i) => i.now)];
+    const rows: string[] = [];
+    for (const i of items) {
+      const r = i.audit;
+      if (!r) continue;
+      const start = args.length;
+      args.push(i.id, r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status,
+        r.decision, r.code, r.costMicros, r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT,
+        r.chain?.chainId ?? null, r.chain?.seq ?? null, r.chain?.prevHash ?? null, r.chain?.hash ?? null);
+      rows.push(`(${AUDIT_CASTS.map((cast, j) => `$${start + j + 1}::${cast}`).join(', ')})`);
+    }
+    const audit = rows.length
+      ? `, a(rid, id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code, cost_micros,
+             upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash) AS (VALUES ${rows.join(', ')}),
+         w AS (INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code,
+             cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash)
+           SELECT id, time, request_id, key_id, label, vendor, mode, method, path, status, decision, code, cost_micros,
+             upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash FROM a WHERE rid NOT IN (SELECT id FROM m)
+           ON CONFLICT (id) DO NOTHING)`
+      : '';
+    const { rows: out } = await this.query<{ id: string }>(
+      `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(id, state, micros, at)),
+       r AS (SELECT res.id, res.estimate_micros AS est, CASE u.state WHEN 'settled' THEN u.micros WHEN 'released' THEN 0
+           ELSE res.estimate_micros END AS final, u.state, u.at
+         FROM reservations res JOIN u ON u.id = res.id WHERE res.state = 'reserved'),
+       m AS (SELECT id FROM r WHERE final <> est),
+       s AS (UPDATE reservations SET state = r.state, settled_at = r.at, final_micros = r.final FROM r
+         WHERE reservations.id = r.id AND r.final = r.est AND reservations.state = 'reserved')
+       ${audit}
+       SELECT id FROM m`,
+      args,
+    );
+    return new Set(out.map((r) => r.id));
+  }
+
+  /**
+   * The settlements that move money, with their audit records, in one transaction: one
+   * multi-row INSERT of the records, one UPDATE of the reservations, and one Redis call for every
+   * counter that moves (undone if the commit fails: then nothing changed, the reservations stay
+   * open and charged at their estimates in both stores).
+   */
+  private async settleMoving(items: SettleItem[]): Promise<void> {
     await this.tx(async (c, onAbort) => {
+      const audits = items.flatMap((i) => (i.audit ? [i.audit] : []));
+      if (audits.length) await this.insertAudit(audits, c);
       const { rows } = await this.query<{ key_id: string; day: string; estimate_micros: number; final_micros: number; epoch: number;
         budget_ids: string[]; tenant_id: string; ancestor_ids: string[] }>(
-        `WITH k AS (SELECT k.epoch, k.budget_ids, k.tenant_id, k.ancestor_ids FROM keys k JOIN reservations r ON r.key_id = k.id
-           WHERE r.id = $1 FOR KEY SHARE OF k)
-         UPDATE reservations SET state = $2, settled_at = $4, final_micros = CASE $2
-           WHEN 'settled' THEN $3::bigint WHEN 'released' THEN 0 ELSE estimate_micros END
-         FROM k WHERE reservations.id = $1 AND reservations.state = 'reserved'
+        `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(id, state, micros, at)),
+         k AS (SELECT r.id AS rid, k.epoch, k.budget_ids, k.tenant_id, k.ancestor_ids FROM keys k JOIN reservations r ON r.key_id = k.id
+           JOIN u ON u.id = r.id FOR KEY SHARE OF k)
+         UPDATE reservations SET state = u.state, settled_at = u.at, final_micros = CASE u.state
+           WHEN 'settled' THEN u.micros WHEN 'released' THEN 0 ELSE reservations.estimate_micros END
+         FROM u, k WHERE reservations.id = u.id AND k.rid = u.id AND reservations.state = 'reserved'
          RETURNING reservations.key_id, reservations.day, reservations.estimate_micros, reservations.final_micros, k.epoch, k.budget_ids,
            k.tenant_id, k.ancestor_ids`,
-        [reservationId, outcome.state, micros, now],
+        [items.map((i) => i.id), items.map((i) => i.outcome.state), items.map((i) => (i.outcome.state === 'settled' ? i.outcome.micros : 0)),
+          items.map((i) => i.now)],
         c,
       );
-      const r = rows[0];
-      if (!r) return; // unknown or already ended: a no-op
-      const delta = r.final_micros - r.estimate_micros;
-      // Inside the transaction: if Redis cannot take the change, nothing changes and the
-      // reservation stays open, charged at its estimate in both stores.
-      if (delta === 0) return;
-      const hk = this.hashKey(r.key_id);
-      if (!r.budget_ids.length && !r.ancestor_ids.length) {
-        await this.script('ADJUST', hk, r.day, delta, r.epoch);
-        onAbort(() => this.undo(hk, r.day, delta, r.epoch));
-        return;
+      const adj: Adjustment[] = [];
+      for (const r of rows) {
+        const delta = r.final_micros - r.estimate_micros;
+        if (delta === 0) continue; // no money moves: the row update is all there is
+        adj.push({ hash: this.hashKey(r.key_id), field: `d:${r.day}`, delta, epoch: r.epoch });
+        for (const a of await this.lockAncestors(r.ancestor_ids, c)) adj.push({ hash: this.hashKey(a.id), field: `d:${r.day}`, delta, epoch: a.epoch });
+        for (const b of r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : []) {
+          adj.push({ hash: this.budgetHash(r.tenant_id, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
+        }
       }
-      const adj: Adjustment[] = [{ hash: hk, field: `d:${r.day}`, delta, epoch: r.epoch }];
-      for (const a of await this.lockAncestors(r.ancestor_ids, c)) adj.push({ hash: this.hashKey(a.id), field: `d:${r.day}`, delta, epoch: a.epoch });
-      for (const b of r.budget_ids.length ? await this.lockBudgetsOf(r.key_id, c) : []) {
-        adj.push({ hash: this.budgetHash(r.tenant_id, b.id), field: `w:${windowOf(b.period, r.day)}`, delta, epoch: b.epoch });
+      if (adj.length) {
+        await this.adjustMany(adj);
+        onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
       }
-      await this.adjustMany(adj);
-      onAbort(() => this.adjustMany(adj.map((a) => ({ ...a, delta: -a.delta }))).catch(() => {}));
     });
   }
 
@@ -1218,6 +1320,10 @@ export class PgRedisStore implements Store {
   // ---- audit ----
 
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {
+    await this.insertAudit(records);
+  }
+
+  private async insertAudit(records: readonly AuditRecord[], client?: Client): Promise<void> {
     for (let i = 0; i < records.length; i += 1000) {
       const batch = records.slice(i, i + 1000);
       const args: unknown[] = [];
@@ -1234,6 +1340,7 @@ export class PgRedisStore implements Store {
            cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash, hash)
          VALUES ${values.join(', ')} ON CONFLICT (id) DO NOTHING`,
         args,
+        client,
       );
     }
   }

@@ -41,7 +41,9 @@ import type {
   Settlement,
   Store,
 } from '../store.js';
+import { Checkpointer } from './checkpoint.js';
 import { MIGRATIONS } from './migrations.js';
+import { WritePath } from './write-path.js';
 
 export interface SqliteStoreOptions {
   /** A file path, or ':memory:'. */
@@ -51,6 +53,10 @@ export interface SqliteStoreOptions {
    * against power loss, at the cost of an fsync per commit.
    */
   synchronous?: 'NORMAL' | 'FULL';
+  /** How long a write waits for another process's lock on the file before it fails (default 5 s). */
+  lockWaitMs?: number;
+  /** How often the WAL is checkpointed, off the event loop (default 1 s). */
+  checkpointEveryMs?: number;
 }
 
 interface KeyRow {
@@ -224,17 +230,29 @@ export class SqliteStore implements Store {
   private readonly extendTx;
   private readonly auditTx;
   private readonly createKeyTx;
+  /** Every write goes through here: one transaction per event-loop turn (write-path.ts). */
+  private readonly writes: WritePath;
+  private checkpointer: Checkpointer | null = null;
+  /** Request counts and last use of the open batch, written once per key right before it commits. */
+  private uses = new Map<string, { count: number; at: number }>();
 
   constructor(opts: SqliteStoreOptions) {
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     const db = new Database(opts.path);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+    // Waiting for a lock is allowed only while opening (migrations); once serving, the write path
+    // never waits synchronously for another process's lock (see write-path.ts).
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
     migrate(db);
+    db.pragma('busy_timeout = 0');
     this.db = db;
     this.file = opts.path === ':memory:' ? null : resolve(opts.path);
+    // Checkpoints run in a worker (checkpoint.ts), never inside a caller's commit; it starts with
+    // the first write, so a process that only reads (a CLI command) never starts one.
+    const checkpointed = opts.path !== ':memory:';
+    if (checkpointed) db.pragma('wal_autocheckpoint = 0');
 
     // Prepared once; the proxy's hot path runs reserve and settle on every call.
     this.stmts = {
@@ -289,7 +307,7 @@ export class SqliteStore implements Store {
         'SELECT revoked_at, expires_at, daily_cap_micros, budget_ids, rate_requests, rate_per_ms, tenant_id, ancestor_ids FROM keys WHERE id = ?',
       ),
       revoke: db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
-      keyUse: db.prepare('UPDATE keys SET request_count = request_count + 1, last_used_at = ? WHERE id = ?'),
+      keyUse: db.prepare('UPDATE keys SET request_count = request_count + ?, last_used_at = ? WHERE id = ?'),
       usage: db.prepare('SELECT request_count, last_used_at FROM keys WHERE id = ?'),
       spend: db.prepare('SELECT spent_micros FROM key_spend WHERE key_id = ? AND day = ?').pluck(),
       addSpend: db.prepare(`INSERT INTO key_spend (key_id, day, spent_micros) VALUES (?, ?, ?)
@@ -310,8 +328,7 @@ export class SqliteStore implements Store {
       ),
       insertAudit: db.prepare(`INSERT INTO audit (id, time, request_id, key_id, label, vendor, mode, method,
         path, status, decision, code, cost_micros, upstream_latency_ms, tenant_id, chain_id, chain_seq, prev_hash,
-        hash) VALUES (@id, @time, @requestId, @keyId, @label, @vendor, @mode, @method, @path, @status, @decision,
-        @code, @costMicros, @upstreamLatencyMs, @tenantId, @chainId, @chainSeq, @prevHash, @hash)`),
+        hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     };
 
     const s = this.stmts;
@@ -393,7 +410,7 @@ export class SqliteStore implements Store {
       for (const b of budgets) s.addBudgetSpend.run(tenantId, b.id, budgetWindow(b.period, day), delta);
     };
 
-    this.reserveTx = db.transaction((req: ReserveRequest): ReserveResult => {
+    this.reserveTx = ((req: ReserveRequest): ReserveResult => {
       const state = s.keyState.get(req.keyId) as KeyState | undefined;
       const idem = req.idempotency;
       let repoint = false;
@@ -424,14 +441,16 @@ export class SqliteStore implements Store {
       s.insertReservation.run(
         req.reservationId, req.keyId, req.day, req.amountMicros, req.requestId, req.method, req.path, req.now,
       );
-      s.keyUse.run(req.now, req.keyId);
+      const use = this.uses.get(req.keyId);
+      if (use) (use.count++, (use.at = Math.max(use.at, req.now)));
+      else this.uses.set(req.keyId, { count: 1, at: req.now });
       const thresholds = c.budgets.length
         ? crossedThresholds(c.budgets.map((b, i) => ({ id: b.id, window: c.windows[i]!, before: c.spends[i]!, after: c.spends[i]! + req.amountMicros, limit: b.limit_micros })))
         : undefined;
       return thresholds ? { ok: true, spentMicros: c.spent + req.amountMicros, thresholds } : { ok: true, spentMicros: c.spent + req.amountMicros };
     });
 
-    this.extendTx = db.transaction((id: string, add: number, now: number): ReserveResult => {
+    this.extendTx = ((id: string, add: number, now: number): ReserveResult => {
       const r = s.reservation.get(id) as ReservationRow | undefined;
       if (!r || r.state !== 'reserved') return { ok: false, code: 'invalid_key' };
       const state = s.keyState.get(r.key_id) as KeyState | undefined;
@@ -444,7 +463,9 @@ export class SqliteStore implements Store {
       return { ok: true, spentMicros: c.spent + add };
     });
 
-    this.settleTx = db.transaction((id: string, outcome: Settlement, now: number) => {
+    this.settleTx = ((id: string, outcome: Settlement, now: number, audit?: AuditRecord) => {
+      // The call's audit record commits with its settlement, or not at all.
+      if (audit) this.insertAudit(audit);
       const r = s.reservation.get(id) as ReservationRow | undefined;
       if (!r || r.state !== 'reserved') return;
       let final: number;
@@ -465,22 +486,33 @@ export class SqliteStore implements Store {
 
     this.createKeyTx = db.transaction((k: KeyRecord) => this.insertKey(k));
 
-    this.auditTx = db.transaction((records: readonly AuditRecord[]) => {
-      for (const { chain, ...r } of records) {
-        s.insertAudit.run({
-          ...r,
-          tenantId: r.tenantId ?? DEFAULT_TENANT,
-          chainId: chain?.chainId ?? null,
-          chainSeq: chain?.seq ?? null,
-          prevHash: chain?.prevHash ?? null,
-          hash: chain?.hash ?? null,
-        });
-      }
+    this.auditTx = ((records: readonly AuditRecord[]) => {
+      for (const r of records) this.insertAudit(r);
+    });
+
+    this.writes = new WritePath(db, {
+      ...(opts.lockWaitMs !== undefined ? { lockWaitMs: opts.lockWaitMs } : {}),
+      beforeCommit: () => {
+        if (checkpointed && !this.checkpointer) this.checkpointer = new Checkpointer(opts.path, opts.checkpointEveryMs);
+        if (!this.uses.size) return;
+        for (const [id, u] of this.uses) s.keyUse.run(u.count, u.at, id);
+        this.uses.clear();
+      },
+      onRollback: () => this.uses.clear(),
     });
   }
 
+  private insertAudit(r: AuditRecord): void {
+    // Positional parameters: binding 19 named ones from an object costs more than the insert.
+    const c = r.chain;
+    this.stmts.insertAudit.run(
+      r.id, r.time, r.requestId, r.keyId, r.label, r.vendor, r.mode, r.method, r.path, r.status, r.decision, r.code, r.costMicros,
+      r.upstreamLatencyMs, r.tenantId ?? DEFAULT_TENANT, c?.chainId ?? null, c?.seq ?? null, c?.prevHash ?? null, c?.hash ?? null,
+    );
+  }
+
   async createKey(k: KeyRecord): Promise<void> {
-    this.createKeyTx.immediate(k);
+    await this.writes.run(() => this.createKeyTx(k));
   }
 
   private insertKey(k: KeyRecord): void {
@@ -558,7 +590,9 @@ export class SqliteStore implements Store {
   }
 
   async revokeKey(id: string, now: number, tenantId?: string): Promise<RevokeResult> {
-    const changed = (tenantId === undefined ? this.stmts.revoke.run(now, id) : this.stmts.revokeIn.run(now, id, tenantId)).changes;
+    const changed = await this.writes.run(
+      () => (tenantId === undefined ? this.stmts.revoke.run(now, id) : this.stmts.revokeIn.run(now, id, tenantId)).changes,
+    );
     if (changed === 1) return 'revoked';
     return (await this.getKeyById(id, tenantId)) ? 'already_revoked' : 'not_found';
   }
@@ -566,20 +600,24 @@ export class SqliteStore implements Store {
   async keyUsage(id: string, day: string): Promise<KeyUsage> {
     const u = this.stmts.usage.get(id) as { request_count: number; last_used_at: number | null } | undefined;
     const spent = (this.stmts.spend.get(id, day) as number | undefined) ?? 0;
-    return { requestCount: u?.request_count ?? 0, lastUsedAt: u?.last_used_at ?? null, spentMicros: spent };
+    // Uses of the batch still open are written when it commits.
+    const open = this.uses.get(id);
+    const last = open ? Math.max(open.at, u?.last_used_at ?? 0) : (u?.last_used_at ?? null);
+    return { requestCount: (u?.request_count ?? 0) + (open?.count ?? 0), lastUsedAt: last, spentMicros: spent };
   }
 
   async reserve(req: ReserveRequest): Promise<ReserveResult> {
-    // IMMEDIATE takes the write lock up front, so two processes on one file cannot both pass the cap check.
-    return this.reserveTx.immediate(req);
+    // The check runs at once inside the batch that holds the write lock (BEGIN IMMEDIATE), so two
+    // processes on one file cannot both pass the cap check; the answer comes once it is committed.
+    return this.writes.run(() => this.reserveTx(req), true);
   }
 
   async extendReservation(reservationId: string, addMicros: number, now: number): Promise<ReserveResult> {
-    return this.extendTx.immediate(reservationId, addMicros, now);
+    return this.writes.run(() => this.extendTx(reservationId, addMicros, now), true);
   }
 
-  async settle(reservationId: string, outcome: Settlement, now: number): Promise<void> {
-    this.settleTx.immediate(reservationId, outcome, now);
+  async settle(reservationId: string, outcome: Settlement, now: number, audit?: AuditRecord): Promise<void> {
+    await this.writes.run(() => this.settleTx(reservationId, outcome, now, audit), true);
   }
 
   async getReservation(id: string): Promise<Reservation | null> {
@@ -589,7 +627,7 @@ export class SqliteStore implements Store {
   }
 
   async reconcileStale(olderThan: number, now: number): Promise<StaleReservation[]> {
-    const rows = this.stmts.staleReservations.all(now, olderThan) as Array<Record<string, unknown>>;
+    const rows = await this.writes.run(() => this.stmts.staleReservations.all(now, olderThan) as Array<Record<string, unknown>>);
     return rows.map(staleFromRow);
   }
 
@@ -616,7 +654,7 @@ export class SqliteStore implements Store {
   }
 
   async createBudget(b: BudgetRecord): Promise<boolean> {
-    const r = this.stmts.insertBudget.run({
+    const r = await this.writes.run(() => this.stmts.insertBudget.run({
       tenant_id: b.tenantId,
       id: b.id,
       limit_micros: b.limitMicros,
@@ -627,7 +665,7 @@ export class SqliteStore implements Store {
       updated_at: b.updatedAt,
       rate_requests: b.rateLimit?.requests ?? null,
       rate_per_ms: b.rateLimit?.perMs ?? null,
-    });
+    }));
     return r.changes === 1;
   }
 
@@ -648,7 +686,7 @@ export class SqliteStore implements Store {
   }
 
   async updateBudget(tenantId: string, id: string, patch: BudgetPatch, now: number): Promise<BudgetRecord | null> {
-    return this.db.transaction(() => {
+    return this.writes.run(this.db.transaction(() => {
       const cur = this.stmts.budget.get(tenantId, id) as BudgetRow | undefined;
       if (!cur) return null;
       this.stmts.updateBudget.run({
@@ -662,11 +700,11 @@ export class SqliteStore implements Store {
         updated_at: now,
       });
       return budgetFromRow(this.stmts.budget.get(tenantId, id) as BudgetRow);
-    }).immediate();
+    }));
   }
 
   async deleteBudget(tenantId: string, id: string, now: number): Promise<DeleteBudgetResult> {
-    return this.db.transaction((): DeleteBudgetResult => {
+    return this.writes.run(this.db.transaction((): DeleteBudgetResult => {
       if (!this.stmts.budget.get(tenantId, id)) return 'not_found';
       if (this.stmts.budgetInUse.get(tenantId, id, now)) return 'in_use';
       // A minting key attaches it to every key it will mint.
@@ -675,7 +713,7 @@ export class SqliteStore implements Store {
       this.stmts.deleteBudgetSpend.run(tenantId, id);
       this.stmts.deleteBudget.run(tenantId, id);
       return 'deleted';
-    }).immediate();
+    }));
   }
 
   async budgetSpend(tenantId: string, id: string, window: string): Promise<number> {
@@ -683,13 +721,13 @@ export class SqliteStore implements Store {
   }
 
   async purgeIdempotency(olderThan: number): Promise<number> {
-    return this.stmts.purgeIdem.run(olderThan).changes;
+    return this.writes.run(() => this.stmts.purgeIdem.run(olderThan).changes);
   }
 
   // ---- minting keys and minted keys ----
 
   async createMintingKey(m: MintingKeyRecord): Promise<void> {
-    this.stmts.insertMintingKey.run({
+    await this.writes.run(() => this.stmts.insertMintingKey.run({
       id: m.id,
       tenant_id: m.tenantId,
       label: m.label,
@@ -703,7 +741,7 @@ export class SqliteStore implements Store {
       metadata: JSON.stringify(m.metadata),
       versions: JSON.stringify(m.versions),
       created_at: m.createdAt,
-    });
+    }));
   }
 
   private mintingKeyRecord(id: string, tenantId?: string): MintingKeyRecord | undefined {
@@ -730,7 +768,7 @@ export class SqliteStore implements Store {
   }
 
   async rotateMintingKey(tenantId: string, id: string, next: NewMintingKeyVersion, retireAt: number): Promise<RotateMintingKeyResult> {
-    return this.db.transaction((): RotateMintingKeyResult => {
+    return this.writes.run(this.db.transaction((): RotateMintingKeyResult => {
       const record = this.mintingKeyRecord(id, tenantId);
       if (!record) return { ok: false, code: 'not_found' };
       if (record.revokedAt !== null) return { ok: false, code: 'revoked' };
@@ -738,29 +776,29 @@ export class SqliteStore implements Store {
       this.stmts.setVersions.run(JSON.stringify(versions), id);
       this.stmts.shortenMinted.run(retireAt, id, versions[versions.length - 1]!.version, retireAt);
       return { ok: true, record: { ...record, versions } };
-    }).immediate();
+    }));
   }
 
   async revokeMintingKey(tenantId: string, id: string, now: number): Promise<RevokeMintingKeyResult> {
-    return this.db.transaction((): RevokeMintingKeyResult => {
+    return this.writes.run(this.db.transaction((): RevokeMintingKeyResult => {
       const changed = this.stmts.revokeMintingKey.run(now, id, tenantId).changes;
       if (changed === 0) return { result: this.mintingKeyRecord(id, tenantId) ? 'already_revoked' : 'not_found', keys: [] };
       const revoked = this.stmts.revokeMinted.all(now, id) as Array<{ id: string; token_hash: string; expires_at: number }>;
       return { result: 'revoked', keys: inUse(revoked, now) };
-    }).immediate();
+    }));
   }
 
   async createMintedKeys(keys: readonly KeyRecord[]): Promise<CreateMintedResult> {
     try {
-      return this.createMintedTx(keys);
+      return await this.createMintedTx(keys);
     } catch (e) {
       if (e instanceof MintedRefusal) return e.result;
       throw e;
     }
   }
 
-  private createMintedTx(keys: readonly KeyRecord[]): CreateMintedResult {
-    return this.db.transaction((): CreateMintedResult => {
+  private createMintedTx(keys: readonly KeyRecord[]): Promise<CreateMintedResult> {
+    return this.writes.run(this.db.transaction((): CreateMintedResult => {
       const first = keys[0];
       const mk = first?.mintingKeyId ? this.mintingKeyRecord(first.mintingKeyId, first.tenantId) : undefined;
       if (!first || !mk) return { ok: false, code: 'minting_key_not_found' };
@@ -784,11 +822,11 @@ export class SqliteStore implements Store {
         out.push(record);
       }
       return { ok: true, keys: out };
-    }).immediate();
+    }));
   }
 
   async revokeMintedKey(tenantId: string, id: string, mintingKeyId: string, now: number): Promise<{ result: RevokeResult; tokenHash: string | null }> {
-    return this.db.transaction(() => {
+    return this.writes.run(this.db.transaction(() => {
       // First used since the caller looked: revoke the record like any key.
       if (this.stmts.keyByIdIn.get(id, tenantId)) {
         const changed = this.stmts.revokeIn.run(now, id, tenantId).changes;
@@ -798,7 +836,7 @@ export class SqliteStore implements Store {
       if (!this.mintingKeyRecord(mintingKeyId, tenantId)) return { result: 'not_found' as RevokeResult, tokenHash: null };
       const r = this.stmts.insertMintedRevocation.run(id, tenantId, mintingKeyId, now);
       return { result: (r.changes === 1 ? 'revoked' : 'already_revoked') as RevokeResult, tokenHash: null };
-    }).immediate();
+    }));
   }
 
   async getMintedRevocation(id: string, tenantId: string): Promise<MintedRevocation | null> {
@@ -808,7 +846,7 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {
-    if (records.length) this.auditTx.immediate(records);
+    if (records.length) await this.writes.run(() => this.auditTx(records), true);
   }
 
   async listAudit(filter: AuditFilter, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
@@ -842,6 +880,9 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    this.writes.close();
+    await this.checkpointer?.stop();
+    this.db.close();
   }
 }
