@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, rawRequest, startGateway, stripeKey, type TestGateway } from './harness.js';
+import { ADMIN_TOKEN, rawRequest, startGateway, STRIPE_TEST_SECRET, stripeKey, type TestGateway } from './harness.js';
 
 // What real HTTP clients send the control API: empty bodies under any Content-Type on routes that
 // take none, and retried issuance with an Idempotency-Key.
@@ -78,10 +78,11 @@ describe('empty bodies on the control API', () => {
 
   it('routes that need a body still answer an empty one 400 invalid_json, declared or chunked', async () => {
     for (const path of ['/v1/keys', '/v1/keys/revoke', '/v1/budgets', '/v1/minting_keys']) {
-      for (const headers of [
+      const shapes: Array<Record<string, string>> = [
         { 'content-type': 'application/json', 'content-length': '0' },
         { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
-      ]) {
+      ];
+      for (const headers of shapes) {
         const r = await rawRequest(t.apiUrl, 'POST', path, { ...auth, ...headers }, headers['transfer-encoding'] ? '' : undefined);
         expect(r.status, `${path}: ${r.text}`).toBe(400);
         expect(r.body.code).toBe('invalid_json');
@@ -172,6 +173,31 @@ describe('idempotent issuance', () => {
 });
 
 describe('refusals tell every official SDK not to retry', () => {
+  it('the Stripe sandbox answers a repeated Idempotency-Key with the first object, and other parameters with idempotency_error', async () => {
+    // Straight to the sandbox: through the proxy, keyleash itself refuses a reused key first.
+    const idem = uniq('pi');
+    const send = (amount: number) =>
+      rawRequest(
+        t.sandbox.url,
+        'POST',
+        '/v1/payment_intents',
+        { authorization: `Bearer ${STRIPE_TEST_SECRET}`, 'content-type': 'application/x-www-form-urlencoded', 'idempotency-key': idem },
+        `amount=${amount}&currency=usd`,
+      );
+    const first = await send(500);
+    const again = await send(500);
+    expect(first.status, first.text).toBe(200);
+    expect(again.status, again.text).toBe(200);
+    expect(again.body.id).toBe(first.body.id);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    const other = await send(700);
+    expect(other.status, other.text).toBe(400);
+    expect(other.body.error.type).toBe('idempotency_error');
+    // Without the header every POST is a new object.
+    const plain = await rawRequest(t.sandbox.url, 'POST', '/v1/payment_intents', { authorization: `Bearer ${STRIPE_TEST_SECRET}`, 'content-type': 'application/x-www-form-urlencoded' }, 'amount=500&currency=usd');
+    expect(plain.body.id).not.toBe(first.body.id);
+  });
+
   it('a spent cap carries Stripe-Should-Retry: false and x-should-retry: false; a rate limit carries neither', async () => {
     const k = await t.issue({ ...stripeKey, label: uniq('noretry'), daily_usd_cap: 0 });
     const r = await t.proxy('/stripe/v1/payment_intents', { method: 'POST', token: k.token, body: { amount: 5000, currency: 'usd' } });
