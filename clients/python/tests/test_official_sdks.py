@@ -9,13 +9,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.request import Request, urlopen
 
 import pytest
-import requests
-import stripe
-from flask import Flask
-from twilio.base.exceptions import TwilioRestException
-from twilio.rest import Client as TwilioClient
 
-from keyleash import (
+# Debian's python3-stripe / python3-twilio; CI installs them (clients/testing/run-suites.mjs requires them there).
+stripe = pytest.importorskip("stripe")
+pytest.importorskip("twilio")
+from flask import Flask  # noqa: E402
+from twilio.base.exceptions import TwilioRestException  # noqa: E402
+from twilio.rest import Client as TwilioClient  # noqa: E402
+
+from keyleash import (  # noqa: E402
     Keyleash,
     KeyleashConnectionError,
     NoVaultKeyError,
@@ -26,8 +28,8 @@ from keyleash import (
     is_keyleash_unavailable,
     keyleash_error_code,
 )
-from keyleash.celery import require_vault_key, vault_key, with_vault_key
-from keyleash.flask import KeyleashFlask
+from keyleash.celery import require_vault_key, vault_key, with_vault_key  # noqa: E402
+from keyleash.flask import KeyleashFlask  # noqa: E402
 
 
 @pytest.fixture()
