@@ -239,3 +239,49 @@ func TestInstallAsDocumented(t *testing.T) {
 		t.Fatalf("output: %s", out)
 	}
 }
+
+func TestMintedKeyOverPolicyIsClampedAndReportedAsSuch(t *testing.T) {
+	c := newClient()
+	ctx := context.Background()
+	mk, err := c.CreateMintingKey(ctx, keyleash.CreateMintingKeyParams{Vendors: []string{"stripe"}, AllowedEndpoints: []string{"GET /v1/customers"}, MaxDailyUSDCap: keyleash.USD(5), MaxTTL: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := keyleash.NewMinter(mk.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := plain.WithPolicy(mk)
+	key, err := m.Mint(keyleash.MintParams{Vendor: "stripe", AllowedEndpoints: []string{"GET /v1/customers"}, DailyUSDCap: keyleash.USD(100), ExpiresIn: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.DailyCapMicros == nil || *key.DailyCapMicros != 5_000_000 || key.ExpiresAt.Sub(key.CreatedAt) != 10*time.Minute {
+		t.Fatalf("reported scope: cap %v, ttl %v", key.DailyCapMicros, key.ExpiresAt.Sub(key.CreatedAt))
+	}
+	resp, err := c.ProxyHTTPClient("stripe").Do(mustReq(t, keyleash.WithVaultKey(ctx, "stripe", key), "https://api.stripe.com/v1/customers"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first call: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	seen, err := c.GetKey(ctx, key.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *seen.DailyCapMicros != *key.DailyCapMicros || !seen.ExpiresAt.Equal(key.ExpiresAt) {
+		t.Fatalf("gateway: cap %v exp %v; minter: cap %v exp %v", *seen.DailyCapMicros, seen.ExpiresAt, *key.DailyCapMicros, key.ExpiresAt)
+	}
+	asked, _ := plain.Mint(keyleash.MintParams{Vendor: "stripe", AllowedEndpoints: []string{"GET /v1/customers"}, DailyUSDCap: keyleash.USD(100)})
+	if *asked.DailyCapMicros != 100_000_000 {
+		t.Fatalf("without the policy: %v", *asked.DailyCapMicros)
+	}
+}
+
+func mustReq(t *testing.T, ctx context.Context, u string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}

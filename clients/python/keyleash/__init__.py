@@ -353,6 +353,7 @@ class MintingKey(_ApiObject):
         """A ``Minter`` for this answer's secret (only the answers to create and rotate hold one)."""
         if not self.get("secret"):
             raise ValueError("keyleash: this minting key holds no secret (it is shown only when it is created or rotated)")
+        kwargs.setdefault("policy", self)
         return Minter(self["secret"], **kwargs)
 
     def __repr__(self) -> str:  # never print the secret

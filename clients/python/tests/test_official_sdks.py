@@ -278,3 +278,19 @@ def test_issue_retried_after_a_lost_answer_makes_one_key(gateway, client):
     finally:
         front.shutdown()
         front.server_close()
+
+
+def test_minted_key_over_policy_is_clamped_and_reported_as_such(gateway, client):
+    from keyleash import Minter
+
+    mk = client.create_minting_key("stripe", ["GET /v1/customers"], max_daily_usd_cap=5, max_ttl="10m")
+    key = mk.minter().mint("stripe", ["GET /v1/customers"], daily_usd_cap=100, expires_in="1h")
+    assert key["daily_usd_cap"] == 5
+    assert key["daily_cap_micros"] == 5_000_000
+    assert mk.minter().mint("stripe", ["GET /v1/customers"])["daily_usd_cap"] == 5
+    assert client.proxy(key, "GET", "/stripe/v1/customers").status_code == 200
+    seen = client.get_key(key["id"])
+    assert seen["daily_usd_cap"] == key["daily_usd_cap"]
+    assert seen["expires_at"] == key["expires_at"]
+    # A Minter without the policy reports what was asked for.
+    assert Minter(mk.secret).mint("stripe", ["GET /v1/customers"], daily_usd_cap=100)["daily_usd_cap"] == 100

@@ -14,6 +14,7 @@ import {
   isKeyRevoked,
   Keyleash,
   KeyleashConnectionError,
+  Minter,
   runWithVaultKey,
   vaultFetch,
 } from '../src/index.js';
@@ -152,6 +153,25 @@ describe('official SDKs and keyleash refusals', () => {
     expect(isKeyExpired({ status: 401, error: body })).toBe(true); // openai / anthropic APIError
     expect(isKeyExpired({ status: 401, code: 'key_expired', moreInfo: undefined })).toBe(true); // twilio RestException
     expect(isKeyExpired(new Error('key_expired'))).toBe(false);
+  });
+});
+
+describe('minted keys over their minting key’s policy', () => {
+  it('are clamped by the gateway, and a Minter that knows the policy reports the same effective cap and expiry', async () => {
+    const mk = await client.createMintingKey({ vendors: ['stripe'], allowedEndpoints: ['GET /v1/customers'], maxDailyUsdCap: 5, maxTtl: '10m' });
+    const minter = new Minter(mk.secret, { policy: mk });
+    const key = minter.mint({ vendor: 'stripe', allowedEndpoints: ['GET /v1/customers'], dailyUsdCap: 100, expiresIn: '1h' });
+    expect(key.daily_usd_cap).toBe(5);
+    expect(Date.parse(key.expires_at) - Date.parse(key.created_at)).toBe(600_000);
+    const uncapped = minter.mint({ vendor: 'stripe', allowedEndpoints: ['GET /v1/customers'] });
+    expect(uncapped.daily_usd_cap).toBe(5);
+    const r = await runWithVaultKey(key, proxyUrl, () => vaultFetch('stripe')('/stripe/v1/customers'));
+    expect(r.status).toBe(200);
+    const seen = await client.getKey(key.id);
+    expect(seen.daily_usd_cap).toBe(key.daily_usd_cap);
+    expect(seen.expires_at).toBe(key.expires_at);
+    // Without the policy the object shows what was asked for.
+    expect(new Minter(mk.secret).mint({ vendor: 'stripe', allowedEndpoints: ['GET /v1/customers'], dailyUsdCap: 100 }).daily_usd_cap).toBe(100);
   });
 });
 
