@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import logging
 import math
 import os
 import random
@@ -396,7 +395,6 @@ class ProxySession(requests.Session):
 
 _UNSET: Any = object()
 
-log = logging.getLogger("keyleash")
 
 
 def _path_of(url: str) -> str:
