@@ -396,7 +396,6 @@ class ProxySession(requests.Session):
 _UNSET: Any = object()
 
 
-
 def _path_of(url: str) -> str:
     return requests.utils.urlparse(url).path or "/"
 
