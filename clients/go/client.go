@@ -8,10 +8,13 @@ package keyleash
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +29,11 @@ type Client struct {
 	AdminToken string
 	// HTTPClient for control API calls; nil means a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// MaxRetries of a control API call that could not reach keyleash or got 429/502/503/504,
+	// with exponential backoff from 100 ms (or Retry-After, up to 2 s). 0 means 2; -1 none.
+	// Only calls safe to repeat are retried: reads, revocations, and IssueKey, which sends an
+	// Idempotency-Key so a retry answers the key already issued.
+	MaxRetries int
 }
 
 // NewClient returns a client; empty arguments are read from KEYLEASH_API_URL,
@@ -144,13 +152,27 @@ type RevokeResult struct {
 	KeyIDs  []string `json:"key_ids"`
 }
 
-// IssueKey issues a key (the API answers 201). The returned key's Token is its secret.
+// IssueKey issues a key (the API answers 201). The returned key's Token is its secret. It is
+// sent with an Idempotency-Key (a fresh one per call, reused by its retries), so a retry after a
+// lost answer gets the key already issued, never a second one; IssueKeyIdempotent sets your own.
 func (c *Client) IssueKey(ctx context.Context, p IssueParams) (*VaultKey, error) {
+	return c.IssueKeyIdempotent(ctx, p, newIdempotencyKey())
+}
+
+// IssueKeyIdempotent is IssueKey with your own Idempotency-Key (1–255 characters): the same key
+// and params within 24 hours answer the key first issued, token included.
+func (c *Client) IssueKeyIdempotent(ctx context.Context, p IssueParams, idempotencyKey string) (*VaultKey, error) {
 	var k VaultKey
-	if err := c.call(ctx, http.MethodPost, "/v1/keys", p, http.StatusCreated, &k); err != nil {
+	if err := c.callIdem(ctx, http.MethodPost, "/v1/keys", p, http.StatusCreated, &k, idempotencyKey); err != nil {
 		return nil, err
 	}
 	return &k, nil
+}
+
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // GetKey reads a key with its spend today, remaining cap, status and request count.
@@ -246,6 +268,45 @@ func pagePath(base string, limit int, cursor string) string {
 }
 
 func (c *Client) call(ctx context.Context, method, path string, body any, want int, out any) error {
+	return c.callIdem(ctx, method, path, body, want, out, "")
+}
+
+// callIdem is call with retries for what is safe to repeat (see Client.MaxRetries).
+func (c *Client) callIdem(ctx context.Context, method, path string, body any, want int, out any, idem string) error {
+	retries := c.MaxRetries
+	if retries == 0 {
+		retries = 2
+	}
+	if retries < 0 || !(method == http.MethodGet || method == http.MethodDelete || idem != "") {
+		retries = 0
+	}
+	for attempt := 0; ; attempt++ {
+		err := c.callOnce(ctx, method, path, body, want, out, idem)
+		var e *Error
+		if err == nil || attempt >= retries || !errors.As(err, &e) || ctx.Err() != nil {
+			return err
+		}
+		switch {
+		case e.Status == 0, e.Status == 429, e.Status == 502, e.Status == 503, e.Status == 504:
+		default:
+			return err
+		}
+		wait := time.Duration(float64(100*time.Millisecond) * float64(int(1)<<attempt) * (0.5 + mrand.Float64()/2))
+		if e.RetryAfter > 0 {
+			wait = time.Duration(e.RetryAfter) * time.Second
+		}
+		if wait > 2*time.Second {
+			wait = 2 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Client) callOnce(ctx context.Context, method, path string, body any, want int, out any, idem string) error {
 	if c.APIURL == "" || c.AdminToken == "" {
 		return errors.New("keyleash: Client needs APIURL and AdminToken (or KEYLEASH_API_URL / KEYLEASH_ADMIN_TOKEN)")
 	}
@@ -266,13 +327,16 @@ func (c *Client) call(ctx context.Context, method, path string, body any, want i
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		code := "connection_error"
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			code = "timeout"
 		}
-		return fmt.Errorf("%w (%s %s: %v)", &Error{Code: code, Message: "keyleash control API unreachable or too slow"}, method, strings.SplitN(path, "?", 2)[0], err)
+		return &Error{Code: code, Message: fmt.Sprintf("keyleash control API unreachable or too slow (%s %s)", method, strings.SplitN(path, "?", 2)[0])}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)

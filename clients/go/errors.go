@@ -69,9 +69,45 @@ var (
 // ErrNoVaultKey is returned by the Transport when the request's context holds no vault key.
 var ErrNoVaultKey = errors.New("keyleash: no vault key in the request's context")
 
-// IsCapExhausted reports whether err is keyleash's 429 cap_exhausted (the integrations answer
-// it with their own 402).
-func IsCapExhausted(err error) bool { return errors.Is(err, ErrCapExhausted) }
+// IsCapExhausted reports whether v — an error, or a proxy *http.Response — is keyleash's 429
+// cap_exhausted (the integrations answer it with their own 402).
+func IsCapExhausted(v any) bool { return CodeOf(v) == "cap_exhausted" }
+
+// IsKeyExpired reports whether v (an error or a proxy *http.Response) is 401 key_expired: the key
+// outlived its TTL; issue a new one.
+func IsKeyExpired(v any) bool { return CodeOf(v) == "key_expired" }
+
+// IsKeyRevoked reports whether v (an error or a proxy *http.Response) is 401 key_revoked.
+func IsKeyRevoked(v any) bool { return CodeOf(v) == "key_revoked" }
+
+// IsEndpointNotAllowed reports whether v (an error or a proxy *http.Response) is 403
+// endpoint_not_allowed: the key may not call that method and path.
+func IsEndpointNotAllowed(v any) bool { return CodeOf(v) == "endpoint_not_allowed" }
+
+// IsUnavailable reports whether err means keyleash could not be reached: the control API or the
+// proxy (through Transport) did not answer, or not in time (ErrConnection / ErrTimeout, also
+// inside the *url.Error an http.Client returns).
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrConnection) || errors.Is(err, ErrTimeout)
+}
+
+// CodeOf returns keyleash's error code carried by v: an error (see Code), or a proxy
+// *http.Response holding one of keyleash's refusals (its body stays readable). "" otherwise,
+// including for the vendor's own errors.
+func CodeOf(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case *http.Response:
+		if x == nil {
+			return ""
+		}
+		return Code(ParseError(x))
+	case error:
+		return Code(x)
+	}
+	return ""
+}
 
 // Code returns keyleash's error code carried by err, or "".
 func Code(err error) string {

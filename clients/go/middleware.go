@@ -123,7 +123,12 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 				}
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusServiceUnavailable)
-				_ = json.NewEncoder(w).Encode(map[string]string{"code": UnavailableCode, "message": "could not issue a vault key for this request: " + err.Error()})
+				// keyleash's code as the reason; never a host, port or Go error text.
+				reason := Code(err)
+				if reason == "" {
+					reason = "internal_error"
+				}
+				_ = json.NewEncoder(w).Encode(map[string]string{"code": UnavailableCode, "message": "could not issue a vault key for this request; try again shortly", "reason": reason})
 				return
 			}
 			ctx := r.Context()

@@ -122,6 +122,24 @@ type Minter struct {
 	idPrefix     string
 	head         string
 	now          func() time.Time
+	// The minting key's limits, when known (WithPolicy): the key objects report what the gateway
+	// will enforce, since it clamps a key that asks for more.
+	maxCapMicros *int64
+	maxTTL       int64
+}
+
+// WithPolicy returns a copy of m that knows its minting key's limits (the *MintingKey from
+// CreateMintingKey, GetMintingKey or RotateMintingKey), so the keys it mints report the scope
+// the gateway enforces: a cap above MaxDailyCapMicros (or none) is reported as that maximum and
+// an expiry past MaxTTLSeconds as iat + MaxTTLSeconds. The gateway clamps either way; tokens
+// are the same.
+func (m *Minter) WithPolicy(mk *MintingKey) *Minter {
+	c := *m
+	if mk != nil {
+		c.maxCapMicros = mk.MaxDailyCapMicros
+		c.maxTTL = mk.MaxTTLSeconds
+	}
+	return &c
 }
 
 // NewMinter returns a Minter for secret; "" reads KEYLEASH_MINTING_KEY.
@@ -253,6 +271,14 @@ func (m *Minter) Mint(p MintParams) (*VaultKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	effCap, effExp := capMicros, b.Exp
+	if m.maxCapMicros != nil && (effCap == nil || *effCap > *m.maxCapMicros) {
+		v := *m.maxCapMicros
+		effCap = &v
+	}
+	if m.maxTTL > 0 && effExp > iat+m.maxTTL {
+		effExp = iat + m.maxTTL
+	}
 	return &VaultKey{
 		ID:               b.ID,
 		Token:            m.sign(raw),
@@ -261,13 +287,13 @@ func (m *Minter) Mint(p MintParams) (*VaultKey, error) {
 		Mode:             m.mode,
 		AllowedEndpoints: cloneStrings(p.AllowedEndpoints),
 		Methods:          cloneStrings(p.Methods),
-		DailyUSDCap:      microsToUSD(capMicros),
-		DailyCapMicros:   capMicros,
+		DailyUSDCap:      microsToUSD(effCap),
+		DailyCapMicros:   effCap,
 		Metadata:         cloneMap(p.Metadata),
 		Budgets:          cloneStrings(p.Budgets),
 		Status:           "active",
 		CreatedAt:        time.Unix(iat, 0).UTC(),
-		ExpiresAt:        time.Unix(b.Exp, 0).UTC(),
+		ExpiresAt:        time.Unix(effExp, 0).UTC(),
 		Origin:           "minted",
 		MintingKeyID:     m.mintingKeyID,
 	}, nil

@@ -72,7 +72,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return base.RoundTrip(out)
+	resp, err := base.RoundTrip(out)
+	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, err // the caller's own cancellation or deadline
+		}
+		// The proxy was not reached or died mid-request: one typed error, errors.Is(err, ErrConnection).
+		code := "connection_error"
+		if isTimeout(err) {
+			code = "timeout"
+		}
+		return nil, &Error{Code: code, Message: "keyleash proxy unreachable (" + req.Method + " " + out.URL.Path + ")"}
+	}
+	return resp, nil
 }
 
 // ProxyHTTPClient returns an *http.Client whose requests go through the proxy with the context's

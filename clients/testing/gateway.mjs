@@ -19,20 +19,27 @@ try {
   process.stderr.write(`gateway.mjs: cannot load the keyleash package (run \`npm run build -w packages/keyleash\` first): ${err.message}\n`);
   process.exit(2);
 }
-const { createGateway, createStripeSandbox, parseConfig } = pkg;
+const { createGateway, createStripeSandbox, createTwilioSandbox, parseConfig } = pkg;
 
 const ADMIN_TOKEN = 'clients_test_admin_token_0123456789';
 const STRIPE_TEST_SECRET = 'sk_test_clients_secret_1234567890';
 
+const TWILIO = { accountSid: `AC${'3d'.repeat(16)}`, authToken: 'clientstwiliotesttoken0123456789' };
+
 const sandbox = createStripeSandbox({ secrets: [STRIPE_TEST_SECRET] });
 const sandboxUrl = await sandbox.listen();
+const twilio = createTwilioSandbox({ accounts: [TWILIO] });
+const twilioUrl = await twilio.listen();
 const dir = mkdtempSync(join(tmpdir(), 'keyleash-clients-'));
 const gw = createGateway(
   parseConfig({
     admin_token: ADMIN_TOKEN,
     listen: { api: { host: '127.0.0.1', port: 0 }, proxy: { host: '127.0.0.1', port: 0 } },
     store: { path: join(dir, 'keyleash.sqlite') },
-    vendors: { stripe: { base_url: sandboxUrl, test_secret: STRIPE_TEST_SECRET } },
+    vendors: {
+      stripe: { base_url: sandboxUrl, test_secret: STRIPE_TEST_SECRET },
+      twilio: { base_url: twilioUrl, test_account_sid: TWILIO.accountSid, test_auth_token: TWILIO.authToken },
+    },
     log_level: process.env.KEYLEASH_LOG_LEVEL ?? 'silent',
   }),
 );
@@ -56,6 +63,7 @@ process.stdout.write(
     admin_token: ADMIN_TOKEN,
     stripe_test_secret: STRIPE_TEST_SECRET,
     sandbox_url: sandboxUrl,
+    twilio_account_sid: TWILIO.accountSid,
     inspect_url: `http://127.0.0.1:${inspect.address().port}`,
   }) + '\n',
 );
@@ -67,6 +75,7 @@ async function shutdown() {
   inspect.close();
   await gw.close().catch(() => {});
   await sandbox.close().catch(() => {});
+  await twilio.close().catch(() => {});
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 }

@@ -33,10 +33,10 @@ function run(cmd, args, cwd, env = {}) {
 // Debian's python3-flask etc. install into /usr/bin/python3's site-packages, which may not be
 // the python3 first on PATH (e.g. pyenv): take the first interpreter that can import them.
 const pythons = [process.env.KEYLEASH_PYTHON, '/usr/bin/python3', 'python3'].filter(Boolean);
-const need = strict ? 'import flask, requests, pytest, celery' : 'import flask, requests, pytest';
+const need = strict ? 'import flask, requests, pytest, celery, stripe, twilio' : 'import flask, requests, pytest';
 const python = pythons.find((p) => spawnSync(p, ['-c', need], { stdio: 'ignore' }).status === 0);
 if (!python) {
-  skip('Python', `no python3 that can \`${need}\` (tried ${pythons.join(', ')}; apt-get install python3-flask python3-requests python3-pytest python3-celery)`);
+  skip('Python', `no python3 that can \`${need}\` (tried ${pythons.join(', ')}; apt-get install python3-flask python3-requests python3-pytest python3-celery python3-stripe python3-twilio python3-venv)`);
 } else {
   const code = run(python, ['-m', 'pytest', 'tests', '-q', '-rs', '-p', 'no:cacheprovider'], join(root, 'clients', 'python'), { PYTHONDONTWRITEBYTECODE: '1' });
   if (code === 5) failures.push('Python: pytest collected no tests (exit 5)');

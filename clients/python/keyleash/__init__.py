@@ -8,6 +8,9 @@ import contextvars
 import json
 import math
 import os
+import random
+import time
+import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 import requests
@@ -43,7 +46,13 @@ __all__ = [
     "RateLimitedError",
     "UpstreamError",
     "KeyleashConnectionError",
+    "NoVaultKeyError",
     "error_from_response",
+    "keyleash_error_code",
+    "is_key_expired",
+    "is_key_revoked",
+    "is_endpoint_not_allowed",
+    "is_keyleash_unavailable",
     "is_keyleash_error_body",
     "is_cap_exhausted",
     "ttl_for_timeout",
@@ -174,7 +183,22 @@ class UpstreamError(KeyleashError):
 
 
 class KeyleashConnectionError(KeyleashError):
-    """keyleash could not be reached or did not answer in time (status 0, code ``connection_error`` / ``timeout``)."""
+    """keyleash could not be reached or did not answer in time (status 0, code ``connection_error`` / ``timeout``):
+    the control API when issuing, or the proxy (``ProxySession``) when calling through it."""
+
+
+class NoVaultKeyError(RuntimeError):
+    """Code asked for this request's or task's vault key where there is none: issuing failed with
+    ``fail_open`` on, the path was skipped, or vault keys are turned off."""
+
+
+#: Codes only keyleash's proxy sends (none collides with a vendor's own error codes).
+_PROXY_CODES = frozenset(
+    {
+        "invalid_key", "key_expired", "key_revoked", "endpoint_not_allowed", "cost_unknown", "cap_exhausted",
+        "budget_frozen", "idempotency_key_reused", "invalid_amount", "invalid_body", "body_too_large", "store_unavailable",
+    }
+)
 
 
 _BY_CODE = {
@@ -230,14 +254,58 @@ def error_from_response(resp: requests.Response) -> Optional[KeyleashError]:
     return err
 
 
+def keyleash_error_code(err: Any) -> Optional[str]:
+    """keyleash's error code carried by any error or response, or None (success, or the vendor's
+    own error such as Stripe's 402): a ``KeyleashError``, a proxy ``requests.Response`` (or a
+    ``requests.HTTPError`` holding one), or the official ``stripe`` or ``twilio`` package's error
+    for keyleash's answer (``stripe`` keeps the code only in ``json_body`` for 401 and 429)."""
+    if isinstance(err, KeyleashError):
+        return err.code
+    if isinstance(err, requests.Response):
+        e = error_from_response(err)
+        return e.code if e is not None else None
+    resp = getattr(err, "response", None)
+    if isinstance(resp, requests.Response):
+        e = error_from_response(resp)
+        if e is not None:
+            return e.code
+    for attr in ("json_body", "body", "details"):
+        body = getattr(err, attr, None)
+        if isinstance(body, dict) and is_keyleash_error_body(body):
+            return body["code"]
+    code = getattr(err, "code", None)
+    if isinstance(code, str) and code in _PROXY_CODES:
+        return code
+    return None
+
+
 def is_cap_exhausted(err_or_response: Any) -> bool:
-    """True for a spent cap: a ``CapExhaustedError``, or a proxy response that is 429 ``cap_exhausted``."""
-    if isinstance(err_or_response, KeyleashError):
-        return err_or_response.code == "cap_exhausted"
-    if isinstance(err_or_response, requests.Response):
-        err = error_from_response(err_or_response)
-        return err is not None and err.code == "cap_exhausted"
-    return False
+    """True for a spent cap (429 ``cap_exhausted``), whatever raised it: ``CapExhaustedError``, a
+    proxy response, or the ``stripe`` / ``twilio`` package's error. Answer it with your own 402."""
+    return keyleash_error_code(err_or_response) == "cap_exhausted"
+
+
+def is_key_expired(err_or_response: Any) -> bool:
+    """True when the vault key is past its TTL (401 ``key_expired``): issue a new one."""
+    return keyleash_error_code(err_or_response) == "key_expired"
+
+
+def is_key_revoked(err_or_response: Any) -> bool:
+    """True when the vault key was revoked (401 ``key_revoked``): stop, do not retry with it."""
+    return keyleash_error_code(err_or_response) == "key_revoked"
+
+
+def is_endpoint_not_allowed(err_or_response: Any) -> bool:
+    """True when the key may not call that method and path (403 ``endpoint_not_allowed``)."""
+    return keyleash_error_code(err_or_response) == "endpoint_not_allowed"
+
+
+def is_keyleash_unavailable(err: Any) -> bool:
+    """True when keyleash could not be reached: ``KeyleashConnectionError`` (control API or
+    ``ProxySession``), or the ``stripe`` package's ``APIConnectionError`` for a call sent to the proxy."""
+    if isinstance(err, KeyleashConnectionError):
+        return True
+    return any(c.__name__ == "APIConnectionError" for c in type(err).__mro__)
 
 
 def ttl_for_timeout(timeout_seconds: float, margin: float = 0.2) -> int:
@@ -284,6 +352,7 @@ class MintingKey(_ApiObject):
         """A ``Minter`` for this answer's secret (only the answers to create and rotate hold one)."""
         if not self.get("secret"):
             raise ValueError("keyleash: this minting key holds no secret (it is shown only when it is created or rotated)")
+        kwargs.setdefault("policy", self)
         return Minter(self["secret"], **kwargs)
 
     def __repr__(self) -> str:  # never print the secret
@@ -310,7 +379,13 @@ class ProxySession(requests.Session):
         if url.startswith("/"):
             url = self.proxy_url + url
         kwargs.setdefault("timeout", self.default_timeout)
-        resp = super().request(method, url, *args, **kwargs)
+        try:
+            resp = super().request(method, url, *args, **kwargs)
+        except requests.Timeout as e:
+            raise KeyleashConnectionError(0, {"code": "timeout", "message": f"keyleash proxy did not answer {method} {_path_of(url)} in time"}) from e
+        except requests.ConnectionError as e:
+            # Also a proxy that died mid-request. The message names no host or port.
+            raise KeyleashConnectionError(0, {"code": "connection_error", "message": f"keyleash proxy unreachable ({method} {_path_of(url)})"}) from e
         if self.raise_keyleash_errors:
             err = error_from_response(resp)
             if err is not None:
@@ -319,6 +394,14 @@ class ProxySession(requests.Session):
 
 
 _UNSET: Any = object()
+
+
+def _path_of(url: str) -> str:
+    return requests.utils.urlparse(url).path or "/"
+
+
+#: Control API answers worth retrying: rate limited, or the gateway or its store briefly away.
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 def _every_page(list_page: Callable[[Optional[str]], Dict[str, Any]]) -> Iterator[Any]:
@@ -358,7 +441,12 @@ class Keyleash:
         admin_token: Optional[str] = None,
         timeout: float = 10.0,
         session: Optional[requests.Session] = None,
+        max_retries: int = 2,
     ):
+        """``max_retries``: retries of a control API call that could not reach keyleash or got
+        429/502/503/504, with exponential backoff from 0.1 s (or ``Retry-After``, up to 2 s). Only
+        calls safe to repeat are retried: reads, revocations and issuance (which sends an
+        ``Idempotency-Key``, so a retry answers the key already issued)."""
         api_url = api_url or os.environ.get("KEYLEASH_API_URL")
         proxy_url = proxy_url or os.environ.get("KEYLEASH_PROXY_URL")
         admin_token = admin_token or os.environ.get("KEYLEASH_ADMIN_TOKEN")
@@ -372,6 +460,7 @@ class Keyleash:
         self.proxy_url = proxy_url.rstrip("/")
         self._admin_token = admin_token
         self.timeout = timeout
+        self.max_retries = max_retries
         self._session = session or requests.Session()
 
     def __repr__(self) -> str:
@@ -391,8 +480,13 @@ class Keyleash:
         timeout: Optional[float] = None,
         budgets: Optional[Iterable[str]] = None,
         rate_limit: Optional[Mapping[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
     ) -> VaultKey:
         """Issues a vault key (the API answers 201). ``key.token`` is only in this answer.
+
+        Sent with ``Idempotency-Key`` (``idempotency_key``, else a fresh UUID reused by this
+        call's retries): a retry after a lost answer gets the key already issued, never a second.
+        ``timeout`` bounds the whole call, retries included.
 
         ``budgets``: budget ids every call of the key also reserves against (each must exist and not
         be frozen). ``rate_limit``: ``{"requests": N, "per": "second" | "minute" | "hour"}``.
@@ -412,7 +506,7 @@ class Keyleash:
             body["budgets"] = list(budgets)
         if rate_limit is not None:
             body["rate_limit"] = dict(rate_limit)
-        return VaultKey(self._call("POST", "/v1/keys", body, timeout=timeout))
+        return VaultKey(self._call("POST", "/v1/keys", body, timeout=timeout, idempotency_key=idempotency_key or str(uuid.uuid4())))
 
     def get_key(self, key_id: str) -> VaultKey:
         """A key with its spend today, remaining cap, status and request count."""
@@ -649,19 +743,40 @@ class Keyleash:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: Any = None, params: Any = None, timeout: Optional[float] = None) -> Dict[str, Any]:
+    def _call(self, method: str, path: str, body: Any = None, params: Any = None, timeout: Optional[float] = None, idempotency_key: Optional[str] = None) -> Dict[str, Any]:
+        retryable = method in ("GET", "DELETE") or idempotency_key is not None
+        t = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + t
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(method, path, body, params, max(0.001, deadline - time.monotonic()), idempotency_key)
+            except KeyleashError as e:
+                again = isinstance(e, KeyleashConnectionError) or e.status in _RETRY_STATUSES
+                if not (retryable and again) or attempt >= self.max_retries:
+                    raise
+                retry_after = getattr(e, "retry_after", None) or e.body.get("retry_after")
+                wait = float(retry_after) if isinstance(retry_after, (int, float)) and retry_after > 0 else 0.1 * 2**attempt * (0.5 + random.random() / 2)
+                wait = min(wait, 2.0)
+                if time.monotonic() + wait >= deadline:
+                    raise
+                time.sleep(wait)
+                attempt += 1
+
+    def _call_once(self, method: str, path: str, body: Any, params: Any, t: float, idempotency_key: Optional[str]) -> Dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._admin_token}", "Accept": "application/json"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body)
-        t = self.timeout if timeout is None else timeout
         try:
             resp = self._session.request(method, self.api_url + path, headers=headers, data=data, params=params, timeout=t)
         except requests.Timeout as e:
-            raise KeyleashConnectionError(0, {"code": "timeout", "message": f"keyleash control API did not answer {method} {path} within {t} s"}) from e
+            raise KeyleashConnectionError(0, {"code": "timeout", "message": f"keyleash control API did not answer {method} {path} in time"}) from e
         except requests.RequestException as e:
-            raise KeyleashConnectionError(0, {"code": "connection_error", "message": f"keyleash control API unreachable ({method} {path}): {e}"}) from e
+            raise KeyleashConnectionError(0, {"code": "connection_error", "message": f"keyleash control API unreachable ({method} {path.split('?')[0]})"}) from e
         if resp.ok:
             return resp.json()
         err = error_from_response(resp)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, TypeVar, Union
 
-from . import Keyleash, VaultKey, _current_keys
+from . import Keyleash, KeyleashConnectionError, KeyleashError, NoVaultKeyError, VaultKey, _current_keys
 from .mint import Minter, _mint_entry, clip_label
 
-__all__ = ["vault_key", "vault_keys", "with_vault_key", "current_vault_key"]
+__all__ = ["vault_key", "vault_keys", "with_vault_key", "current_vault_key", "require_vault_key"]
 
 log = logging.getLogger("keyleash")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,10 +44,16 @@ KeySource = Union[Keyleash, Minter]
 
 
 @contextlib.contextmanager
-def vault_keys(client: KeySource, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None, revoke_with: Optional[Keyleash] = None) -> Iterator[Dict[str, VaultKey]]:
+def vault_keys(client: KeySource, vendors: Mapping[str, Mapping[str, Any]], expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None, revoke_with: Optional[Keyleash] = None, fail_open: bool = False, issue_timeout: Optional[float] = None) -> Iterator[Dict[str, VaultKey]]:
     """Issues one key per entry of ``vendors`` (``{"stripe": {"allowed_endpoints": [...], ...}}``;
     an entry's ``vendor`` defaults to its name), yields ``{name: key}``, revokes them all on exit.
     ``budgets``: budget ids every key is attached to (an entry's own ``budgets`` replaces them).
+
+    As in the Flask extension: ``issue_timeout`` (seconds; default the client's timeout) bounds
+    issuing all the keys, retries included. When issuing fails, ``fail_open=False`` (default)
+    raises the ``KeyleashError`` (``KeyleashConnectionError`` when keyleash is down) and the
+    block does not run; ``fail_open=True`` logs a warning and yields ``{}``, so
+    ``current_vault_key()`` is None and ``require_vault_key()`` raises ``NoVaultKeyError``.
 
     ``client`` a ``Minter``: the keys are minted locally, and revoked on exit only through
     ``revoke_with`` (a ``Keyleash`` client), if given."""
@@ -61,9 +68,15 @@ def vault_keys(client: KeySource, vendors: Mapping[str, Mapping[str, Any]], expi
                 _revoke_all(revoke_with, minted)
         return
     issued: Dict[str, VaultKey] = {}
+    deadline = None if issue_timeout is None else time.monotonic() + issue_timeout
     try:
         for name, spec in vendors.items():
             spec = dict(spec)
+            remaining = None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KeyleashConnectionError(0, {"code": "timeout", "message": f"issuing vault keys took longer than {issue_timeout} s"})
             issued[name] = client.issue_key(
                 vendor=spec.pop("vendor", name),
                 allowed_endpoints=spec.pop("allowed_endpoints"),
@@ -71,8 +84,15 @@ def vault_keys(client: KeySource, vendors: Mapping[str, Mapping[str, Any]], expi
                 label=spec.pop("label", label),
                 metadata=spec.pop("metadata", metadata),
                 budgets=spec.pop("budgets", budgets),
+                timeout=remaining,
                 **spec,
             )
+    except KeyleashError as e:
+        _revoke_all(client, issued)
+        if not fail_open:
+            raise
+        log.warning("keyleash: could not issue a vault key (%s); fail_open is on, so the task runs without one", e.code)
+        issued = {}
     except BaseException:
         _revoke_all(client, issued)
         raise
@@ -85,7 +105,7 @@ def vault_keys(client: KeySource, vendors: Mapping[str, Mapping[str, Any]], expi
 
 
 @contextlib.contextmanager
-def vault_key(client: KeySource, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None, revoke_with: Optional[Keyleash] = None) -> Iterator[VaultKey]:
+def vault_key(client: KeySource, vendor: str, allowed_endpoints: list, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[str] = None, mode: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None, budgets: Optional[Iterable[str]] = None, revoke_with: Optional[Keyleash] = None, fail_open: bool = False, issue_timeout: Optional[float] = None) -> Iterator[Optional[VaultKey]]:
     """``with vault_key(client, "stripe", [...], daily_usd_cap=50) as key:`` — a 30-minute key by
     default, revoked when the block exits (also on an exception). ``vault_key(minter, ...)``
     mints it instead (see ``vault_keys``)."""
@@ -94,11 +114,11 @@ def vault_key(client: KeySource, vendor: str, allowed_endpoints: list, daily_usd
         spec["daily_usd_cap"] = daily_usd_cap
     if mode is not None:
         spec["mode"] = mode
-    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata, budgets=budgets, revoke_with=revoke_with) as keys:
-        yield keys[vendor]
+    with vault_keys(client, {vendor: spec}, expires_in=expires_in, label=label, metadata=metadata, budgets=budgets, revoke_with=revoke_with, fail_open=fail_open, issue_timeout=issue_timeout) as keys:
+        yield keys.get(vendor)
 
 
-def with_vault_key(client: KeySource, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None, budgets: Optional[Union[Iterable[str], Callable[..., Iterable[str]]]] = None, revoke_with: Optional[Keyleash] = None) -> Callable[[F], F]:
+def with_vault_key(client: KeySource, vendor: Optional[str] = None, allowed_endpoints: Optional[list] = None, daily_usd_cap: Optional[float] = None, expires_in: Union[str, int] = DEFAULT_TASK_TTL, label: Optional[Union[str, Callable[..., str]]] = None, metadata: Optional[Mapping[str, str]] = None, vendors: Optional[Mapping[str, Mapping[str, Any]]] = None, inject: Optional[str] = None, budgets: Optional[Union[Iterable[str], Callable[..., Iterable[str]]]] = None, revoke_with: Optional[Keyleash] = None, fail_open: bool = False, issue_timeout: Optional[float] = None) -> Callable[[F], F]:
     """Decorator: each call of the function runs with its own key(s), issued at the start and
     revoked in ``finally``. Read them with ``current_vault_key()``, or pass ``inject="vault_key"``
     to receive the key (or, with ``vendors``, the ``{name: key}`` dict) as that keyword argument.
@@ -106,7 +126,8 @@ def with_vault_key(client: KeySource, vendor: Optional[str] = None, allowed_endp
     ``budgets=lambda user_id, **_: [f"user:{user_id}"]``) may be functions of the call's
     arguments. Put it under ``@app.task``. ``with_vault_key(minter, ...)`` mints the keys
     instead (checked once here, so a bad spec fails at import); ``revoke_with=client`` also
-    revokes them at the end."""
+    revokes them at the end. ``fail_open`` and ``issue_timeout``: as in ``vault_keys`` (and the
+    Flask extension)."""
     if vendors is None:
         if not vendor or not allowed_endpoints:
             raise ValueError("with_vault_key: give vendor and allowed_endpoints, or vendors")
@@ -124,9 +145,9 @@ def with_vault_key(client: KeySource, vendor: Optional[str] = None, allowed_endp
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             lbl = label(*args, **kwargs) if callable(label) else (label or clip_label(f"task {fn.__module__}.{fn.__qualname__}"))
             bud = budgets(*args, **kwargs) if callable(budgets) else budgets
-            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata, budgets=bud, revoke_with=revoke_with) as keys:
+            with vault_keys(client, vendors, expires_in=expires_in, label=lbl, metadata=metadata, budgets=bud, revoke_with=revoke_with, fail_open=fail_open, issue_timeout=issue_timeout) as keys:
                 if inject:
-                    kwargs[inject] = keys[single] if single else keys
+                    kwargs[inject] = keys.get(single) if single else keys
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -148,3 +169,12 @@ def current_vault_key(name: Optional[str] = None) -> Optional[VaultKey]:
         if k.get("vendor") == name:
             return k
     return None
+
+
+def require_vault_key(name: Optional[str] = None) -> VaultKey:
+    """Like ``current_vault_key`` but raises ``NoVaultKeyError`` when there is none (outside a
+    block, or issuing failed with ``fail_open``)."""
+    key = current_vault_key(name)
+    if key is None:
+        raise NoVaultKeyError(f"keyleash: no vault key{f' for {name!r}' if name else ''} in this task (outside with_vault_key, or issuing failed with fail_open)")
+    return key

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 from flask import Flask, current_app, g, jsonify, request
 
-from . import CapExhaustedError, Keyleash, KeyleashConnectionError, KeyleashError, ProxySession, VaultKey
+from . import CapExhaustedError, Keyleash, KeyleashConnectionError, KeyleashError, NoVaultKeyError, ProxySession, VaultKey, is_cap_exhausted
 from .mint import Minter, MintError, _mint_entry, clip_label
 
 __all__ = ["KeyleashFlask", "DEFAULT_SKIP_PATHS", "UNAVAILABLE_CODE", "current_vault_key", "proxy_session"]
@@ -112,10 +112,18 @@ class KeyleashFlask:
         if self.cap_exhausted_status is not None:
             status = self.cap_exhausted_status
 
-            def on_cap_exhausted(err: CapExhaustedError):
-                return jsonify(code="cap_exhausted", message="spend limit reached for this request", remaining_usd=err.remaining_usd), status
+            def on_cap_exhausted(err: Exception):
+                if not is_cap_exhausted(err):
+                    raise err  # another error of the same class: as if unhandled
+                remaining = getattr(err, "remaining_usd", None)
+                if remaining is None:
+                    body = getattr(err, "json_body", None) or getattr(err, "details", None)
+                    remaining = body.get("remaining_usd") if isinstance(body, dict) else None
+                return jsonify(code="cap_exhausted", message="spend limit reached for this request", remaining_usd=remaining), status
 
-            app.register_error_handler(CapExhaustedError, on_cap_exhausted)
+            # keyleash's own error, and the official SDKs' errors built from keyleash's 429.
+            for cls in _cap_error_classes():
+                app.register_error_handler(cls, on_cap_exhausted)
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -165,7 +173,7 @@ class KeyleashFlask:
                 if self.fail_open:
                     log.warning("keyleash: could not mint a vault key (%s); fail_open is on, so %s %s runs without one", e, request.method, request.path)
                     return None
-                return jsonify(code=UNAVAILABLE_CODE, message=f"could not mint a vault key for this request: {e}"), 503
+                return _unavailable("invalid_request")
             self._expose(minted)
             return None
         client = self._client()
@@ -193,7 +201,7 @@ class KeyleashFlask:
             if self.fail_open:
                 log.warning("keyleash: could not issue a vault key (%s); fail_open is on, so %s %s runs without one", e, request.method, request.path)
                 return None
-            return jsonify(code=UNAVAILABLE_CODE, message=f"could not issue a vault key for this request: {e}"), 503
+            return _unavailable(e.code)
         self._expose(issued)
         return None
 
@@ -218,8 +226,34 @@ class KeyleashFlask:
         """A ``requests.Session`` on the proxy with this request's key (by entry name or vendor)."""
         key = current_vault_key(name)
         if key is None:
-            raise RuntimeError("keyleash: no vault key in this request (skipped path, keys off, or issuing failed with fail_open)")
+            raise NoVaultKeyError("keyleash: no vault key in this request (skipped path, keys off, or issuing failed with fail_open)")
         return ProxySession(self._proxy_url(), key["token"])
+
+
+def _unavailable(reason: str):
+    """The 503 when a request's keys cannot be had: keyleash's code as ``reason`` (``connection_error``,
+    ``timeout``, ``unauthorized`` …), never a host, port or library detail."""
+    return jsonify(code=UNAVAILABLE_CODE, message="could not issue a vault key for this request; try again shortly", reason=reason), 503
+
+
+def _cap_error_classes() -> list:
+    classes: list = [CapExhaustedError]
+    try:  # the official packages, when the app uses them
+        import stripe  # type: ignore
+
+        classes.append(stripe.error.StripeError)
+    except Exception:
+        pass
+    try:
+        from twilio.base.exceptions import TwilioRestException  # type: ignore
+
+        classes.append(TwilioRestException)
+    except Exception:
+        pass
+    import requests
+
+    classes.append(requests.HTTPError)  # resp.raise_for_status() on a proxy answer
+    return classes
 
 
 def _static(value: Any) -> Any:

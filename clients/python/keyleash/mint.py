@@ -355,7 +355,10 @@ class Minter:
     A Minter holds no state beyond its secret: share one across threads.
     """
 
-    def __init__(self, secret: Optional[str] = None, *, clock: Callable[[], float] = time.time):
+    def __init__(self, secret: Optional[str] = None, *, clock: Callable[[], float] = time.time, policy: Optional[Mapping[str, Any]] = None):
+        """``policy``: the minting key as the API sent it (``max_daily_cap_micros``, ``max_ttl``),
+        when known (``MintingKey.minter()`` passes it). Then minted keys report the scope the
+        gateway enforces: it clamps a key that asks for a higher cap (or none) or a longer TTL."""
         if secret is None:
             secret = os.environ.get("KEYLEASH_MINTING_KEY")
         m = _SECRET_RE.fullmatch(secret.strip()) if isinstance(secret, str) else None
@@ -369,6 +372,8 @@ class Minter:
         self._id_prefix = f"mkey_{m.group(2)}_"
         self._head = f"vk_{self.mode}_m1."
         self._clock = clock
+        self._max_cap: Optional[int] = (policy or {}).get("max_daily_cap_micros")
+        self._max_ttl: Optional[int] = (policy or {}).get("max_ttl")
 
     def __repr__(self) -> str:  # never print the secret
         return f"Minter(minting_key_id={self.minting_key_id!r}, version={self.version}, mode={self.mode!r})"
@@ -423,6 +428,11 @@ class Minter:
         if budgets is not None:
             block["budgets"] = budgets = _check_budgets(budgets)
         segment = _segment(block)
+        # What the gateway will enforce (it clamps rather than refuses); the token is unchanged.
+        if self._max_cap is not None and (cap is None or cap > self._max_cap):
+            cap = self._max_cap
+        if self._max_ttl:
+            exp = min(exp, iat + int(self._max_ttl))
         return VaultKey(
             object="vault_key",
             origin="minted",

@@ -25,6 +25,7 @@ class Gateway:
         self.admin_token = info["admin_token"]
         self.stripe_test_secret = info["stripe_test_secret"]
         self.inspect_url = info["inspect_url"]
+        self.twilio_account_sid = info["twilio_account_sid"]
 
     def client(self, **kw):
         return Keyleash(self.api_url, self.proxy_url, self.admin_token, **kw)

@@ -10,7 +10,7 @@ import { AuditSink } from './audit/sink.js';
 import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
 import { adminTokensFrom } from './config/tenants.js';
-import { KeyService } from './keys/service.js';
+import { issueIdempotencySecretFrom, KeyService } from './keys/service.js';
 import { MintingService } from './keys/minting.js';
 import { mintRootKeyFrom } from './keys/minted.js';
 import { BudgetService } from './budgets/service.js';
@@ -122,6 +122,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     defaultTtlSeconds: config.keys.default_ttl,
     maxTtlSeconds: config.keys.max_ttl,
     maxDailyUsdCap: config.keys.max_daily_usd_cap,
+    idempotencySecret: issueIdempotencySecretFrom(config.mint_key ?? config.admin_token),
     now,
   });
   const minting = new MintingService({

@@ -59,6 +59,16 @@ describe('keyleash CLI', { timeout: 30_000 }, () => {
     }
   });
 
+  it('dev --help describes dev mode (not the global help) and starts nothing', async () => {
+    for (const args of [['dev', '--help'], ['dev', '-h']]) {
+      const r = await run(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout).toMatch(/^keyleash dev — /);
+      for (const word of ['KEYLEASH_ADMIN_TOKEN', 'KEYLEASH_API_LISTEN', 'KEYLEASH_PROXY_LISTEN', 'sandbox', 'Idempotency-Key']) expect(r.stdout).toContain(word);
+      expect(r.stdout).not.toContain('keyleash kill');
+    }
+  });
+
   it('minting-keys create shows the secret once; get, list, rotate and revoke work on it', async () => {
     const created = await run(['minting-keys', 'create', '--vendor', 'stripe', '--endpoint', '/v1/payment_intents', '--max-cap', '50', '--max-ttl', '10m', '--allow-budget', 'user:*', '--label', 'cli-mint']);
     expect(created.code, created.stderr).toBe(0);

@@ -1,4 +1,5 @@
-import { errorFromBody, KeyleashConnectionError, KeyNotFoundError, type KeyleashErrorBody } from './errors.js';
+import { randomUUID } from 'node:crypto';
+import { errorFromBody, KeyleashConnectionError, KeyleashError, KeyNotFoundError, type KeyleashErrorBody } from './errors.js';
 
 // The control API client: issue, read, list and revoke vault keys, the kill switch, budgets, the audit log.
 // Parameters are camelCase; objects come back exactly as the API sends them (snake_case).
@@ -198,12 +199,34 @@ export interface KeyleashOptions {
   timeoutMs?: number;
   /** A fetch implementation (default: the global one). */
   fetch?: typeof fetch;
+  /**
+   * Retries of a control API call that could not reach keyleash or got 429 / 502 / 503 / 504
+   * (default 2), with exponential backoff from 100 ms (or the answer's Retry-After, up to 2 s).
+   * Only calls that are safe to repeat are retried: reads, revocations, and issuance, which
+   * sends an `Idempotency-Key` so a retry answers the key already issued.
+   */
+  maxRetries?: number;
 }
 
 export interface CallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** Override `KeyleashOptions.maxRetries` for this call. */
+  maxRetries?: number;
 }
+
+/** Issuing options: `idempotencyKey` defaults to a fresh UUID, reused by this call's retries. */
+export interface IssueCallOptions extends CallOptions {
+  idempotencyKey?: string;
+}
+
+const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+  });
 
 /** What a minting key may mint (docs/minting.md). */
 export interface CreateMintingKeyParams {
@@ -267,6 +290,7 @@ export class Keyleash {
   readonly #adminToken: string;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
+  readonly #maxRetries: number;
 
   constructor(options: KeyleashOptions = {}) {
     const apiUrl = options.apiUrl ?? process.env.KEYLEASH_API_URL;
@@ -280,10 +304,14 @@ export class Keyleash {
     this.#adminToken = adminToken;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#maxRetries = options.maxRetries ?? 2;
   }
 
-  /** Issues a vault key (the API answers 201). The `token` is in this answer only. */
-  issueKey(params: IssueKeyParams, opts?: CallOptions): Promise<IssuedKey> {
+  /**
+   * Issues a vault key (the API answers 201). The `token` is in this answer only. Sent with an
+   * `Idempotency-Key` (a fresh UUID unless given), so the retries never make a second key.
+   */
+  issueKey(params: IssueKeyParams, opts: IssueCallOptions = {}): Promise<IssuedKey> {
     const body: Record<string, unknown> = { vendor: params.vendor, allowed_endpoints: params.allowedEndpoints };
     if (params.dailyUsdCap !== undefined) body.daily_usd_cap = params.dailyUsdCap;
     if (params.expiresIn !== undefined) body.expires_in = params.expiresIn;
@@ -292,7 +320,7 @@ export class Keyleash {
     if (params.metadata !== undefined) body.metadata = params.metadata;
     if (params.budgets !== undefined) body.budgets = params.budgets;
     if (params.rateLimit !== undefined) body.rate_limit = params.rateLimit;
-    return this.#call<IssuedKey>('POST', '/v1/keys', body, opts);
+    return this.#call<IssuedKey>('POST', '/v1/keys', body, opts, opts.idempotencyKey ?? randomUUID());
   }
 
   /** Reads a key with its spend today, remaining cap, status and request count. */
@@ -466,7 +494,23 @@ export class Keyleash {
     return this.#call<List<AuditRecord>>('GET', `/v1/audit${qs ? `?${qs}` : ''}`, undefined, opts);
   }
 
-  async #call<T>(method: string, path: string, body: unknown, opts: CallOptions = {}): Promise<T> {
+  async #call<T>(method: string, path: string, body: unknown, opts: CallOptions = {}, idempotencyKey?: string): Promise<T> {
+    const retryable = method === 'GET' || method === 'DELETE' || idempotencyKey !== undefined;
+    const maxRetries = retryable ? Math.max(0, opts.maxRetries ?? this.#maxRetries) : 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#callOnce<T>(method, path, body, opts, idempotencyKey);
+      } catch (err) {
+        const again = err instanceof KeyleashConnectionError ? !opts.signal?.aborted : err instanceof KeyleashError && RETRY_STATUSES.has(err.status);
+        if (!again || attempt >= maxRetries) throw err;
+        const retryAfter = Number((err as KeyleashError).body?.retry_after ?? (err as { retryAfterSeconds?: number }).retryAfterSeconds);
+        const backoff = 100 * 2 ** attempt * (0.5 + Math.random() / 2);
+        await sleep(Math.min(2000, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : backoff), opts.signal);
+      }
+    }
+  }
+
+  async #callOnce<T>(method: string, path: string, body: unknown, opts: CallOptions, idempotencyKey: string | undefined): Promise<T> {
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
@@ -479,6 +523,7 @@ export class Keyleash {
           authorization: `Bearer ${this.#adminToken}`,
           accept: 'application/json',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,

@@ -232,6 +232,8 @@ export function keyleashErrorCode(err: unknown): string | undefined {
   }
   // stripe-node and twilio copy the body's `code` onto the error itself.
   if (typeof e.code === 'string' && PROXY_CODES.has(e.code)) return e.code;
+  // twilio-node's RestException keeps the parsed body only as `moreInfo` / `details` at times.
+  for (const c of [e.moreInfo, e.details]) if (c && typeof c === 'object' && isKeyleashErrorBody(c)) return c.code;
   return undefined;
 }
 
@@ -242,4 +244,41 @@ export function keyleashErrorCode(err: unknown): string | undefined {
  */
 export function isCapExhausted(err: unknown): boolean {
   return keyleashErrorCode(err) === 'cap_exhausted';
+}
+
+/** True when the vault key is past its TTL (401 `key_expired`), whatever client raised it: issue a new key. */
+export function isKeyExpired(err: unknown): boolean {
+  return keyleashErrorCode(err) === 'key_expired';
+}
+
+/** True when the vault key was revoked (401 `key_revoked`), whatever client raised it: do not retry with it. */
+export function isKeyRevoked(err: unknown): boolean {
+  return keyleashErrorCode(err) === 'key_revoked';
+}
+
+/**
+ * True when the key may not call this method and path, or this vendor (403
+ * `endpoint_not_allowed`): a bug in the key's scope or the tool, never worth a retry.
+ */
+export function isEndpointNotAllowed(err: unknown): boolean {
+  return keyleashErrorCode(err) === 'endpoint_not_allowed';
+}
+
+/**
+ * True when keyleash could not be reached (status 0, `connection_error` / `timeout`): a
+ * `KeyleashConnectionError` from the control API client or `vaultFetch`, or a vendor SDK's own
+ * connection error (stripe-node `StripeConnectionError`, openai / anthropic `APIConnectionError`)
+ * for a call that was sent to the proxy.
+ */
+export function isKeyleashUnavailable(err: unknown): boolean {
+  if (err instanceof KeyleashConnectionError) return true;
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { type?: unknown; name?: unknown; constructor?: { name?: unknown } };
+  return (
+    e.type === 'StripeConnectionError' ||
+    e.name === 'APIConnectionError' ||
+    e.name === 'APIConnectionTimeoutError' ||
+    e.constructor?.name === 'APIConnectionError' ||
+    e.constructor?.name === 'APIConnectionTimeoutError'
+  );
 }

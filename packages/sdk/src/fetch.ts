@@ -1,5 +1,5 @@
 import { resolveBinding, type BindOptions } from './bind.js';
-import { errorFromBody, isKeyleashErrorBody } from './errors.js';
+import { errorFromBody, isKeyleashErrorBody, KeyleashConnectionError } from './errors.js';
 
 export interface VaultFetchOptions extends BindOptions {
   /**
@@ -28,7 +28,14 @@ export function vaultFetch(options: VaultFetchOptions | string = {}): VaultFetch
     const url = proxyTarget(input, proxyUrl, opts.vendor);
     const headers = new Headers(init.headers);
     headers.set('authorization', `Bearer ${token}`);
-    const res = await doFetch(url, { ...init, headers });
+    let res: Response;
+    try {
+      res = await doFetch(url, { ...init, headers });
+    } catch (err) {
+      // The caller's own abort stays an abort; anything else means the proxy was not reached.
+      if (init.signal?.aborted) throw err;
+      throw new KeyleashConnectionError(0, { code: 'connection_error', message: `keyleash proxy unreachable (${init.method ?? 'GET'} ${new URL(url).pathname})` }, { cause: err });
+    }
     if (res.ok || opts.throwOnKeyleashError === false) return res;
     if (!(res.headers.get('content-type') ?? '').includes('json')) return res;
     let body: unknown;

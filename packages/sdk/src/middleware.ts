@@ -1,4 +1,5 @@
 import type { IssuedKey } from './client.js';
+import { KeyleashError } from './errors.js';
 import { CONTROL_CHARS } from './mint.js';
 import {
   acquireScope,
@@ -40,8 +41,13 @@ export type MiddlewareOptions<Req> = (Omit<SingleKeyOptions, 'label' | 'metadata
 
 export const UNAVAILABLE_CODE = 'vault_key_unavailable';
 
-export function unavailableBody(err: unknown): { code: string; message: string } {
-  return { code: UNAVAILABLE_CODE, message: `could not issue a vault key for this request: ${(err as Error)?.message ?? String(err)}` };
+/**
+ * The 503 body when a request's keys could not be issued: keyleash's error code as `reason`
+ * (`connection_error`, `timeout`, `unauthorized`, …), never hosts, ports or stack details.
+ */
+export function unavailableBody(err: unknown): { code: string; message: string; reason: string } {
+  const reason = err instanceof KeyleashError ? err.code : 'internal_error';
+  return { code: UNAVAILABLE_CODE, message: 'could not issue a vault key for this request; try again shortly', reason };
 }
 
 export type Begin =

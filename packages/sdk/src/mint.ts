@@ -186,9 +186,18 @@ export class Minter {
   private readonly idPrefix: string;
   private readonly head: string;
   private readonly now: () => number;
+  private readonly maxCapMicros: number | null;
+  private readonly maxTtl: number | null;
 
-  /** `secret` defaults to `KEYLEASH_MINTING_KEY`. */
-  constructor(secret: string | undefined = process.env.KEYLEASH_MINTING_KEY, options: { now?: () => number } = {}) {
+  /**
+   * `secret` defaults to `KEYLEASH_MINTING_KEY`. `policy`: the minting key as the API sent it
+   * (`max_daily_cap_micros`, `max_ttl`), when known: then minted keys report the scope the gateway
+   * enforces, as it clamps a key that asks for a higher cap (or none) or a longer TTL.
+   */
+  constructor(
+    secret: string | undefined = process.env.KEYLEASH_MINTING_KEY,
+    options: { now?: () => number; policy?: { max_daily_cap_micros?: number | null; max_ttl?: number } } = {},
+  ) {
     const m = typeof secret === 'string' ? SECRET_RE.exec(secret.trim()) : null;
     if (!m) throw new MintError('secret', 'is not a keyleash minting key secret (klm_test_… or klm_live_…)');
     this.mode = m[1] as Mode;
@@ -198,6 +207,8 @@ export class Minter {
     this.idPrefix = `mkey_${m[2]}_`;
     this.head = `vk_${this.mode}_m1.`;
     this.now = options.now ?? Date.now;
+    this.maxCapMicros = options.policy?.max_daily_cap_micros ?? null;
+    this.maxTtl = options.policy?.max_ttl ?? null;
   }
 
   /** A new vault key with its own id; nothing is sent anywhere. */
@@ -206,7 +217,7 @@ export class Minter {
     const endpoints = checkEndpoints(p.allowedEndpoints, 'allowedEndpoints');
     const iat = Math.floor(this.now() / 1000);
     const exp = iat + (p.expiresIn === undefined ? 900 : ttlSeconds(p.expiresIn, 'expiresIn'));
-    const cap = p.dailyUsdCap === undefined || p.dailyUsdCap === null ? null : usdToMicros(p.dailyUsdCap);
+    const asked = p.dailyUsdCap === undefined || p.dailyUsdCap === null ? null : usdToMicros(p.dailyUsdCap);
     const id = this.idPrefix + randomBase62(24);
     const block: Record<string, unknown> = {
       mk: this.mintingKeyId,
@@ -218,7 +229,7 @@ export class Minter {
       iat,
       exp,
     };
-    if (cap !== null) block.cap = cap;
+    if (asked !== null) block.cap = asked;
     if (p.methods !== undefined) block.methods = checkMethods(p.methods);
     if (p.label !== undefined) block.label = checkLabel(p.label);
     if (p.metadata !== undefined) block.metadata = checkMetadata(p.metadata);
@@ -230,6 +241,9 @@ export class Minter {
     }
     const token = this.sign(JSON.stringify(block));
     if (token.length > MAX_MINTED_TOKEN_CHARS) throw new MintError('token', `would be longer than ${MAX_MINTED_TOKEN_CHARS} characters (less metadata)`);
+    // What the gateway will enforce (it clamps rather than refuses); the token is unchanged.
+    const cap = this.maxCapMicros !== null && (asked === null || asked > this.maxCapMicros) ? this.maxCapMicros : asked;
+    const effExp = this.maxTtl ? Math.min(exp, iat + this.maxTtl) : exp;
     return {
       object: 'vault_key',
       origin: 'minted',
@@ -246,7 +260,7 @@ export class Minter {
       budgets: p.budgets ?? [],
       status: 'active',
       created_at: iso(iat),
-      expires_at: iso(exp),
+      expires_at: iso(effExp),
       minting_key_id: this.mintingKeyId,
       parent_id: null,
     };

@@ -47,6 +47,28 @@ Examples:
 ${EXIT_CODES_HELP}`;
 
 export const DEV_ADMIN_TOKEN = 'kl_dev_admin_token_0000';
+
+const DEV_HELP = `keyleash dev — the gateway on your machine, every vendor replaced by a local sandbox
+
+Usage:
+  keyleash dev
+
+Starts the control API on 127.0.0.1:8080 and the proxy on 127.0.0.1:8081, with the embedded
+SQLite store in ./.keyleash/dev.sqlite and local stand-ins for Stripe, Twilio, OpenAI, Anthropic
+and a generic "echo" vendor, so every vendor can be tried without an account or a real secret.
+The admin token is ${DEV_ADMIN_TOKEN} unless KEYLEASH_ADMIN_TOKEN is set. The Stripe sandbox
+answers a repeated Idempotency-Key with the original object, as Stripe does. Stops on Ctrl-C.
+
+Environment:
+  KEYLEASH_ADMIN_TOKEN      the admin token (default ${DEV_ADMIN_TOKEN})
+  KEYLEASH_API_LISTEN       host:port of the control API (default 127.0.0.1:8080)
+  KEYLEASH_PROXY_LISTEN     host:port of the proxy (default 127.0.0.1:8081)
+  KEYLEASH_DATA             the SQLite file (default ./.keyleash/dev.sqlite)
+  KEYLEASH_SANDBOX_PORT     the Stripe sandbox's port (default: any free one)
+  KEYLEASH_LOG_LEVEL        log level (default info)
+  Vendor variables (KEYLEASH_STRIPE_…, KEYLEASH_OPENAI_…) are ignored: dev never reaches a vendor.
+
+For real credentials and a config file, use \`keyleash serve\` (keyleash help).`;
 const DEV_TEST_SECRET = 'sk_test_keyleash_sandbox';
 const DEV_LIVE_SECRET = 'sk_live_keyleash_sandbox';
 // The other sandboxes' credentials: known to the sandboxes and to nothing else.
@@ -227,6 +249,10 @@ async function main(argv: string[]): Promise<void> {
   }
   const [command] = parsed.positionals;
   const configPath = parsed.values.config ?? process.env.KEYLEASH_CONFIG;
+  if (command === 'dev' && (parsed.values.help || parsed.positionals[1] === 'help')) {
+    process.stdout.write(`${DEV_HELP}\n`);
+    return;
+  }
   if (parsed.values.help || command === 'help' || command === undefined) {
     process.stdout.write(`${HELP}\n`);
     return;

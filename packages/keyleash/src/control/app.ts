@@ -55,6 +55,19 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
 ]);
 
 /** Routes that create credentials, under the per-token issuance quota. */
+/**
+ * Routes whose handler reads a JSON body; an empty one there is 400 `invalid_json`. Every other
+ * route ignores its body, so an empty one is accepted whatever Content-Type came with it: many
+ * HTTP wrappers send `Content-Type: application/json` on every call, DELETE included.
+ */
+const BODY_ROUTES = new Set([
+  'POST /v1/keys',
+  'POST /v1/keys/revoke',
+  'POST /v1/budgets',
+  'PATCH /v1/budgets/:id',
+  'POST /v1/minting_keys',
+  'POST /dashboard/session',
+]);
 const ISSUE_ROUTES = new Set(['POST /v1/keys', 'POST /v1/minting_keys', 'POST /v1/minting_keys/:id/rotate']);
 
 /** The routes an admin token of a tenant other than "default" may use: all scoped to its tenant. */
@@ -139,6 +152,28 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     frameworkErrors: (_err, req, reply: FastifyReply) => {
       void reply.status(400).send(errorBody('invalid_request', 'path: is not a valid URL path', { requestId: req.id, param: 'path' }));
     },
+  });
+
+  const takesBody = (req: FastifyRequest) => BODY_ROUTES.has(`${req.method} ${req.routeOptions.url ?? ''}`);
+  // A body declared empty needs no parser at all (even for a Content-Type no parser knows).
+  app.addHook('onRequest', async (req) => {
+    const h = req.headers;
+    if (h['content-type'] !== undefined && h['transfer-encoding'] === undefined && h['content-length'] === '0' && !takesBody(req)) {
+      delete h['content-type'];
+    }
+  });
+  // A chunked body that turns out empty: the same, decided once it has been read.
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '' && !takesBody(req)) return done(null, undefined);
+    return defaultJson(req, body as string, done);
+  });
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+    if ((body as Buffer).length === 0 && !takesBody(req)) return done(null, undefined);
+    const err = new Error('Unsupported Media Type') as FastifyError;
+    (err as { code: string }).code = 'FST_ERR_CTP_INVALID_MEDIA_TYPE';
+    return done(err, undefined);
   });
 
   const tokens = o.adminTokens ?? new AdminTokens([{ token: o.adminToken, principal: ROOT_PRINCIPAL }]);

@@ -340,8 +340,26 @@ export function openapiDocument() {
         post: {
           operationId: 'issueKey',
           summary: 'Issue a vault key',
+          description:
+            'With `Idempotency-Key`, a retry of the same request (same caller, same JSON body) within 24 hours answers 201 with the key it first issued, token included, and `Idempotent-Replayed: true`; it never issues a second key. The token is recomputed from a server secret, never stored. The same Idempotency-Key with a different body (or after 24 hours) is 400 `idempotency_key_reused`.',
+          parameters: [
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description: '1-255 characters, e.g. a UUID; unique per issuance you mean to make.',
+              schema: { type: 'string', minLength: 1, maxLength: 255 },
+            },
+          ],
           requestBody: { required: true, content: json('IssueKeyRequest') },
-          responses: { '201': { description: 'Issued; `token` is shown only here.', content: json('VaultKey') }, ...errors(400, 401, 413, 415, 429) },
+          responses: {
+            '201': {
+              description: 'Issued (or, for a retry with the same Idempotency-Key, the key issued first); `token` is shown only to the issuing request and its retries.',
+              headers: { 'Idempotent-Replayed': { description: '`true` on a retry answered with the key issued first.', schema: str } },
+              content: json('VaultKey'),
+            },
+            ...errors(400, 401, 413, 415, 429),
+          },
         },
         get: {
           operationId: 'listKeys',

@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { invalidParam as invalid, KeyleashError } from '../errors.js';
 import { CONTROL_CHAR_REASON, metadataProblem, NO_CONTROL_CHARS } from '../policy/fields.js';
@@ -11,7 +12,7 @@ import type { VendorCatalog } from '../vendors/vendor.js';
 import type { BudgetService } from '../budgets/service.js';
 import { ROOT_PRINCIPAL, type Principal } from '../control/principal.js';
 import { checkIssuePolicy, defaultTtlWithin } from '../policy/issue-policy.js';
-import { generateToken, hashToken, newId, type Mode } from './token.js';
+import { derivedId, derivedToken, generateToken, hashesEqual, hashToken, newId, type Mode } from './token.js';
 import { MINTED_ID_RE } from './minted.js';
 
 export const issueKeySchema = z.strictObject({
@@ -72,7 +73,34 @@ export interface KeyServiceOptions {
   catalogFor?: (tenantId: string) => VendorCatalog | undefined;
   /** Resolves `budgets` at issuance; without it a key naming budgets is refused. */
   budgets?: BudgetService;
+  /**
+   * What idempotent issuance derives a retry's key id and token from (every replica needs the
+   * same one; the gateway derives it from `mint_key`). Default: random, so one process only.
+   */
+  idempotencySecret?: Buffer;
   now?: () => number;
+}
+
+/** How long `Idempotency-Key` on `POST /v1/keys` answers a retry with the key it first issued. */
+export const ISSUE_IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
+
+/** The secret idempotent issuance derives from, from the gateway's minting root secret. */
+export function issueIdempotencySecretFrom(root: string | Buffer): Buffer {
+  return createHmac('sha256', root).update('keyleash idempotent issuance v1').digest();
+}
+
+/** JSON with object keys sorted, so two spellings of one request fingerprint alike. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .filter((k) => o[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
 }
 
 /** The JSON shape of a key in every control API answer. */
@@ -144,14 +172,38 @@ export function zodToKeyleashError(err: z.ZodError): KeyleashError {
 export class KeyService {
   private readonly now: () => number;
 
+  private readonly idempotencySecret: Buffer;
+
   constructor(private readonly o: KeyServiceOptions) {
     this.now = o.now ?? Date.now;
+    this.idempotencySecret = o.idempotencySecret ?? randomBytes(32);
   }
 
-  async issue(body: unknown, principal: Principal = ROOT_PRINCIPAL): Promise<KeyView> {
+  /**
+   * Issues a key. With `idempotencyKey` (the `Idempotency-Key` header) the key's id and token are
+   * derived from it, the caller and the request, so a retry of the same request within
+   * ISSUE_IDEMPOTENCY_WINDOW_MS answers the key already issued (`replayed: true`) and never makes
+   * a second one; the token is recomputed, never stored. The same Idempotency-Key with a
+   * different request is 400 `idempotency_key_reused`.
+   */
+  async issue(body: unknown, principal: Principal = ROOT_PRINCIPAL, idempotencyKey?: string): Promise<KeyView & { token: string; replayed?: true }> {
     const parsed = issueKeySchema.safeParse(body);
     if (!parsed.success) throw zodToKeyleashError(parsed.error);
     const input = parsed.data;
+
+    let derived: { id: string; token: string } | undefined;
+    if (idempotencyKey !== undefined) {
+      if (idempotencyKey.length === 0 || idempotencyKey.length > 255 || /[\u0000-\u001f\u007f]/.test(idempotencyKey)) {
+        throw invalid('Idempotency-Key', 'must be 1-255 characters without control characters');
+      }
+      const who = `${principal.tenantId}\0${principal.name}\0${idempotencyKey}`;
+      derived = {
+        id: derivedId('key', this.idempotencySecret, who),
+        token: derivedToken(input.mode, this.idempotencySecret, `${who}\0${canonicalJson(body)}`),
+      };
+      const replay = await this.replayOf(derived, principal.tenantId);
+      if (replay) return replay;
+    }
 
     const catalog = this.catalogOf(principal.tenantId);
     const vendor = catalog.get(input.vendor);
@@ -203,9 +255,9 @@ export class KeyService {
     }
 
     const now = this.now();
-    const token = generateToken(input.mode);
+    const token = derived?.token ?? generateToken(input.mode);
     const record: KeyRecord = {
-      id: newId('key'),
+      id: derived?.id ?? newId('key'),
       tenantId: principal.tenantId,
       tokenHash: hashToken(token),
       label: input.label,
@@ -220,9 +272,34 @@ export class KeyService {
       budgetIds,
       rateLimit: input.rate_limit ? toRateLimit(input.rate_limit) : null,
     };
-    await this.o.store.createKey(record);
+    try {
+      await this.o.store.createKey(record);
+    } catch (err) {
+      // A concurrent retry (on any replica) inserted the same derived id first.
+      const replay = derived ? await this.replayOf(derived, principal.tenantId) : undefined;
+      if (replay) return replay;
+      throw err;
+    }
     this.o.cache.put(record);
     return { ...this.view(record, { requestCount: 0, lastUsedAt: null, spentMicros: 0 }), token };
+  }
+
+  /** The key an earlier request with this Idempotency-Key issued, answered again; undefined if none. */
+  private async replayOf(derived: { id: string; token: string }, tenantId: string): Promise<(KeyView & { token: string; replayed: true }) | undefined> {
+    const existing = await this.o.store.getKeyById(derived.id, tenantId);
+    if (!existing) return undefined;
+    if (!hashesEqual(existing.tokenHash, hashToken(derived.token))) {
+      throw new KeyleashError('idempotency_key_reused', 'This Idempotency-Key was already used to issue a key with a different request.', {
+        param: 'Idempotency-Key',
+      });
+    }
+    if (this.now() - existing.createdAt > ISSUE_IDEMPOTENCY_WINDOW_MS) {
+      throw new KeyleashError('idempotency_key_reused', 'This Idempotency-Key issued a key more than 24 hours ago; use a new one.', {
+        param: 'Idempotency-Key',
+      });
+    }
+    const view = this.view(await this.withLineage(existing), await this.o.store.keyUsage(existing.id, utcDay(this.now())));
+    return { ...view, token: derived.token, replayed: true };
   }
 
   /** The vendors of a tenant: its own credentials, never another tenant's. */

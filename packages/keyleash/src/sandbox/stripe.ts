@@ -133,9 +133,36 @@ async function readAll(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** How long Stripe remembers an Idempotency-Key. */
+const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+
 export function createStripeSandbox(opts: StripeSandboxOptions): StripeSandbox {
   const requests: RecordedRequest[] = [];
   const accepted = new Set(opts.secrets);
+  // As Stripe: a POST with an Idempotency-Key already used (per secret and account) is answered
+  // with the first result; with other parameters it is a 400 idempotency_error.
+  const idempotent = new Map<string, { fingerprint: string; answer: SandboxResponse; at: number }>();
+  const withIdempotency = (rec: RecordedRequest, secret: string, run: () => SandboxResponse): SandboxResponse => {
+    const key = rec.headers['idempotency-key'];
+    if (rec.method !== 'POST' || typeof key !== 'string' || key === '') return run();
+    const slot = `${secret}\0${rec.headers['stripe-account'] ?? ''}\0${key}`;
+    const fingerprint = `${rec.path}?${rec.query}\0${rec.body}`;
+    const seen = idempotent.get(slot);
+    if (seen && rec.at - seen.at < IDEMPOTENCY_TTL_MS) {
+      if (seen.fingerprint !== fingerprint) {
+        return stripeError(
+          400,
+          'idempotency_error',
+          `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.`,
+        );
+      }
+      return { ...seen.answer, headers: { ...seen.answer.headers, 'idempotent-replayed': 'true' } };
+    }
+    const answer = run();
+    // Stripe saves a result once the endpoint ran: successes and declines, not bad parameters.
+    if (answer.status < 400 || answer.status === 402) idempotent.set(slot, { fingerprint, answer, at: rec.at });
+    return answer;
+  };
 
   const sandbox: StripeSandbox = {
     server: null as unknown as Server,
@@ -176,7 +203,7 @@ export function createStripeSandbox(opts: StripeSandboxOptions): StripeSandbox {
     if (!accepted.has(secret)) {
       answer = stripeError(401, 'invalid_request_error', `Invalid API Key provided: ${mask(secret)}`);
     } else {
-      answer = (await sandbox.respond?.(rec)) ?? builtIn(rec);
+      answer = (await sandbox.respond?.(rec)) ?? withIdempotency(rec, secret, () => builtIn(rec));
     }
     if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
     const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);

@@ -11,6 +11,7 @@ import {
   headerValue,
   jsonObject,
   mediaType,
+  NO_RETRY_HEADERS,
   type Outcome,
   type PreparedBody,
   type Price,
@@ -231,6 +232,7 @@ export function anthropicVendor(cfg: AnthropicVendorConfig): Vendor {
 
   return {
     name: 'anthropic',
+    refusalHeaders: NO_RETRY_HEADERS,
     origin: cfg.origin,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ 'x-api-key': secret }),

@@ -9,6 +9,7 @@ import {
   describePolicy,
   formatMicros,
   mediaType,
+  NO_RETRY_HEADERS,
   type Outcome,
   type PreparedBody,
   type Price,
@@ -172,6 +173,7 @@ export function genericVendor(cfg: GenericVendorConfig): Vendor {
   const auth = cfg.auth;
   const vendor: Vendor = {
     name: cfg.name,
+    refusalHeaders: NO_RETRY_HEADERS,
     origin: cfg.origin,
     dedupesIdempotencyKey: cfg.dedupesIdempotencyKey === true,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),

@@ -24,6 +24,7 @@ import {
   headerValue,
   jsonObject,
   mediaType,
+  NO_RETRY_HEADERS,
   type Outcome,
   type PreparedBody,
   type Price,
@@ -362,6 +363,7 @@ export function openaiVendor(cfg: OpenAIVendorConfig): Vendor {
 
   return {
     name: 'openai',
+    refusalHeaders: NO_RETRY_HEADERS,
     origin: cfg.origin,
     secret: (mode: Mode) => (mode === 'live' ? cfg.liveSecret : cfg.testSecret),
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),

@@ -3,7 +3,7 @@ import { STRIPE_HEADERS } from './forwarded-headers.js';
 import { jsonToStripeForm } from './stripe-form.js';
 import { classOf, describeStripeRule, STRIPE_ENDPOINTS } from './stripe-endpoints.js';
 import { priceStripeCall, type StripePricingConfig } from './stripe-pricing.js';
-import type { CostRuleView, Outcome, PreparedBody, Vendor } from './vendor.js';
+import { type CostRuleView, NO_RETRY_HEADERS, type Outcome, type PreparedBody, type Vendor } from './vendor.js';
 
 export interface StripeVendorConfig extends StripePricingConfig {
   origin: string;
@@ -36,7 +36,7 @@ export function stripeVendor(cfg: StripeVendorConfig): Vendor {
     authHeaders: (secret) => ({ authorization: `Bearer ${secret}` }),
     ...STRIPE_HEADERS,
     // stripe-node retries some statuses on its own; a refusal by keyleash will not change on retry.
-    refusalHeaders: { 'stripe-should-retry': 'false' },
+    refusalHeaders: NO_RETRY_HEADERS,
     // Stripe keeps idempotency keys 24 hours per account (connected account or context).
     dedupesIdempotencyKey: true,
     idempotencyScopeHeaders: ['stripe-account', 'stripe-context'],

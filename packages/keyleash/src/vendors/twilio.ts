@@ -11,6 +11,7 @@ import {
   headerValue,
   jsonObject,
   mediaType,
+  NO_RETRY_HEADERS,
   type Outcome,
   type PreparedBody,
   type Price,
@@ -223,6 +224,7 @@ export function twilioVendor(cfg: TwilioVendorConfig): Vendor {
   const policy = cfg.unknownCost;
   return {
     name: 'twilio',
+    refusalHeaders: NO_RETRY_HEADERS,
     origin: cfg.origin,
     secret: (mode: Mode) => {
       const a = mode === 'live' ? cfg.live : cfg.test;

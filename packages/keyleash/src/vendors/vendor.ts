@@ -238,3 +238,14 @@ export function headerValue(headers: ResponseInfo['headers'], name: string): str
 
 /** Caller headers every vendor receives: content negotiation and client identification. */
 export const BASE_FORWARDED_HEADERS: readonly string[] = ['accept', 'accept-language', 'user-agent'];
+
+/**
+ * "Do not retry" in every official SDK's dialect, sent on keyleash's own refusals (a spent cap, a
+ * revoked key, a refused endpoint do not change on retry): stripe-node / stripe-python read
+ * `Stripe-Should-Retry`, the openai and Anthropic SDKs (Node and Python) `x-should-retry`.
+ * Rate limits and a store outage go without them: those are worth retrying.
+ */
+export const NO_RETRY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'stripe-should-retry': 'false',
+  'x-should-retry': 'false',
+});

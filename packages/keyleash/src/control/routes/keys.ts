@@ -10,8 +10,12 @@ export const keyRoutes: FastifyPluginAsync<{ keys: KeyService }> = async (app, {
     if (req.body === undefined || req.body === null || typeof req.body !== 'object' || Array.isArray(req.body)) {
       throw new KeyleashError('invalid_request', 'body: send a JSON object', { param: 'body' });
     }
-    const view = await keys.issue(req.body, req.principal);
+    const idem = req.headers['idempotency-key'];
+    if (Array.isArray(idem)) throw new KeyleashError('invalid_request', 'Idempotency-Key: give it once', { param: 'Idempotency-Key' });
+    const { replayed, ...view } = await keys.issue(req.body, req.principal, idem);
     reply.header('cache-control', 'no-store');
+    // As Stripe marks a replayed idempotent answer.
+    if (replayed) reply.header('idempotent-replayed', 'true');
     return reply.status(201).send(view);
   });
 
