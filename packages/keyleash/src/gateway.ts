@@ -59,7 +59,24 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** Listens on the configured addresses (port 0 picks one) and returns the base URLs. */
   listen(): Promise<{ apiUrl: string; proxyUrl: string }>;
+  /** True from the start of a drain: both /readyz answer 503. */
+  readonly draining: boolean;
+  /**
+   * A graceful stop (SIGTERM): /readyz turns 503 at once while both listeners keep accepting for
+   * `drainMs`; then they stop accepting, calls in flight get `deadlineMs` to finish, and what is
+   * still open (a long stream) is cut, settled and audited before the store closes.
+   * Defaults come from the config's `shutdown` section.
+   */
+  drain(opts?: { drainMs?: number; deadlineMs?: number }): Promise<void>;
+  /** Stops without a drain period: calls in flight still get the deadline (`drain({ drainMs: 0 })`). */
   close(): Promise<void>;
+}
+
+/** After streams are cut, how long their settlement and audit may take before the store closes anyway. */
+const SETTLE_AFTER_CUT_MS = 5_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function urlOf(server: Server, host: string, tls: boolean): string {
@@ -153,7 +170,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
-  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
+  let draining = false;
+  const api = buildControlApp({ draining: () => draining, tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
   // The handler times a call's body itself (answering request_timeout); Node's own request
   // timeout is the backstop for what it does not see, e.g. a body held back while a key is looked up.
@@ -167,6 +185,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const proxyTls = readTls(config.listen.proxy.tls);
   const proxy = (proxyTls ? createHttpsServer({ ...serverOptions, ...proxyTls }) : createServer(serverOptions)) as Server;
   proxy.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // Draining: each answer closes its connection, so keep-alive clients reconnect elsewhere.
+    if (draining) res.setHeader('connection', 'close');
     // Health probes for a load balancer in front of the proxy; a vault-key call never lands here.
     // /healthz: the process is alive. /readyz: it can meter calls now (the store answers).
     if (!req.headers.authorization && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
@@ -176,6 +196,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         res.end(body);
       };
       if (req.url === '/healthz') return send(200, { status: 'ok' });
+      if (draining) return send(503, { status: 'draining', store: store.kind });
       store.ping().then(
         () =>
           audit.accepting
@@ -244,6 +265,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       })
       .catch((err: unknown) => log.error({ err }, 'reconciling stale reservations failed'));
   let reconcileTimer: NodeJS.Timeout | null = null;
+  let drained: Promise<void> | undefined;
 
   return {
     config,
@@ -279,19 +301,44 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       live.clear();
       for (const [name, v] of fresh) live.set(name, v);
     },
-    async close() {
-      if (reconcileTimer) clearInterval(reconcileTimer);
-      await new Promise<void>((resolve) => {
-        if (!proxy.listening) return resolve();
-        proxy.close(() => resolve());
+    get draining() {
+      return draining;
+    },
+    drain(opts = {}) {
+      drained ??= (async () => {
+        const drainMs = opts.drainMs ?? config.shutdown.drain_seconds * 1000;
+        const deadlineMs = opts.deadlineMs ?? config.shutdown.deadline_seconds * 1000;
+        draining = true;
+        if (reconcileTimer) clearInterval(reconcileTimer);
+        log.info({ drainMs, deadlineMs, inFlight: handler.inFlight }, 'draining: /readyz answers 503, still accepting');
+        if (drainMs > 0) await sleep(drainMs);
+        // Stop accepting; idle keep-alive connections close now, busy ones after their answer.
+        const proxyClosed = new Promise<void>((resolve) => (proxy.listening ? proxy.close(() => resolve()) : resolve()));
         proxy.closeIdleConnections();
-      });
-      await api.close();
-      await handler.close();
-      await audit.flush();
-      metrics.close();
-      await alerts.close();
-      await store.close();
+        const apiClosed = api.close();
+        let timer: NodeJS.Timeout | undefined;
+        const finished = await Promise.race([
+          handler.idle().then(() => true),
+          new Promise<false>((r) => (timer = setTimeout(() => r(false), deadlineMs))),
+        ]);
+        clearTimeout(timer);
+        if (!finished) log.warn({ inFlight: handler.inFlight }, 'drain deadline passed: cutting the calls still open');
+        // Streams (and the dashboard's live tail) are cut; each cut call is settled for what was
+        // delivered and audited as usual.
+        proxy.closeAllConnections();
+        api.server.closeAllConnections();
+        await Promise.race([handler.idle(), new Promise((r) => setTimeout(r, SETTLE_AFTER_CUT_MS).unref())]);
+        await Promise.all([proxyClosed, apiClosed]);
+        await handler.close();
+        await audit.flush();
+        metrics.close();
+        await alerts.close();
+        await store.close();
+      })();
+      return drained;
+    },
+    close() {
+      return this.drain({ drainMs: 0 });
     },
   };
 }

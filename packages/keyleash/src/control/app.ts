@@ -105,6 +105,8 @@ export interface ControlAppOptions {
   dashboard?: boolean | { sessions: SessionStore };
   /** The config's `control` section: issuance quota and failed-token throttle. */
   control?: Partial<ControlLimits>;
+  /** True while the gateway drains before stopping: /readyz answers 503. */
+  draining?: () => boolean;
   now?: () => number;
 }
 
@@ -250,7 +252,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     reply.status(404).send(errorBody('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`, { requestId: req.id }));
   });
 
-  app.register(healthRoutes, { store: o.store, audit: o.audit });
+  app.register(healthRoutes, { store: o.store, audit: o.audit, draining: o.draining ?? (() => false) });
   app.register(openapiRoutes);
   app.register(keyRoutes, { keys: o.keys });
   app.register(auditRoutes, { store: o.store });
