@@ -62,13 +62,20 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+/**
+ * The first SIGTERM/SIGINT drains (README "Draining"); a second one exits at once, leaving any
+ * open reservation to the reconciler, which keeps it charged at its estimate.
+ */
 function runUntilSignal(gw: Gateway, extra: () => Promise<void> = async () => {}): void {
   let closing = false;
-  const stop = (signal: string) => {
-    if (closing) return;
+  const stop = (signal: NodeJS.Signals) => {
+    if (closing) {
+      gw.log.warn({ signal }, 'second signal: exiting now');
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
     closing = true;
     gw.log.info({ signal }, 'shutting down');
-    gw.close()
+    gw.drain()
       .then(extra)
       .then(() => process.exit(0))
       .catch((err: unknown) => {
@@ -93,6 +100,8 @@ async function dev(): Promise<void> {
     {
       admin_token: DEV_ADMIN_TOKEN,
       store: { path: './.keyleash/dev.sqlite' },
+      // Ctrl-C in development stops at once; calls in flight still finish.
+      shutdown: { drain_seconds: 0, deadline_seconds: 5 },
       vendors: {
         stripe: { base_url: sandboxUrl, test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET },
         twilio: {
@@ -190,6 +199,24 @@ async function migrate(configPath: string | undefined): Promise<void> {
   createLogger(config.log_level).info({ store: config.store.path }, 'store schema is up to date');
 }
 
+/**
+ * A SQLite file that cannot be created or opened (a read-only directory, a volume owned by another
+ * user) is a setting to fix, not a crash: one line naming the path and the setting.
+ */
+function storeOpenProblem(err: NodeJS.ErrnoException, configPath: string | undefined): string | null {
+  const codes = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM']);
+  if (typeof err.code !== 'string' || !codes.has(err.code)) return null;
+  let path = err.path;
+  try {
+    const config = loadConfig(configPath);
+    if (config.store.url !== undefined) return null;
+    path = config.store.path;
+  } catch {
+    /* the config was readable a moment ago; keep the error's own path */
+  }
+  return `cannot open the store at ${path ?? 'its path'}: ${err.message}. Point KEYLEASH_DATA (store.path) at a file in a directory this user can write, e.g. a mounted volume.`;
+}
+
 /** Where the data lives, for logs; never the URL itself, which may hold a password. */
 function storeName(config: Config): string {
   if (config.store.url === undefined) return config.store.path;
@@ -239,6 +266,8 @@ async function main(argv: string[]): Promise<void> {
     if (e instanceof ConfigError) fail(e.message);
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') fail(`address in use: ${err.message}`, 1);
+    const storeProblem = storeOpenProblem(err, configPath);
+    if (storeProblem) fail(storeProblem);
     throw e;
   }
   fail(`unknown command "${command}"\n\n${HELP}`);
