@@ -22,6 +22,7 @@ import { ProxyHandler } from './proxy/handler.js';
 import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
+import { assertSqliteSchemaKnown } from './store/sqlite/schema-guard.js';
 import { DEFAULT_TENANT, StoreUnavailableError, type Store } from './store/store.js';
 import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
 import type { Vendor, VendorCatalog } from './vendors/vendor.js';
@@ -92,6 +93,7 @@ function urlOf(server: Server, host: string, tls: boolean): string {
 export async function openStore(config: Config, log?: Logger): Promise<Store> {
   const s = config.store;
   if (s.url === undefined || s.redis_url === undefined) {
+    assertSqliteSchemaKnown(s.path);
     return new SqliteStore({ path: s.path, synchronous: s.synchronous });
   }
   const { PgRedisStore } = await import('./store/postgres-redis/index.js');
@@ -111,6 +113,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   if (!opts.store && config.store.url !== undefined) {
     throw new Error('store.url is set: open the store with openStore(config) and pass it as opts.store');
   }
+  if (!opts.store) assertSqliteSchemaKnown(config.store.path);
   const store: Store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
   const catalog = buildCatalog(config);
   // Each tenant's own vendor credentials; a key is always forwarded with its tenant's.
