@@ -9,6 +9,7 @@ import { AuditChain, auditKeyFrom } from './audit/chain.js';
 import { AuditSink } from './audit/sink.js';
 import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
+import { openAdminAudit, type AdminAuditLog } from './control/admin-audit.js';
 import { adminTokensFrom } from './config/tenants.js';
 import { KeyService } from './keys/service.js';
 import { MintingService } from './keys/minting.js';
@@ -39,6 +40,8 @@ function readTls(tls: { cert_file: string; key_file: string } | undefined): { ce
 
 export interface GatewayOptions {
   store?: Store;
+  /** The admin audit trail; default: beside the configured store. */
+  adminAudit?: AdminAuditLog;
   logger?: Logger;
   now?: () => number;
 }
@@ -174,7 +177,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   });
   const metrics = new GatewayMetrics({ audit, cache, log });
   let draining = false;
-  const api = buildControlApp({ draining: () => draining, tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
+  const adminAudit = opts.adminAudit ?? openAdminAudit(config);
+  const api = buildControlApp({ adminAudit, draining: () => draining, tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
   // The handler times a call's body itself (answering request_timeout); Node's own request
   // timeout is the backstop for what it does not see, e.g. a body held back while a key is looked up.
@@ -336,6 +340,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         await audit.flush();
         metrics.close();
         await alerts.close();
+        await adminAudit.close();
         await store.close();
       })();
       return drained;

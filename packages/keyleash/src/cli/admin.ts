@@ -83,8 +83,11 @@ Usage:
                         [--since T] [--until T] [--limit N] [--all]
   keyleash audit export [same filters] [--format ndjson|csv]
   keyleash audit verify [--config F]     (reads the store itself; see keyleash audit verify --help)
+  keyleash audit admin  [--actor NAME] [--since T] [--until T] [--limit N] [--all] [--format ndjson|csv]
 
-tail follows the log live until Ctrl-C. query prints the newest records first (--limit, default
+admin reads the admin audit trail: every control-plane change (keys, minting keys, the kill
+switch, budgets, dashboard sign-in), with the admin token's name, address and request id;
+--format exports every match. tail follows the log live until Ctrl-C. query prints the newest records first (--limit, default
 100; --all for every match). export writes every matching record, newest first, as NDJSON (one
 audit_record per line) or CSV with a header. --since/--until take an ISO time or date
 (2026-01-31, 2026-01-31T12:00:00Z); --since is inclusive, --until exclusive.
@@ -579,6 +582,7 @@ async function auditCommand(args: string[]): Promise<number> {
       limit: { type: 'string' },
       all: { type: 'boolean' },
       format: { type: 'string' },
+      actor: { type: 'string' },
     },
     'audit',
   );
@@ -587,6 +591,7 @@ async function auditCommand(args: string[]): Promise<number> {
     return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
   }
   if (sub === 'query' || sub === 'export') return auditRecords(sub, values, positionals);
+  if (sub === 'admin') return adminTrail(values, positionals);
   if (sub !== 'tail') throw usage(`unknown audit command "${sub}"`, 'audit');
   if (positionals.length) throw usage(`audit tail takes no arguments, got ${positionals.join(' ')}`, 'audit');
   const ctx = context(values);
@@ -716,6 +721,48 @@ async function auditRecords(
   else {
     for (const r of found) ctx.write(auditLine(ctx.out, r));
     if (more && !everything) ctx.write(ctx.out.dim('… more records match; pass --all, a --limit or narrower filters.\n'));
+  }
+  return EXIT.ok;
+}
+
+const ADMIN_CSV = ['time', 'id', 'tenant_id', 'actor', 'via', 'ip', 'request_id', 'method', 'route', 'target', 'status', 'detail'];
+
+/** audit admin: the admin audit trail, newest first; --format exports every match. */
+async function adminTrail(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> {
+  if (positionals.length) throw usage(`audit admin takes no arguments, got ${positionals.join(' ')}`, 'audit');
+  const format = values.format as string | undefined;
+  if (format !== undefined && !['ndjson', 'csv'].includes(format)) throw usage(`--format is ndjson or csv, got ${JSON.stringify(format)}`, 'audit');
+  timeParam(values.since as string | undefined, 'since');
+  timeParam(values.until as string | undefined, 'until');
+  const limit = values.limit === undefined ? 100 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a positive whole number', 'audit');
+  const ctx = context(values as Parameters<typeof context>[0]);
+  const everything = format !== undefined || values.all === true;
+  const found: any[] = [];
+  let cursor: string | undefined;
+  let more = false;
+  if (format === 'csv') ctx.write(ADMIN_CSV.join(',') + '\n');
+  do {
+    const q = { actor: values.actor as string | undefined, since: values.since as string | undefined, until: values.until as string | undefined };
+    const page = await call(ctx.conn, 'GET', `/v1/admin/audit${qs({ ...q, limit: everything ? 1000 : limit, cursor })}`);
+    more = page.has_more;
+    cursor = page.next_cursor ?? undefined;
+    for (const r of page.data) {
+      if (format === 'ndjson') ctx.write(jsonLine(r));
+      else if (format === 'csv') ctx.write(ADMIN_CSV.map((c) => csvCell(c === 'detail' && r.detail ? JSON.stringify(r.detail) : r[c])).join(',') + '\n');
+      else found.push(r);
+    }
+  } while (more && everything);
+  if (format !== undefined) return EXIT.ok;
+  if (ctx.json) ctx.write(jsonLine({ object: 'list', data: found, has_more: more }));
+  else if (found.length === 0) ctx.write(ctx.out.dim('No admin audit records match.\n'));
+  else {
+    const o = ctx.out;
+    for (const r of found) {
+      const d = r.detail ? ` ${o.dim(JSON.stringify(r.detail))}` : '';
+      ctx.write(`${o.dim(String(r.time).slice(0, 19))}  ${o.bold(r.actor)} ${o.dim(`(${r.via}, ${r.ip})`)}  ${r.method} ${r.route}  ${r.target ?? '-'}  ${r.status}${d}  ${o.dim(r.request_id)}\n`);
+    }
+    if (more) ctx.write(o.dim('… more records match; pass --all or --format ndjson.\n'));
   }
   return EXIT.ok;
 }

@@ -7,6 +7,7 @@ import { parseTtlSeconds } from '../policy/ttl.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import { assertSqliteSchemaKnown, NewerSchemaError, sqliteSchemaVersion } from '../store/sqlite/schema-guard.js';
 import { EXIT } from './admin.js';
+import { ADMIN_AUDIT_TABLE } from '../store/sqlite/admin-audit.js';
 import { missingStore } from './store-check.js';
 
 // Backup, restore and retention of the SQLite store. Each works on the file directly, never
@@ -169,6 +170,13 @@ export function carryOver(db: Database.Database, prevPath: string): CarriedOver 
       const audit = db
         .prepare(`INSERT INTO main.audit (${ac}) SELECT ${ac} FROM prev.audit p WHERE NOT EXISTS (SELECT 1 FROM main.audit a WHERE a.id = p.id) ORDER BY p.seq`)
         .run().changes;
+      // The admin audit trail too, when the replaced store has one.
+      const hasTrail = (schema: string) => db.prepare(`SELECT 1 FROM ${schema}.sqlite_master WHERE type = 'table' AND name = 'admin_audit'`).get() !== undefined;
+      if (hasTrail('prev')) {
+        const tc = columns(db, 'prev', 'admin_audit').filter((c) => c !== 'seq');
+        if (!hasTrail('main')) db.exec(ADMIN_AUDIT_TABLE);
+        db.prepare(`INSERT INTO main.admin_audit (${tc.join(', ')}) SELECT ${tc.join(', ')} FROM prev.admin_audit p WHERE NOT EXISTS (SELECT 1 FROM main.admin_audit a WHERE a.id = p.id) ORDER BY p.seq`).run();
+      }
       return { revokedKeys, revokedMintingKeys, mintedRevocations, keySpend, budgetSpend, audit };
     }).immediate();
   } finally {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import type { Principal } from './principal.js';
 
 // Dashboard sessions. The browser never holds the admin token after login: it holds an
 // HttpOnly, SameSite=Strict cookie naming a random session id that maps to server memory. Every
@@ -12,6 +13,8 @@ export const CSRF_HEADER = 'x-keyleash-csrf';
 export interface Session {
   readonly id: string;
   readonly csrf: string;
+  /** Who signed in: the admin token's principal, so the session's changes are attributed to it. */
+  readonly principal?: Principal;
   readonly createdAt: number;
   lastSeen: number;
 }
@@ -64,12 +67,13 @@ export class SessionStore {
     return Math.floor(this.maxAgeMs / 1000);
   }
 
-  create(): Session {
+  create(principal?: Principal): Session {
     this.sweep();
     const now = this.now();
     const session: Session = {
       id: randomBytes(32).toString('base64url'),
       csrf: randomBytes(32).toString('base64url'),
+      ...(principal ? { principal } : {}),
       createdAt: now,
       lastSeen: now,
     };
