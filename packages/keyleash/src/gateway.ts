@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { hkdfSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -24,7 +24,7 @@ import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
 import { assertSqliteSchemaKnown } from './store/sqlite/schema-guard.js';
-import { DEFAULT_TENANT, StoreUnavailableError, type Store } from './store/store.js';
+import { DEFAULT_TENANT, StoreUnavailableError, type AuditRecord, type Store } from './store/store.js';
 import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
 import type { Vendor, VendorCatalog } from './vendors/vendor.js';
 
@@ -178,7 +178,23 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const metrics = new GatewayMetrics({ audit, cache, log });
   let draining = false;
   const adminAudit = opts.adminAudit ?? openAdminAudit(config);
-  const api = buildControlApp({ adminAudit, draining: () => draining, tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
+  // Every replica derives the same session key from the shared admin token, so a dashboard
+  // session signed by one is accepted by all.
+  const sessionSecret = Buffer.from(hkdfSync('sha256', config.admin_token, 'keyleash-dashboard-session', 'v1', 32));
+  // Scaled out: the live tail shows every replica's calls (Redis pub/sub), loaded only then.
+  let auditFeed: { subscribe(fn: (r: AuditRecord) => void): () => void; close(): Promise<void> } | undefined;
+  const feedReady =
+    config.store.redis_url !== undefined
+      ? import('./store/postgres-redis/audit-feed.js').then((m) => {
+          auditFeed = new m.RedisAuditFeed(config.store.redis_url!, config.store.redis_prefix, audit, log);
+        })
+      : Promise.resolve();
+  const feed = {
+    subscribe(fn: (r: AuditRecord) => void) {
+      return auditFeed ? auditFeed.subscribe(fn) : audit.subscribe(fn);
+    },
+  };
+  const api = buildControlApp({ auditFeed: feed, adminAudit, sessionSecret, draining: () => draining, tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
   // The handler times a call's body itself (answering request_timeout); Node's own request
   // timeout is the backstop for what it does not see, e.g. a body held back while a key is looked up.
@@ -288,6 +304,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     log,
     metrics,
     async listen() {
+      await feedReady;
       await reconcile();
       reconcileTimer = setInterval(reconcile, Math.min(staleMs, 60_000));
       reconcileTimer.unref();
@@ -341,6 +358,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         metrics.close();
         await alerts.close();
         await adminAudit.close();
+        await auditFeed?.close();
         await store.close();
       })();
       return drained;

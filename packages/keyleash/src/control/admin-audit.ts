@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/config.js';
 import { decodeCursor, encodeCursor } from '../store/cursor.js';
+import { MemorySessionRevocations, type SessionRevocations } from './sessions.js';
 
 // The admin audit trail: every change made through the control plane (keys, minting keys, the
 // kill switch, budgets, dashboard sign-in and out), with who made it, from where and the request
@@ -33,7 +34,7 @@ export interface AdminAuditFilter {
   until?: number;
 }
 
-export interface AdminAuditLog {
+export interface AdminAuditLog extends SessionRevocations {
   append(r: AdminAuditRecord): Promise<void>;
   /** Newest first. */
   list(filter: AdminAuditFilter, limit: number, cursor: string | null): Promise<{ items: AdminAuditRecord[]; nextCursor: string | null }>;
@@ -63,7 +64,7 @@ export function adminAuditView(r: AdminAuditRecord) {
 }
 
 /** For stores with nothing durable to write to (an in-memory SQLite store in tests). */
-export class MemoryAdminAudit implements AdminAuditLog {
+export class MemoryAdminAudit extends MemorySessionRevocations implements AdminAuditLog {
   private readonly records: AdminAuditRecord[] = [];
   async append(r: AdminAuditRecord): Promise<void> {
     this.records.push(r);
@@ -105,6 +106,12 @@ class LazyAdminAudit implements AdminAuditLog {
   }
   async close(): Promise<void> {
     if (this.opened) await (await this.opened).close();
+  }
+  async revoke(sid: string, expiresAt: number): Promise<void> {
+    return (await this.log).revoke(sid, expiresAt);
+  }
+  async isRevoked(sid: string): Promise<boolean> {
+    return (await this.log).isRevoked(sid);
   }
 }
 

@@ -7,7 +7,7 @@ import type { AuditSink } from '../audit/sink.js';
 import { errorBody, KeyleashError } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import type { BudgetService } from '../budgets/service.js';
-import { DEFAULT_TENANT, StoreUnavailableError, type Store } from '../store/store.js';
+import { DEFAULT_TENANT, StoreUnavailableError, type AuditRecord, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { auditRoutes } from './routes/audit.js';
@@ -25,7 +25,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { statsRoutes } from './routes/stats.js';
 import { vendorRoutes } from './routes/vendors.js';
-import { SessionStore } from './sessions.js';
+import { SessionStore, type SessionRevocations } from './sessions.js';
 import { newAdminAuditId, type AdminAuditLog } from './admin-audit.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 
@@ -109,8 +109,12 @@ export interface ControlAppOptions {
   dashboard?: boolean | { sessions: SessionStore };
   /** The config's `control` section: issuance quota and failed-token throttle. */
   control?: Partial<ControlLimits>;
-  /** Where every control-plane change is recorded, with who made it (README "Operator identity"). */
-  adminAudit?: AdminAuditLog;
+  /** Where every control-plane change is recorded, with who made it (README "Operator identity"); also holds signed-out dashboard sessions. */
+  adminAudit?: AdminAuditLog & SessionRevocations;
+  /** The live tail's source when replicas share the store: every replica's audit records. */
+  auditFeed?: { subscribe(fn: (r: AuditRecord) => void): () => void };
+  /** Signs dashboard sessions; the same on every replica so any of them accepts a session. */
+  sessionSecret?: Buffer;
   /** True while the gateway drains before stopping: /readyz answers 503. */
   draining?: () => boolean;
   now?: () => number;
@@ -160,7 +164,16 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   };
 
   const sessions =
-    o.dashboard === false ? null : typeof o.dashboard === 'object' ? o.dashboard.sessions : new SessionStore(o.now ? { now: o.now } : {});
+    o.dashboard === false
+      ? null
+      : typeof o.dashboard === 'object'
+        ? o.dashboard.sessions
+        : new SessionStore({
+            ...(o.now ? { now: o.now } : {}),
+            ...(o.sessionSecret ? { secret: o.sessionSecret } : {}),
+            ...(o.adminAudit ? { revocations: o.adminAudit } : {}),
+            principalOf: (tenantId, name) => tokens.byName(tenantId, name),
+          });
   // A session is signed in with the admin token, so it acts as that token, under its policy.
   const sessionPrincipal = tokens.find(`Bearer ${o.adminToken}`) ?? ROOT_PRINCIPAL;
   /** Requests authenticated by a dashboard session rather than a bearer token. */
@@ -182,7 +195,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     return rateLimited(wait, 'Too many failed admin tokens from this address; retry later.');
   };
 
-  const authenticate = (req: FastifyRequest): Principal => {
+  const authenticate = async (req: FastifyRequest): Promise<Principal> => {
     const principal = tokens.find(req.headers.authorization);
     if (principal) return principal;
     if (isAdmin(req.headers.authorization)) return ROOT_PRINCIPAL;
@@ -190,7 +203,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     // bearer token is never rescued by a cookie.
     if (req.headers.authorization === undefined) {
       if (sessions) {
-        const check = sessions.check(req);
+        const check = await sessions.check(req);
         if (check.ok) {
           viaSession.add(req);
           return check.session.principal ?? sessionPrincipal;
@@ -209,7 +222,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     // Decided on the route the router chose, so no spelling of a URL can reach a handler unchecked.
     const route = req.routeOptions.url;
     if (route !== undefined && PUBLIC_ROUTES.has(route)) return;
-    req.principal = authenticate(req);
+    req.principal = await authenticate(req);
     const key = `${req.method} ${route ?? ''}`;
     // Another tenant sees only the routes that are scoped to a tenant; the rest do not exist for it.
     if (req.principal.tenantId !== DEFAULT_TENANT && !TENANT_ROUTES.has(key)) {
@@ -315,7 +328,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   if (o.budgets) app.register(budgetRoutes, { budgets: o.budgets });
   if (o.alerts) app.register(alertRoutes, { alerts: o.alerts });
   if (o.minting) app.register(mintingKeyRoutes, { minting: o.minting });
-  app.register(auditStreamRoutes, { store: o.store, audit: o.audit });
+  app.register(auditStreamRoutes, { store: o.store, audit: o.audit, ...(o.auditFeed ? { feed: o.auditFeed } : {}) });
   app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
   app.register(vendorRoutes, { catalog: o.catalog, catalogOf: (t: string) => o.keys.catalogOf(t) });
   if (o.metrics) app.register(metricsRoutes, { metrics: o.metrics });

@@ -113,17 +113,17 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
   // The page asks for its CSRF token after a reload (it keeps it in memory only).
   app.get('/dashboard/session', async (req, reply) => {
     noStore(reply);
-    const session = sessions.get(req);
+    const session = await sessions.get(req);
     if (!session) return reply.status(401).send(errorBody('unauthorized', 'No dashboard session; log in.', { requestId: req.id }));
     return { object: 'dashboard_session', csrf_token: session.csrf, expires_in: sessions.maxAgeSeconds };
   });
 
   app.delete('/dashboard/session', async (req, reply) => {
     noStore(reply);
-    const check = sessions.check(req);
+    const check = await sessions.check(req);
     if (!check.ok && check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
     if (check.ok) {
-      sessions.destroy(check.session);
+      await sessions.destroy(check.session);
       req.principal = check.session.principal ?? ROOT_PRINCIPAL;
     }
     reply.header('set-cookie', sessionCookie(req, '', 0));

@@ -25,7 +25,8 @@ export class PgAdminAudit implements AdminAuditLog {
          CREATE TABLE IF NOT EXISTS admin_audit (
            seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, time BIGINT NOT NULL, tenant_id TEXT NOT NULL,
            actor TEXT NOT NULL, via TEXT NOT NULL, ip TEXT NOT NULL, request_id TEXT NOT NULL, method TEXT NOT NULL,
-           route TEXT NOT NULL, target TEXT, status INTEGER NOT NULL, detail JSONB)`,
+           route TEXT NOT NULL, target TEXT, status INTEGER NOT NULL, detail JSONB);
+         CREATE TABLE IF NOT EXISTS dashboard_session_revocations (sid TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)`,
       )
       .catch((e: unknown) => {
         this.ready = null;
@@ -83,6 +84,18 @@ export class PgAdminAudit implements AdminAuditLog {
       ),
       nextCursor: rows.length > limit && last ? encodeCursor({ t: Number(last.seq), id: '' }) : null,
     };
+  }
+
+  async revoke(sid: string, expiresAt: number): Promise<void> {
+    await this.table();
+    await this.pool.query('INSERT INTO dashboard_session_revocations (sid, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING', [sid, expiresAt]);
+    await this.pool.query('DELETE FROM dashboard_session_revocations WHERE expires_at < $1', [Date.now()]);
+  }
+
+  async isRevoked(sid: string): Promise<boolean> {
+    await this.table();
+    const { rowCount } = await this.pool.query('SELECT 1 FROM dashboard_session_revocations WHERE sid = $1', [sid]);
+    return (rowCount ?? 0) > 0;
   }
 
   async close(): Promise<void> {

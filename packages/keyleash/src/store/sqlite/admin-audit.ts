@@ -45,6 +45,7 @@ export class SqliteAdminAudit implements AdminAuditLog {
     this.db = new Database(path);
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(ADMIN_AUDIT_TABLE);
+    this.db.exec('CREATE TABLE IF NOT EXISTS dashboard_session_revocations (sid TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)');
     this.insert = this.db.prepare(`INSERT INTO admin_audit (id, time, tenant_id, actor, via, ip, request_id, method, route, target, status, detail)
       VALUES (@id, @time, @tenantId, @actor, @via, @ip, @requestId, @method, @route, @target, @status, @detail)`);
   }
@@ -68,6 +69,15 @@ export class SqliteAdminAudit implements AdminAuditLog {
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return { items: page.map(fromRow), nextCursor: rows.length > limit && last ? encodeCursor({ t: last.seq, id: '' }) : null };
+  }
+
+  async revoke(sid: string, expiresAt: number): Promise<void> {
+    this.db.prepare('INSERT OR IGNORE INTO dashboard_session_revocations (sid, expires_at) VALUES (?, ?)').run(sid, expiresAt);
+    this.db.prepare('DELETE FROM dashboard_session_revocations WHERE expires_at < ?').run(Date.now());
+  }
+
+  async isRevoked(sid: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM dashboard_session_revocations WHERE sid = ?').get(sid) !== undefined;
   }
 
   async close(): Promise<void> {
