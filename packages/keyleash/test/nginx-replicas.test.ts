@@ -104,6 +104,16 @@ describe.skipIf(!available || !NGINX)('two replicas behind the shipped nginx con
     const out = await fetch(`${lbApi}/dashboard/session`, { method: 'DELETE', headers: { cookie, 'x-keyleash-csrf': csrf } });
     expect(out.status).toBe(204);
     for (const r of replicas) expect((await fetch(`${r.api}/v1/keys`, { headers: { cookie } })).status).toBe(401);
+    // Whichever replica took each change, the admin audit trail in Postgres has all of them.
+    const trail = (await (await fetch(`${replicas[1]!.api}/v1/admin/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+      data: Array<{ actor: string; via: string; method: string; route: string }>;
+    };
+    expect(trail.data.map((r) => `${r.actor} ${r.via} ${r.method} ${r.route}`).reverse()).toEqual([
+      'admin dashboard POST /dashboard/session',
+      'admin dashboard POST /v1/keys',
+      'admin dashboard POST /v1/keys',
+      'admin dashboard DELETE /dashboard/session',
+    ]);
   });
 
   it('the live tail through the balancer shows the calls of both replicas', async () => {
