@@ -358,6 +358,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         metrics.close();
         await alerts.close();
         await adminAudit.close();
+        await feedReady.catch(() => undefined);
         await auditFeed?.close();
         await store.close();
       })();

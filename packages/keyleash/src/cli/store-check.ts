@@ -13,7 +13,7 @@ export async function missingStore(config: Config): Promise<string | null> {
     return existsSync(path) ? null : `no store at ${path}: pass --config (or set KEYLEASH_CONFIG or KEYLEASH_DATA) naming the gateway's store`;
   }
   const pg = (await import('pg')).default;
-  const client = new pg.Client({ connectionString: config.store.url });
+  const client = new pg.Client({ connectionString: config.store.url, connectionTimeoutMillis: 10_000 });
   try {
     await client.connect();
     const { rows } = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`"${config.store.schema.replace(/"/g, '""')}".schema_version`]);
