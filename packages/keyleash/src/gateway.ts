@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { hkdfSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -9,6 +9,7 @@ import { AuditChain, auditKeyFrom } from './audit/chain.js';
 import { AuditSink } from './audit/sink.js';
 import { ConfigError, type Config } from './config/config.js';
 import { buildControlApp } from './control/app.js';
+import { openAdminAudit, type AdminAuditLog } from './control/admin-audit.js';
 import { adminTokensFrom } from './config/tenants.js';
 import { issueIdempotencySecretFrom, KeyService } from './keys/service.js';
 import { MintingService } from './keys/minting.js';
@@ -23,7 +24,8 @@ import { ProxyHandler } from './proxy/handler.js';
 import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
-import { DEFAULT_TENANT, StoreUnavailableError, type Store } from './store/store.js';
+import { assertSqliteSchemaKnown } from './store/sqlite/schema-guard.js';
+import { DEFAULT_TENANT, StoreUnavailableError, type AuditRecord, type Store } from './store/store.js';
 import { buildCatalog, KNOWN_VENDOR_NAMES } from './vendors/catalog.js';
 import type { Vendor, VendorCatalog } from './vendors/vendor.js';
 
@@ -39,6 +41,8 @@ function readTls(tls: { cert_file: string; key_file: string } | undefined): { ce
 
 export interface GatewayOptions {
   store?: Store;
+  /** The admin audit trail; default: beside the configured store. */
+  adminAudit?: AdminAuditLog;
   logger?: Logger;
   now?: () => number;
 }
@@ -60,7 +64,24 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** Listens on the configured addresses (port 0 picks one) and returns the base URLs. */
   listen(): Promise<{ apiUrl: string; proxyUrl: string }>;
+  /** True from the start of a drain: both /readyz answer 503. */
+  readonly draining: boolean;
+  /**
+   * A graceful stop (SIGTERM): /readyz turns 503 at once while both listeners keep accepting for
+   * `drainMs`; then they stop accepting, calls in flight get `deadlineMs` to finish, and what is
+   * still open (a long stream) is cut, settled and audited before the store closes.
+   * Defaults come from the config's `shutdown` section.
+   */
+  drain(opts?: { drainMs?: number; deadlineMs?: number }): Promise<void>;
+  /** Stops without a drain period: calls in flight still get the deadline (`drain({ drainMs: 0 })`). */
   close(): Promise<void>;
+}
+
+/** After streams are cut, how long their settlement and audit may take before the store closes anyway. */
+const SETTLE_AFTER_CUT_MS = 5_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function urlOf(server: Server, host: string, tls: boolean): string {
@@ -76,6 +97,7 @@ function urlOf(server: Server, host: string, tls: boolean): string {
 export async function openStore(config: Config, log?: Logger): Promise<Store> {
   const s = config.store;
   if (s.url === undefined || s.redis_url === undefined) {
+    assertSqliteSchemaKnown(s.path);
     return new SqliteStore({ path: s.path, synchronous: s.synchronous });
   }
   const { PgRedisStore } = await import('./store/postgres-redis/index.js');
@@ -95,6 +117,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   if (!opts.store && config.store.url !== undefined) {
     throw new Error('store.url is set: open the store with openStore(config) and pass it as opts.store');
   }
+  if (!opts.store) assertSqliteSchemaKnown(config.store.path);
   // Timed where it is wired, so every store call feeds keyleash_store_operation_seconds.
   const timed = timedStore<Store>(opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous }));
   const store: Store = timed.store;
@@ -157,7 +180,25 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log, storeTimer: timed.observe });
-  const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
+  let draining = false;
+  const adminAudit = opts.adminAudit ?? openAdminAudit(config);
+  // Every replica derives the same session key from the shared admin token, so a dashboard
+  // session signed by one is accepted by all.
+  const sessionSecret = Buffer.from(hkdfSync('sha256', config.admin_token, 'keyleash-dashboard-session', 'v1', 32));
+  // Scaled out: the live tail shows every replica's calls (Redis pub/sub), loaded only then.
+  let auditFeed: { subscribe(fn: (r: AuditRecord) => void): () => void; close(): Promise<void> } | undefined;
+  const feedReady =
+    config.store.redis_url !== undefined
+      ? import('./store/postgres-redis/audit-feed.js').then((m) => {
+          auditFeed = new m.RedisAuditFeed(config.store.redis_url!, config.store.redis_prefix, audit, log);
+        })
+      : Promise.resolve();
+  const feed = {
+    subscribe(fn: (r: AuditRecord) => void) {
+      return auditFeed ? auditFeed.subscribe(fn) : audit.subscribe(fn);
+    },
+  };
+  const api = buildControlApp({ auditFeed: feed, adminAudit, sessionSecret, draining: () => draining, tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
   // The handler times a call's body itself (answering request_timeout); Node's own request
   // timeout is the backstop for what it does not see, e.g. a body held back while a key is looked up.
@@ -171,6 +212,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   const proxyTls = readTls(config.listen.proxy.tls);
   const proxy = (proxyTls ? createHttpsServer({ ...serverOptions, ...proxyTls }) : createServer(serverOptions)) as Server;
   proxy.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // Draining: each answer closes its connection, so keep-alive clients reconnect elsewhere.
+    if (draining) res.setHeader('connection', 'close');
     // Health probes for a load balancer in front of the proxy; a vault-key call never lands here.
     // /healthz: the process is alive. /readyz: it can meter calls now (the store answers).
     if (!req.headers.authorization && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
@@ -180,6 +223,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         res.end(body);
       };
       if (req.url === '/healthz') return send(200, { status: 'ok' });
+      if (draining) return send(503, { status: 'draining', store: store.kind });
       store.ping().then(
         () =>
           audit.accepting
@@ -248,6 +292,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       })
       .catch((err: unknown) => log.error({ err }, 'reconciling stale reservations failed'));
   let reconcileTimer: NodeJS.Timeout | null = null;
+  let drained: Promise<void> | undefined;
 
   return {
     config,
@@ -263,6 +308,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     log,
     metrics,
     async listen() {
+      await feedReady;
       await reconcile();
       reconcileTimer = setInterval(reconcile, Math.min(staleMs, 60_000));
       reconcileTimer.unref();
@@ -290,19 +336,47 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         if (t) swap(live as Map<string, Vendor>, buildCatalog({ ...next, vendors: t.vendors }));
       }
     },
-    async close() {
-      if (reconcileTimer) clearInterval(reconcileTimer);
-      await new Promise<void>((resolve) => {
-        if (!proxy.listening) return resolve();
-        proxy.close(() => resolve());
+    get draining() {
+      return draining;
+    },
+    drain(opts = {}) {
+      drained ??= (async () => {
+        const drainMs = opts.drainMs ?? config.shutdown.drain_seconds * 1000;
+        const deadlineMs = opts.deadlineMs ?? config.shutdown.deadline_seconds * 1000;
+        draining = true;
+        if (reconcileTimer) clearInterval(reconcileTimer);
+        log.info({ drainMs, deadlineMs, inFlight: handler.inFlight }, 'draining: /readyz answers 503, still accepting');
+        if (drainMs > 0) await sleep(drainMs);
+        // Stop accepting; idle keep-alive connections close now, busy ones after their answer.
+        const proxyClosed = new Promise<void>((resolve) => (proxy.listening ? proxy.close(() => resolve()) : resolve()));
         proxy.closeIdleConnections();
-      });
-      await api.close();
-      await handler.close();
-      await audit.flush();
-      metrics.close();
-      await alerts.close();
-      await store.close();
+        const apiClosed = api.close();
+        let timer: NodeJS.Timeout | undefined;
+        const finished = await Promise.race([
+          handler.idle().then(() => true),
+          new Promise<false>((r) => (timer = setTimeout(() => r(false), deadlineMs))),
+        ]);
+        clearTimeout(timer);
+        if (!finished) log.warn({ inFlight: handler.inFlight }, 'drain deadline passed: cutting the calls still open');
+        // Streams (and the dashboard's live tail) are cut; each cut call is settled for what was
+        // delivered and audited as usual.
+        proxy.closeAllConnections();
+        api.server.closeAllConnections();
+        await Promise.race([handler.idle(), new Promise((r) => setTimeout(r, SETTLE_AFTER_CUT_MS).unref())]);
+        await Promise.all([proxyClosed, apiClosed]);
+        await handler.close();
+        await audit.flush();
+        metrics.close();
+        await alerts.close();
+        await adminAudit.close();
+        await feedReady.catch(() => undefined);
+        await auditFeed?.close();
+        await store.close();
+      })();
+      return drained;
+    },
+    close() {
+      return this.drain({ drainMs: 0 });
     },
   };
 }

@@ -76,9 +76,10 @@ describe('keyleash audit verify', () => {
     expect(r.out.problems.map((p) => p.problem)).toContain('missing');
   });
 
-  it('refuses a chain checked with another key', async () => {
+  it('refuses a chain checked with another key, as a key mismatch rather than tampering', async () => {
     writeFileSync(config, JSON.stringify({ admin_token: 'another_admin_token_123456', store: { path: join(t.dir, 'keyleash.sqlite') } }));
     const r = await verify();
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
+    expect((r.out as unknown as { key_mismatch_chains: string[] }).key_mismatch_chains).toHaveLength(1);
   });
 });

@@ -229,7 +229,7 @@ describe('keyleash CLI', { timeout: 30_000 }, () => {
     const report = json(ok);
     expect(report.ok).toBe(true);
     expect(report.checks.map((c: any) => [c.check, c.status])).toEqual(
-      expect.arrayContaining([['config', 'ok'], ['store', 'ok'], ['vendor stripe', 'ok'], ['gateway', 'ok'], ['mint key', 'warn']]),
+      expect.arrayContaining([['config', 'ok'], ['store', 'ok'], ['vendor stripe test', 'ok'], ['gateway', 'ok'], ['mint key', 'warn']]),
     );
     const withMintKey = await run(['doctor', '--config', config, '--json'], { KEYLEASH_ADMIN_TOKEN: undefined, KEYLEASH_MINT_KEY: 'doctor_mint_key_0123456789' });
     expect(json(withMintKey).checks).toContainEqual(expect.objectContaining({ check: 'mint key', status: 'ok' }));
@@ -241,7 +241,7 @@ describe('keyleash CLI', { timeout: 30_000 }, () => {
     writeFileSync(down, JSON.stringify({ admin_token: ADMIN_TOKEN, store: { path: join(t.dir, 'new', 'x.sqlite') }, vendors: { stripe: { base_url: 'http://127.0.0.1:9', test_secret: STRIPE_TEST_SECRET } } }));
     const failed = await run(['doctor', '--config', down, '--timeout-ms', '2000'], { KEYLEASH_ADMIN_TOKEN: undefined });
     expect(failed.code).toBe(1);
-    expect(failed.stdout).toMatch(/vendor stripe\s+FAIL/);
+    expect(failed.stdout).toMatch(/vendor stripe test\s+FAIL/);
     expect(failed.stdout).toMatch(/store\s+warn\s+SQLite .* will be created on start/);
     expect(existsSync(join(t.dir, 'new', 'x.sqlite'))).toBe(false);
 

@@ -75,7 +75,7 @@ describe('dashboard session', () => {
       body: JSON.stringify({ token: ADMIN_TOKEN }),
     });
     const cookie = r.headers.get('set-cookie')!;
-    expect(cookie).toMatch(/^keyleash_session=[A-Za-z0-9_-]{40,}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
+    expect(cookie).toMatch(/^keyleash_session=[A-Za-z0-9_.-]{40,}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
     expect(cookie).not.toContain(ADMIN_TOKEN);
     expect(r.headers.get('cache-control')).toBe('no-store');
     const body = await r.json();

@@ -258,7 +258,8 @@ export async function startGatewayProcess(opts: {
   stderr?: 'inherit' | 'pipe';
 }): Promise<ChildProcess> {
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', opts.config], {
-    env: { ...process.env, ...opts.env },
+    // No drain period unless a test asks for one: a stopped test gateway exits without waiting.
+    env: { ...process.env, KEYLEASH_DRAIN_SECONDS: '0', ...opts.env },
     stdio: ['ignore', 'ignore', opts.stderr ?? 'inherit'],
   });
   for (let i = 0; i < 100; i++) {

@@ -59,7 +59,10 @@ describe.skipIf(!available)('three gateway replicas on one Postgres + Redis', ()
         }),
       );
       // All three start at once: their start-up migrations race on an advisory lock.
-      const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const child = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+        env: { ...process.env, KEYLEASH_DRAIN_SECONDS: '0' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
       replicas.push({ name, api: `http://127.0.0.1:${apiPort}`, proxy: `http://127.0.0.1:${proxyPort}`, child });
     }
     await Promise.all(replicas.map(waitReady));

@@ -7,12 +7,13 @@ import { jsonLine, makeOut, relative, safeDeep, safeText, table, usd, type Out }
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
 
-export const ADMIN_COMMANDS = new Set(['keys', 'minting-keys', 'kill', 'audit', 'vendors']);
+export const ADMIN_COMMANDS = new Set(['keys', 'minting-keys', 'kill', 'audit', 'vendors', 'budgets']);
 
 const CONNECTION_HELP = `Connection (every admin command):
   --api-url URL        control API base (env KEYLEASH_API_URL, default http://127.0.0.1:8080)
   --admin-token T      admin token (env KEYLEASH_ADMIN_TOKEN; prefer the env, argv is visible in ps)
-  --json               machine-readable output (one JSON document, or NDJSON for audit tail)`;
+  --timeout-ms N       give up on an answer after N ms (env KEYLEASH_TIMEOUT_MS, default 10000)
+  --json               machine-readable output (one JSON document, or NDJSON for audit tail and export)`;
 
 export const EXIT_CODES_HELP = 'Exit codes: 0 ok, 1 runtime or API failure, 2 bad usage, configuration or admin token, 3 not found.';
 
@@ -74,14 +75,47 @@ Examples:
 ${CONNECTION_HELP}
 
 ${EXIT_CODES_HELP}`,
-  audit: `keyleash audit tail — follow the audit log live (server-sent events) until Ctrl-C
+  audit: `keyleash audit — follow, query and export the audit log
 
 Usage:
-  keyleash audit tail [--key-id ID] [--vendor V] [--decision allow|deny] [--code C] [--backfill N]
+  keyleash audit tail   [--key-id ID] [--vendor V] [--decision allow|deny] [--code C] [--backfill N]
+  keyleash audit query  [--key-id ID] [--vendor V] [--decision allow|deny] [--code C]
+                        [--since T] [--until T] [--limit N] [--all]
+  keyleash audit export [same filters] [--format ndjson|csv]
+  keyleash audit verify [--config F]     (reads the store itself; see keyleash audit verify --help)
+  keyleash audit admin  [--actor NAME] [--since T] [--until T] [--limit N] [--all] [--format ndjson|csv]
+
+admin reads the admin audit trail: every control-plane change (keys, minting keys, the kill
+switch, budgets, dashboard sign-in), with the admin token's name, address and request id;
+--format exports every match. tail follows the log live until Ctrl-C. query prints the newest records first (--limit, default
+100; --all for every match). export writes every matching record, newest first, as NDJSON (one
+audit_record per line) or CSV with a header. --since/--until take an ISO time or date
+(2026-01-31, 2026-01-31T12:00:00Z); --since is inclusive, --until exclusive.
 
 Examples:
   keyleash audit tail --decision deny
   keyleash audit tail --key-id key_2x9… --backfill 50 --json | jq .code
+  keyleash audit query --decision deny --since 2026-01-31
+  keyleash audit export --since 2026-01-01 --until 2026-02-01 --format csv > january.csv
+
+${CONNECTION_HELP}
+
+${EXIT_CODES_HELP}`,
+  budgets: `keyleash budgets — budgets above keys (a USD limit per day, month or in total)
+
+Usage:
+  keyleash budgets create ID --limit USD --period day|month|total [--rate N/second|minute|hour] [--meta k=v …] [--frozen]
+  keyleash budgets list   [--limit N] [--all]
+  keyleash budgets get    ID [--window 2026-01-31|2026-01|total]
+  keyleash budgets set    ID [--limit USD] [--rate N/minute|none] [--meta k=v …]
+  keyleash budgets freeze ID | unfreeze ID
+  keyleash budgets delete ID
+
+Examples:
+  keyleash budgets create user:u42 --limit 25 --period day
+  keyleash budgets set team:billing --limit 500
+  keyleash budgets freeze user:u42
+  keyleash budgets get user:u42 --window 2026-01-31 --json
 
 ${CONNECTION_HELP}
 
@@ -110,6 +144,8 @@ const usage = (message: string, command: string) => new CliError(`${message}\n\n
 interface Conn {
   apiUrl: string;
   token: string;
+  /** Longest wait for an answer (its headers, for a stream). */
+  timeoutMs: number;
   /** Human output: every string of every answer has its control characters made visible. */
   escape: boolean;
 }
@@ -124,6 +160,7 @@ interface Ctx {
 const connectionOptions = {
   'api-url': { type: 'string' },
   'admin-token': { type: 'string' },
+  'timeout-ms': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -136,7 +173,7 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   }
 }
 
-function context(values: { 'api-url'?: string | undefined; 'admin-token'?: string | undefined; json?: boolean | undefined }): Ctx {
+function context(values: { 'api-url'?: string | undefined; 'admin-token'?: string | undefined; 'timeout-ms'?: string | undefined; json?: boolean | undefined }): Ctx {
   const apiUrl = (values['api-url'] ?? process.env.KEYLEASH_API_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
   try {
     const u = new URL(apiUrl);
@@ -146,7 +183,10 @@ function context(values: { 'api-url'?: string | undefined; 'admin-token'?: strin
   }
   const token = values['admin-token'] ?? process.env.KEYLEASH_ADMIN_TOKEN;
   if (!token) throw new CliError('no admin token: set KEYLEASH_ADMIN_TOKEN or pass --admin-token', EXIT.usage);
-  return { conn: { apiUrl, token, escape: values.json !== true }, json: values.json === true, out: makeOut(), write: (s) => process.stdout.write(s) };
+  const rawTimeout = values['timeout-ms'] ?? process.env.KEYLEASH_TIMEOUT_MS ?? '10000';
+  const timeoutMs = /^[0-9]{1,9}$/.test(rawTimeout) ? Number(rawTimeout) : NaN;
+  if (!(timeoutMs > 0)) throw new CliError(`--timeout-ms must be a positive whole number of milliseconds, got ${JSON.stringify(rawTimeout)}`, EXIT.usage);
+  return { conn: { apiUrl, token, timeoutMs, escape: values.json !== true }, json: values.json === true, out: makeOut(), write: (s) => process.stdout.write(s) };
 }
 
 function metaPairs(values: string[] | undefined, command: string): Record<string, string> | undefined {
@@ -171,12 +211,17 @@ async function call(conn: Conn, method: string, path: string, body?: unknown): P
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(conn.timeoutMs),
     });
   } catch (e) {
-    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    throw new CliError(`cannot reach the control API at ${conn.apiUrl}: ${cause?.code ?? cause?.message ?? (e as Error).message}`, EXIT.failure);
+    throw unreachable(conn, e);
   }
-  const text = await res.text();
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (e) {
+    throw unreachable(conn, e);
+  }
   let data: any = null;
   try {
     data = text ? JSON.parse(text) : null;
@@ -189,6 +234,13 @@ async function call(conn: Conn, method: string, path: string, body?: unknown): P
     throw new CliError(`${method} ${path} → ${res.status} ${what}`, exitCode);
   }
   return conn.escape ? safeDeep(data) : data;
+}
+
+/** A control API that does not answer (refused, silent past the timeout, cut mid-answer): exit 1. */
+function unreachable(conn: Conn, e: unknown): CliError {
+  const err = e as { name?: string; cause?: { code?: string; message?: string }; message: string };
+  if (err.name === 'TimeoutError') return new CliError(`no answer from the control API at ${conn.apiUrl} within ${conn.timeoutMs} ms (--timeout-ms)`, EXIT.failure);
+  return new CliError(`cannot reach the control API at ${conn.apiUrl}: ${err.cause?.code ?? err.cause?.message ?? err.message}`, EXIT.failure);
 }
 
 function qs(params: Record<string, string | number | undefined>): string {
@@ -525,6 +577,12 @@ async function auditCommand(args: string[]): Promise<number> {
       decision: { type: 'string' },
       code: { type: 'string' },
       backfill: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      limit: { type: 'string' },
+      all: { type: 'boolean' },
+      format: { type: 'string' },
+      actor: { type: 'string' },
     },
     'audit',
   );
@@ -532,6 +590,8 @@ async function auditCommand(args: string[]): Promise<number> {
     process.stdout.write(HELP.audit + '\n');
     return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
   }
+  if (sub === 'query' || sub === 'export') return auditRecords(sub, values, positionals);
+  if (sub === 'admin') return adminTrail(values, positionals);
   if (sub !== 'tail') throw usage(`unknown audit command "${sub}"`, 'audit');
   if (positionals.length) throw usage(`audit tail takes no arguments, got ${positionals.join(' ')}`, 'audit');
   const ctx = context(values);
@@ -542,14 +602,20 @@ async function auditCommand(args: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   let res: Response;
   try {
-    res = await fetch(ctx.conn.apiUrl + path, {
-      headers: { authorization: `Bearer ${ctx.conn.token}`, accept: 'text/event-stream' },
-      signal: controller.signal,
-    });
+    // The timeout covers the wait for the stream to open, not the stream itself.
+    const opened = setTimeout(() => controller.abort(new DOMException('timed out', 'TimeoutError')), ctx.conn.timeoutMs);
+    try {
+      res = await fetch(ctx.conn.apiUrl + path, {
+        headers: { authorization: `Bearer ${ctx.conn.token}`, accept: 'text/event-stream' },
+        signal: controller.signal,
+      });
+    } finally {
+      clearTimeout(opened);
+    }
   } catch (e) {
-    if (controller.signal.aborted) return EXIT.ok;
-    const cause = (e as { cause?: { code?: string } }).cause;
-    throw new CliError(`cannot reach the control API at ${ctx.conn.apiUrl}: ${cause?.code ?? (e as Error).message}`, EXIT.failure);
+    const reason = controller.signal.reason as { name?: string } | undefined;
+    if (controller.signal.aborted && reason?.name !== 'TimeoutError') return EXIT.ok;
+    throw unreachable(ctx.conn, reason?.name === 'TimeoutError' ? reason : e);
   }
   if (!res.ok || !res.body) {
     const data = (await res.json().catch(() => null)) as { code?: string; message?: string } | null;
@@ -585,6 +651,232 @@ async function auditCommand(args: string[]): Promise<number> {
   throw new CliError('the gateway closed the audit stream', EXIT.failure);
 }
 
+function timeParam(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const t = /^\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2}))?$/.test(v) ? Date.parse(v) : NaN;
+  if (Number.isNaN(t)) throw usage(`--${name} takes an ISO date or time (2026-01-31 or 2026-01-31T12:00:00Z), got ${JSON.stringify(v)}`, 'audit');
+  return t;
+}
+
+const CSV_COLUMNS = ['time', 'id', 'request_id', 'key_id', 'label', 'vendor', 'mode', 'method', 'path', 'status', 'decision', 'code', 'cost_micros', 'cost_usd', 'upstream_latency_ms'];
+
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  let s = String(v);
+  // A spreadsheet would run a cell starting with = + - @ as a formula.
+  if (/^[=+\-@\t\r]/.test(s) && typeof v === 'string') s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** audit query / export: pages of GET /v1/audit (newest first), cut to --since/--until here. */
+async function auditRecords(
+  sub: 'query' | 'export',
+  values: Record<string, string | boolean | undefined>,
+  positionals: string[],
+): Promise<number> {
+  if (positionals.length) throw usage(`audit ${sub} takes no arguments, got ${positionals.join(' ')}`, 'audit');
+  if (values.backfill !== undefined) throw usage('--backfill is for audit tail', 'audit');
+  const format = (values.format as string | undefined) ?? 'ndjson';
+  if (sub === 'query' && values.format !== undefined) throw usage('--format is for audit export', 'audit');
+  if (!['ndjson', 'csv'].includes(format)) throw usage(`--format is ndjson or csv, got ${JSON.stringify(format)}`, 'audit');
+  const since = timeParam(values.since as string | undefined, 'since');
+  const until = timeParam(values.until as string | undefined, 'until');
+  const limit = values.limit === undefined ? 100 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a positive whole number', 'audit');
+  const ctx = context(values as Parameters<typeof context>[0]);
+  const everything = sub === 'export' || values.all === true;
+  const filter = { key_id: values['key-id'] as string | undefined, vendor: values.vendor as string | undefined, decision: values.decision as string | undefined, code: values.code as string | undefined };
+  const found: any[] = [];
+  let cursor: string | undefined;
+  let more = false;
+  let written = 0;
+  if (sub === 'export' && format === 'csv') ctx.write(CSV_COLUMNS.join(',') + '\n');
+  pages: do {
+    const page = await call(ctx.conn, 'GET', `/v1/audit${qs({ ...filter, limit: everything ? 1000 : Math.min(limit, 1000), cursor })}`);
+    more = page.has_more;
+    cursor = page.next_cursor ?? undefined;
+    for (const r of page.data) {
+      const t = Date.parse(r.time);
+      if (until !== undefined && t >= until) continue;
+      // Newest first: once past --since, nothing older can match.
+      if (since !== undefined && t < since) {
+        more = false;
+        break pages;
+      }
+      if (sub === 'export') {
+        ctx.write(format === 'csv' ? CSV_COLUMNS.map((c) => csvCell(r[c])).join(',') + '\n' : jsonLine(r));
+        written++;
+      } else {
+        found.push(r);
+        if (!everything && found.length >= limit) break pages;
+      }
+    }
+  } while (more && (everything || found.length < limit));
+  if (sub === 'export') {
+    process.stderr.write(ctx.out.dim(`exported ${written} audit record${written === 1 ? '' : 's'}\n`));
+    return EXIT.ok;
+  }
+  if (ctx.json) ctx.write(jsonLine({ object: 'list', data: found, has_more: more }));
+  else if (found.length === 0) ctx.write(ctx.out.dim('No audit records match.\n'));
+  else {
+    for (const r of found) ctx.write(auditLine(ctx.out, r));
+    if (more && !everything) ctx.write(ctx.out.dim('… more records match; pass --all, a --limit or narrower filters.\n'));
+  }
+  return EXIT.ok;
+}
+
+const ADMIN_CSV = ['time', 'id', 'tenant_id', 'actor', 'via', 'ip', 'request_id', 'method', 'route', 'target', 'status', 'detail'];
+
+/** audit admin: the admin audit trail, newest first; --format exports every match. */
+async function adminTrail(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> {
+  if (positionals.length) throw usage(`audit admin takes no arguments, got ${positionals.join(' ')}`, 'audit');
+  const format = values.format as string | undefined;
+  if (format !== undefined && !['ndjson', 'csv'].includes(format)) throw usage(`--format is ndjson or csv, got ${JSON.stringify(format)}`, 'audit');
+  timeParam(values.since as string | undefined, 'since');
+  timeParam(values.until as string | undefined, 'until');
+  const limit = values.limit === undefined ? 100 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a positive whole number', 'audit');
+  const ctx = context(values as Parameters<typeof context>[0]);
+  const everything = format !== undefined || values.all === true;
+  const found: any[] = [];
+  let cursor: string | undefined;
+  let more = false;
+  if (format === 'csv') ctx.write(ADMIN_CSV.join(',') + '\n');
+  do {
+    const q = { actor: values.actor as string | undefined, since: values.since as string | undefined, until: values.until as string | undefined };
+    const page = await call(ctx.conn, 'GET', `/v1/admin/audit${qs({ ...q, limit: everything ? 1000 : limit, cursor })}`);
+    more = page.has_more;
+    cursor = page.next_cursor ?? undefined;
+    for (const r of page.data) {
+      if (format === 'ndjson') ctx.write(jsonLine(r));
+      else if (format === 'csv') ctx.write(ADMIN_CSV.map((c) => csvCell(c === 'detail' && r.detail ? JSON.stringify(r.detail) : r[c])).join(',') + '\n');
+      else found.push(r);
+    }
+  } while (more && everything);
+  if (format !== undefined) return EXIT.ok;
+  if (ctx.json) ctx.write(jsonLine({ object: 'list', data: found, has_more: more }));
+  else if (found.length === 0) ctx.write(ctx.out.dim('No admin audit records match.\n'));
+  else {
+    const o = ctx.out;
+    for (const r of found) {
+      const d = r.detail ? ` ${o.dim(JSON.stringify(r.detail))}` : '';
+      ctx.write(`${o.dim(String(r.time).slice(0, 19))}  ${o.bold(r.actor)} ${o.dim(`(${r.via}, ${r.ip})`)}  ${r.method} ${r.route}  ${r.target ?? '-'}  ${r.status}${d}  ${o.dim(r.request_id)}\n`);
+    }
+    if (more) ctx.write(o.dim('… more records match; pass --all or --format ndjson.\n'));
+  }
+  return EXIT.ok;
+}
+
+function budgetDetail(out: Out, b: any): string {
+  const rows: [string, string][] = [
+    ['id', b.id],
+    ['limit', `${usd(b.limit_usd)} per ${b.period === 'total' ? 'all time' : b.period}`],
+    ['window', b.window],
+    ['spent', usd(b.spend_usd)],
+    ['remaining', usd(b.remaining_usd)],
+    ['frozen', b.frozen ? out.red('yes') : 'no'],
+    ['rate limit', b.rate_limit ? `${b.rate_limit.requests} per ${b.rate_limit.per}` : '—'],
+    ['created', b.created_at],
+    ['updated', b.updated_at],
+  ];
+  const meta = Object.entries(b.metadata ?? {}).map(([a, v]) => `${a}=${v}`);
+  if (meta.length) rows.push(['metadata', meta.join(' ')]);
+  const w = Math.max(...rows.map(([a]) => a.length));
+  return rows.map(([a, v]) => `${out.dim(a.padEnd(w))}  ${v}`).join('\n') + '\n';
+}
+
+function rateParam(v: string | undefined): { requests: number; per: string } | null | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none') return null;
+  const m = /^([0-9]+)\/(.+)$/.exec(v);
+  if (!m) throw usage(`--rate takes N/second, N/minute or N/hour, or none, got ${JSON.stringify(v)}`, 'budgets');
+  return { requests: Number(m[1]), per: m[2]! };
+}
+
+async function budgetsCommand(args: string[]): Promise<number> {
+  const sub = args[0]?.startsWith('-') ? undefined : args[0];
+  const rest = sub === undefined ? args : args.slice(1);
+  const { values, positionals } = parse(
+    rest,
+    {
+      limit: { type: 'string' },
+      period: { type: 'string' },
+      rate: { type: 'string' },
+      meta: { type: 'string', multiple: true },
+      frozen: { type: 'boolean' },
+      window: { type: 'string' },
+      all: { type: 'boolean' },
+    },
+    'budgets',
+  );
+  if (values.help || sub === undefined || sub === 'help') {
+    process.stdout.write(HELP.budgets + '\n');
+    return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
+  }
+  const subs = ['create', 'list', 'get', 'set', 'freeze', 'unfreeze', 'delete'];
+  if (!subs.includes(sub)) throw usage(`unknown budgets command "${sub}"`, 'budgets');
+  const ctx = context(values);
+  const { out } = ctx;
+  const show = (b: any, verb?: string) => ctx.write(ctx.json ? jsonLine(b) : `${verb ? `${out.green('✔')} ${verb} ${out.bold(b.id)}\n` : ''}${budgetDetail(out, b)}`);
+
+  if (sub === 'list') {
+    if (positionals.length) throw usage('budgets list takes no arguments', 'budgets');
+    const all: any[] = [];
+    let cursor: string | undefined;
+    let more = false;
+    do {
+      const page = await call(ctx.conn, 'GET', `/v1/budgets${qs({ limit: values.limit ?? 100, cursor })}`);
+      all.push(...page.data);
+      more = page.has_more;
+      cursor = page.next_cursor ?? undefined;
+    } while (values.all && more);
+    if (ctx.json) ctx.write(jsonLine({ object: 'list', data: all, has_more: more && !values.all }));
+    else if (all.length === 0) ctx.write(out.dim('No budgets.\n'));
+    else {
+      ctx.write(
+        table(
+          out,
+          ['ID', 'LIMIT', 'PERIOD', 'SPENT', 'REMAINING', 'FROZEN'],
+          all.map((b) => [b.id, usd(b.limit_usd), b.period, usd(b.spend_usd), usd(b.remaining_usd), b.frozen ? out.red('frozen') : '']),
+        ),
+      );
+      if (more && !values.all) ctx.write(out.dim('… more budgets exist; pass --all to list every one.\n'));
+    }
+    return EXIT.ok;
+  }
+
+  if (positionals.length !== 1) throw usage(`budgets ${sub} takes one budget id`, 'budgets');
+  const id = positionals[0]!;
+  const path = `/v1/budgets/${encodeURIComponent(id)}`;
+  if (sub === 'create') {
+    if (values.limit === undefined || values.period === undefined) throw usage('budgets create needs --limit and --period', 'budgets');
+    const body: Record<string, unknown> = { id, limit_usd: values.limit, period: values.period };
+    if (values.frozen) body.frozen = true;
+    const rate = rateParam(values.rate);
+    if (rate) body.rate_limit = rate;
+    const meta = metaPairs(values.meta, 'budgets');
+    if (meta) body.metadata = meta;
+    show(await call(ctx.conn, 'POST', '/v1/budgets', body), 'created');
+  } else if (sub === 'get') {
+    show(await call(ctx.conn, 'GET', values.window ? `${path}/spend${qs({ window: values.window })}` : path));
+  } else if (sub === 'set') {
+    const body: Record<string, unknown> = {};
+    if (values.limit !== undefined) body.limit_usd = values.limit;
+    const rate = rateParam(values.rate);
+    if (rate !== undefined) body.rate_limit = rate;
+    const meta = metaPairs(values.meta, 'budgets');
+    if (meta) body.metadata = meta;
+    if (Object.keys(body).length === 0) throw usage('budgets set needs --limit, --rate or --meta', 'budgets');
+    show(await call(ctx.conn, 'PATCH', path, body), 'updated');
+  } else if (sub === 'freeze' || sub === 'unfreeze') {
+    show(await call(ctx.conn, 'POST', `${path}/${sub}`), sub === 'freeze' ? 'froze' : 'unfroze');
+  } else {
+    const r = await call(ctx.conn, 'DELETE', path);
+    ctx.write(ctx.json ? jsonLine(r) : `${out.green('✔')} deleted ${out.bold(id)}\n`);
+  }
+  return EXIT.ok;
+}
+
 async function vendorsCommand(args: string[]): Promise<number> {
   const sub = args[0]?.startsWith('-') ? undefined : args[0];
   const rest = sub === undefined ? args : args.slice(1);
@@ -611,6 +903,7 @@ export async function runAdminCommand(argv: string[]): Promise<number> {
     if (command === 'kill') return await killCommand(rest);
     if (command === 'audit') return await auditCommand(rest);
     if (command === 'vendors') return await vendorsCommand(rest);
+    if (command === 'budgets') return await budgetsCommand(rest);
     throw new CliError(`unknown command "${command}"`, EXIT.usage);
   } catch (e) {
     if (e instanceof CliError) {

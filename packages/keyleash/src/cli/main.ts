@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, parseConfig, applyEnvOverrides, type Config } from '../config/config.js';
 import { createGateway, openStore, type Gateway } from '../gateway.js';
@@ -11,8 +12,10 @@ import { createEchoSandbox } from '../sandbox/echo.js';
 import { createOpenAISandbox } from '../sandbox/openai.js';
 import { createTwilioSandbox } from '../sandbox/twilio.js';
 import { SqliteStore } from '../store/sqlite/index.js';
+import { NewerSchemaError, assertSqliteSchemaKnown } from '../store/sqlite/schema-guard.js';
 import { ADMIN_COMMANDS, EXIT_CODES_HELP, runAdminCommand } from './admin.js';
 import { runDoctor } from './doctor.js';
+import { runBackup, runRestore, runRetention } from './backup.js';
 
 const HELP = `keyleash — scoped, spend-capped vault keys for AI agents
 
@@ -21,7 +24,12 @@ Usage:
   keyleash serve [--config F]  Start for real from a config file (YAML/JSON) plus KEYLEASH_* env
   keyleash migrate [--config F] Create or upgrade the store schema, then exit
   keyleash doctor [--config F] Check the configuration, the store and upstream reachability
-  keyleash help                Show this
+  keyleash backup --to F [--config F]   Copy the SQLite store while it serves (online backup)
+  keyleash restore --from F [--config F] [--force]
+                               Put a backup in place (gateway stopped); revocations since it stay
+  keyleash retention --older-than 90d --export F [--config F]
+                               Export, then purge, old audit records and reservations
+  keyleash help | --version    Show this, or the version
 
 Operating a running gateway (over its control API; see \`keyleash <command> --help\`):
   keyleash keys create|list|get|revoke   Issue, list, read and revoke vault keys
@@ -29,11 +37,15 @@ Operating a running gateway (over its control API; see \`keyleash <command> --he
                                Minting keys, from which backends mint vault keys offline
   keyleash kill --label-prefix P | --meta k=v [--dry-run] [--yes]
                                The kill switch: revoke every active key matching a filter
+  keyleash budgets create|list|get|set|freeze|unfreeze|delete
+                               Budgets above keys
   keyleash audit tail [--decision deny]  Follow the audit log live
+  keyleash audit query|export [--since T] [--format csv]
+                               Read or export the audit log
   keyleash audit verify [--config F]    Check the audit log's hash chains for tampering
   keyleash vendors list        The configured vendors
   These take --api-url (KEYLEASH_API_URL, default http://127.0.0.1:8080), --admin-token
-  (KEYLEASH_ADMIN_TOKEN) and --json. Colour only on a terminal, and never with NO_COLOR set.
+  (KEYLEASH_ADMIN_TOKEN), --timeout-ms (KEYLEASH_TIMEOUT_MS, default 10000) and --json. Colour only on a terminal, and never with NO_COLOR set.
 
 Examples:
   keyleash dev
@@ -84,13 +96,20 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+/**
+ * The first SIGTERM/SIGINT drains (README "Draining"); a second one exits at once, leaving any
+ * open reservation to the reconciler, which keeps it charged at its estimate.
+ */
 function runUntilSignal(gw: Gateway, extra: () => Promise<void> = async () => {}): void {
   let closing = false;
-  const stop = (signal: string) => {
-    if (closing) return;
+  const stop = (signal: NodeJS.Signals) => {
+    if (closing) {
+      gw.log.warn({ signal }, 'second signal: exiting now');
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
     closing = true;
     gw.log.info({ signal }, 'shutting down');
-    gw.close()
+    gw.drain()
       .then(extra)
       .then(() => process.exit(0))
       .catch((err: unknown) => {
@@ -115,6 +134,8 @@ async function dev(): Promise<void> {
     {
       admin_token: DEV_ADMIN_TOKEN,
       store: { path: './.keyleash/dev.sqlite' },
+      // Ctrl-C in development stops at once; calls in flight still finish.
+      shutdown: { drain_seconds: 0, deadline_seconds: 5 },
       vendors: {
         stripe: { base_url: sandboxUrl, test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET },
         twilio: {
@@ -207,9 +228,28 @@ async function migrate(configPath: string | undefined): Promise<void> {
     }
     return;
   }
+  assertSqliteSchemaKnown(config.store.path);
   const store = new SqliteStore({ path: config.store.path });
   await store.close();
   createLogger(config.log_level).info({ store: config.store.path }, 'store schema is up to date');
+}
+
+/**
+ * A SQLite file that cannot be created or opened (a read-only directory, a volume owned by another
+ * user) is a setting to fix, not a crash: one line naming the path and the setting.
+ */
+function storeOpenProblem(err: NodeJS.ErrnoException, configPath: string | undefined): string | null {
+  const codes = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM']);
+  if (typeof err.code !== 'string' || !codes.has(err.code)) return null;
+  let path = err.path;
+  try {
+    const config = loadConfig(configPath);
+    if (config.store.url !== undefined) return null;
+    path = config.store.path;
+  } catch {
+    /* the config was readable a moment ago; keep the error's own path */
+  }
+  return `cannot open the store at ${path ?? 'its path'}: ${err.message}. Point KEYLEASH_DATA (store.path) at a file in a directory this user can write, e.g. a mounted volume.`;
 }
 
 /** Where the data lives, for logs; never the URL itself, which may hold a password. */
@@ -219,7 +259,17 @@ function storeName(config: Config): string {
   return `postgres ${u.host}${u.pathname} schema ${config.store.schema} + redis`;
 }
 
+/** The package's version, from its package.json (two levels above dist/cli). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version') {
+    process.stdout.write(`keyleash ${version()}\n`);
+    return;
+  }
   // Operator commands parse their own options (see ./admin.ts and ./doctor.ts).
   if (argv[0] === 'audit' && argv[1] === 'verify') {
     process.exitCode = await runAuditVerify(argv.slice(2));
@@ -227,6 +277,18 @@ async function main(argv: string[]): Promise<void> {
   }
   if (argv[0] !== undefined && ADMIN_COMMANDS.has(argv[0])) {
     process.exitCode = await runAdminCommand(argv);
+    return;
+  }
+  if (argv[0] === 'backup') {
+    process.exitCode = await runBackup(argv.slice(1));
+    return;
+  }
+  if (argv[0] === 'restore') {
+    process.exitCode = await runRestore(argv.slice(1));
+    return;
+  }
+  if (argv[0] === 'retention') {
+    process.exitCode = await runRetention(argv.slice(1));
     return;
   }
   if (argv[0] === 'secrets') {
@@ -262,12 +324,23 @@ async function main(argv: string[]): Promise<void> {
     if (command === 'serve') return await serve(configPath);
     if (command === 'migrate') return await migrate(configPath);
   } catch (e) {
-    if (e instanceof ConfigError) fail(e.message);
+    if (e instanceof ConfigError || e instanceof NewerSchemaError) fail(e.message);
+    if (e instanceof Error && /newer than this keyleash knows/.test(e.message)) fail(e.message);
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') fail(`address in use: ${err.message}`, 1);
+    const storeProblem = storeOpenProblem(err, configPath);
+    if (storeProblem) fail(storeProblem);
     throw e;
   }
   fail(`unknown command "${command}"\n\n${HELP}`);
+}
+
+// Output piped into `head` (or any reader that leaves): stop quietly, as other CLI tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

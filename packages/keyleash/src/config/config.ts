@@ -183,6 +183,15 @@ export const configSchema = z.strictObject({
       auth_failures_per_second: z.number().positive().default(1),
     })
     .default({ issue_rate_per_second: 200, issue_burst: 500, auth_failure_burst: 100, auth_failures_per_second: 1 }),
+  /** A graceful stop on SIGTERM/SIGINT (see the README's "Draining"). */
+  shutdown: z
+    .strictObject({
+      /** /readyz answers 503 at once, while both listeners keep accepting for this long… */
+      drain_seconds: z.number().min(0).max(3600).default(5),
+      /** …then calls in flight get this long to finish before their connections (streams too) are cut. */
+      deadline_seconds: z.number().min(0).max(3600).default(25),
+    })
+    .default({ drain_seconds: 5, deadline_seconds: 25 }),
   vendors: vendorsSchema.default({ generic: {} }),
   /** More admin tokens for the default tenant, each with an optional issuance policy. */
   admin_tokens: z.array(adminTokenSchema).default([]),
@@ -273,6 +282,16 @@ export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.Proc
   for (const [name, path] of str) {
     const v = env[name];
     if (v !== undefined && v !== '') setIn(out, path, v);
+  }
+  const num: Array<[string, string[]]> = [
+    ['KEYLEASH_DRAIN_SECONDS', ['shutdown', 'drain_seconds']],
+    ['KEYLEASH_SHUTDOWN_DEADLINE_SECONDS', ['shutdown', 'deadline_seconds']],
+  ];
+  for (const [name, path] of num) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(v.trim())) throw new ConfigError(`${name} must be a number of seconds`);
+    setIn(out, path, Number(v));
   }
   if (env.KEYLEASH_API_LISTEN) setIn(out, ['listen', 'api'], parseListen(env.KEYLEASH_API_LISTEN, 'KEYLEASH_API_LISTEN'));
   if (env.KEYLEASH_PROXY_LISTEN) {

@@ -7,7 +7,7 @@ import type { AuditSink } from '../audit/sink.js';
 import { errorBody, KeyleashError } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import type { BudgetService } from '../budgets/service.js';
-import { DEFAULT_TENANT, StoreUnavailableError, type Store } from '../store/store.js';
+import { DEFAULT_TENANT, StoreUnavailableError, type AuditRecord, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import { auditRoutes } from './routes/audit.js';
@@ -25,7 +25,11 @@ import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { statsRoutes } from './routes/stats.js';
 import { vendorRoutes } from './routes/vendors.js';
-import { SessionStore } from './sessions.js';
+import { SessionStore, type SessionRevocations } from './sessions.js';
+import { newAdminAuditId, type AdminAuditLog } from './admin-audit.js';
+import { adminAuditRoutes } from './routes/admin-audit.js';
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 import { AdminTokens, ROOT_PRINCIPAL, type Principal } from './principal.js';
 import { targetProblem } from './target.js';
 import { TokenBuckets } from './throttle.js';
@@ -118,6 +122,14 @@ export interface ControlAppOptions {
   dashboard?: boolean | { sessions: SessionStore };
   /** The config's `control` section: issuance quota and failed-token throttle. */
   control?: Partial<ControlLimits>;
+  /** Where every control-plane change is recorded, with who made it (README "Operator identity"); also holds signed-out dashboard sessions. */
+  adminAudit?: AdminAuditLog & SessionRevocations;
+  /** The live tail's source when replicas share the store: every replica's audit records. */
+  auditFeed?: { subscribe(fn: (r: AuditRecord) => void): () => void };
+  /** Signs dashboard sessions; the same on every replica so any of them accepts a session. */
+  sessionSecret?: Buffer;
+  /** True while the gateway drains before stopping: /readyz answers 503. */
+  draining?: () => boolean;
   now?: () => number;
 }
 
@@ -187,9 +199,20 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   };
 
   const sessions =
-    o.dashboard === false ? null : typeof o.dashboard === 'object' ? o.dashboard.sessions : new SessionStore(o.now ? { now: o.now } : {});
+    o.dashboard === false
+      ? null
+      : typeof o.dashboard === 'object'
+        ? o.dashboard.sessions
+        : new SessionStore({
+            ...(o.now ? { now: o.now } : {}),
+            ...(o.sessionSecret ? { secret: o.sessionSecret } : {}),
+            ...(o.adminAudit ? { revocations: o.adminAudit } : {}),
+            principalOf: (tenantId, name) => tokens.byName(tenantId, name),
+          });
   // A session is signed in with the admin token, so it acts as that token, under its policy.
   const sessionPrincipal = tokens.find(`Bearer ${o.adminToken}`) ?? ROOT_PRINCIPAL;
+  /** Requests authenticated by a dashboard session rather than a bearer token. */
+  const viaSession = new WeakSet<FastifyRequest>();
 
   const limits = { ...DEFAULT_LIMITS, ...o.control };
   const now = o.now ?? Date.now;
@@ -207,7 +230,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     return rateLimited(wait, 'Too many failed admin tokens from this address; retry later.');
   };
 
-  const authenticate = (req: FastifyRequest): Principal => {
+  const authenticate = async (req: FastifyRequest): Promise<Principal> => {
     const principal = tokens.find(req.headers.authorization);
     if (principal) return principal;
     if (isAdmin(req.headers.authorization)) return ROOT_PRINCIPAL;
@@ -215,8 +238,11 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     // bearer token is never rescued by a cookie.
     if (req.headers.authorization === undefined) {
       if (sessions) {
-        const check = sessions.check(req);
-        if (check.ok) return sessionPrincipal;
+        const check = await sessions.check(req);
+        if (check.ok) {
+          viaSession.add(req);
+          return check.session.principal ?? sessionPrincipal;
+        }
         if (check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
       }
       throw new KeyleashError('unauthorized');
@@ -231,7 +257,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     // Decided on the route the router chose, so no spelling of a URL can reach a handler unchecked.
     const route = req.routeOptions.url;
     if (route !== undefined && PUBLIC_ROUTES.has(route)) return;
-    req.principal = authenticate(req);
+    req.principal = await authenticate(req);
     const key = `${req.method} ${route ?? ''}`;
     // Another tenant sees only the routes that are scoped to a tenant; the rest do not exist for it.
     if (req.principal.tenantId !== DEFAULT_TENANT && !TENANT_ROUTES.has(key)) {
@@ -244,11 +270,55 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   });
 
   addSecurityHeaders(app);
+  // The admin audit trail: each change, written before its answer is sent, so a change the
+  // caller saw succeed is on record.
+  app.addHook('onSend', async (req, reply, payload) => {
+    const route = req.routeOptions.url;
+    if (!o.adminAudit || SAFE_METHODS.has(req.method) || route === undefined || !req.principal) return payload;
+    if (!route.startsWith('/v1/') && route !== '/dashboard/session') return payload;
+    const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, unknown>;
+    let answer: Record<string, unknown> = {};
+    if (typeof payload === 'string' && reply.statusCode < 400) {
+      try {
+        answer = JSON.parse(payload) as Record<string, unknown>;
+      } catch {
+        /* not JSON */
+      }
+    }
+    const params = (req.params ?? {}) as Record<string, string>;
+    const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 200) : null);
+    const target = str(params.id) ?? (route === '/dashboard/session' ? null : str(answer.id) ?? str(body.id));
+    let detail: Record<string, unknown> | null = null;
+    if (route === '/v1/keys/revoke') {
+      // The kill switch: its filter and what it did. Only these known, secret-free fields.
+      const filter = Object.fromEntries(['label_prefix', 'metadata', 'vendor', 'mode', 'budget', 'all', 'dry_run'].filter((k) => body[k] !== undefined).map((k) => [k, body[k]]));
+      detail = { filter, matched: answer.matched ?? null, revoked: answer.revoked ?? null };
+    }
+    try {
+      await o.adminAudit.append({
+        id: newAdminAuditId(),
+        time: now(),
+        tenantId: req.principal.tenantId,
+        actor: req.principal.name,
+        via: viaSession.has(req) || route === '/dashboard/session' ? 'dashboard' : 'token',
+        ip: req.ip,
+        requestId: req.id,
+        method: req.method,
+        route,
+        target,
+        status: reply.statusCode,
+        detail,
+      });
+    } catch (err) {
+      req.log.error({ err, route, actor: req.principal.name }, 'writing the admin audit trail failed');
+    }
+    return payload;
+  });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     o.metrics?.apiRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
-    // Paths only: query strings stay out of the logs.
-    const entry = { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 };
+    // Paths only: query strings stay out of the logs. The actor is the admin token's name.
+    const entry = { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, actor: req.principal?.name };
     if (route.startsWith('/v1/') || route === '/dashboard/session') req.log.info(entry, 'control API request');
     else req.log.debug(entry, 'control API request');
   });
@@ -285,7 +355,7 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
     reply.status(404).send(errorBody('not_found', `No route ${req.method} ${req.url.split('?')[0]}.`, { requestId: req.id }));
   });
 
-  app.register(healthRoutes, { store: o.store, audit: o.audit });
+  app.register(healthRoutes, { store: o.store, audit: o.audit, draining: o.draining ?? (() => false) });
   app.register(openapiRoutes);
   app.register(keyRoutes, { keys: o.keys });
   app.register(auditRoutes, { store: o.store });
@@ -293,10 +363,22 @@ export function buildControlApp(o: ControlAppOptions): FastifyInstance {
   if (o.budgets) app.register(budgetRoutes, { budgets: o.budgets });
   if (o.alerts) app.register(alertRoutes, { alerts: o.alerts });
   if (o.minting) app.register(mintingKeyRoutes, { minting: o.minting });
-  app.register(auditStreamRoutes, { store: o.store, audit: o.audit });
+  app.register(auditStreamRoutes, { store: o.store, audit: o.audit, ...(o.auditFeed ? { feed: o.auditFeed } : {}) });
   app.register(statsRoutes, { store: o.store, audit: o.audit, keys: o.keys, ...(o.now ? { now: o.now } : {}) });
   app.register(vendorRoutes, { catalog: o.catalog, catalogOf: (t: string) => o.keys.catalogOf(t) });
   if (o.metrics) app.register(metricsRoutes, { metrics: o.metrics });
-  if (sessions) app.register(dashboardRoutes, { sessions, adminToken: o.adminToken, failedSignIn: failedToken });
+  if (o.adminAudit) app.register(adminAuditRoutes, { log: o.adminAudit });
+  if (sessions) {
+    app.register(dashboardRoutes, {
+      sessions,
+      adminToken: o.adminToken,
+      failedSignIn: failedToken,
+      // Any admin token of the default tenant signs in as itself, so dashboard changes are attributed.
+      signIn: (token) => {
+        const p = tokens.find(`Bearer ${token}`) ?? (isAdmin(`Bearer ${token}`) ? ROOT_PRINCIPAL : null);
+        return p && p.tenantId === DEFAULT_TENANT ? p : null;
+      },
+    });
+  }
   return app;
 }

@@ -195,6 +195,26 @@ export function openapiDocument() {
         Error: error,
         KeyList: list('VaultKey'),
         AuditList: list('AuditRecord'),
+        AdminAuditRecord: {
+          type: 'object',
+          description: 'One control-plane change: who (the admin token\'s name), how (token or dashboard), from where, and what.',
+          properties: {
+            object: { const: 'admin_audit_record' },
+            id: { type: 'string' },
+            time: { type: 'string', format: 'date-time' },
+            tenant_id: { type: 'string' },
+            actor: { type: 'string' },
+            via: { enum: ['token', 'dashboard'] },
+            ip: { type: 'string' },
+            request_id: { type: 'string' },
+            method: { type: 'string' },
+            route: { type: 'string' },
+            target: { type: ['string', 'null'] },
+            status: { type: 'integer' },
+            detail: { type: ['object', 'null'] },
+          },
+        },
+        AdminAuditList: list('AdminAuditRecord'),
         Vendor: vendor,
         BulkRevokeRequest: z.toJSONSchema(bulkRevokeSchema, { io: 'input' }),
         BulkRevokeResult: {
@@ -403,6 +423,21 @@ export function openapiDocument() {
             q('cursor', 'next_cursor from the previous page'),
           ],
           responses: { '200': { description: 'A page of records', content: json('AuditList') }, ...errors(400, 401) },
+        },
+      },
+      '/v1/admin/audit': {
+        get: {
+          operationId: 'listAdminAudit',
+          summary: 'Read the admin audit trail, newest first: every control-plane change with actor, address and request id (default tenant only)',
+          parameters: [
+            q('actor', 'Only this admin token name'),
+            q('tenant_id', 'Only changes in this tenant'),
+            q('since', 'ISO date or time, inclusive'),
+            q('until', 'ISO date or time, exclusive'),
+            q('limit', '1-1000, default 100', int),
+            q('cursor', 'next_cursor from the previous page'),
+          ],
+          responses: { '200': { description: 'A page of records', content: json('AdminAuditList') }, ...errors(400, 401) },
         },
       },
       '/v1/keys/revoke': {

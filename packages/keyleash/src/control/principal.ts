@@ -26,6 +26,11 @@ export class AdminTokens {
     this.entries = entries.map((e) => ({ hash: sha256(e.token), principal: e.principal }));
   }
 
+  /** A principal by tenant and name (a dashboard session names the one it signed in as). */
+  byName(tenantId: string, name: string): Principal | null {
+    return this.entries.find((e) => e.principal.tenantId === tenantId && e.principal.name === name)?.principal ?? null;
+  }
+
   /** The principal of an `Authorization: Bearer …` header, or null. */
   find(header: string | undefined): Principal | null {
     if (!header) return null;

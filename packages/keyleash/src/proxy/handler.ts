@@ -113,12 +113,26 @@ export class ProxyHandler {
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    this.run(req, res).catch((err: unknown) => {
+    const run = this.run(req, res).catch((err: unknown) => {
       this.o.log.error({ err }, 'proxy handler failed');
       if (!res.headersSent) this.sendError(res, 'internal_error', undefined, { requestId: 'unknown' });
       else res.destroy();
     });
+    this.running.add(run);
+    void run.finally(() => this.running.delete(run));
   };
+
+  /** Calls started and not yet settled and audited (a drain waits for them). */
+  private readonly running = new Set<Promise<void>>();
+
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /** Resolves once every call started so far is settled and audited. */
+  async idle(): Promise<void> {
+    while (this.running.size) await Promise.allSettled([...this.running]);
+  }
 
   private async run(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';

@@ -101,6 +101,9 @@ export function createAnthropicSandbox(opts: AnthropicSandboxOptions): Anthropic
       const body = (req.json ?? {}) as Record<string, unknown>;
       return { status: 200, body: { input_tokens: inputTokens(body) } };
     }
+    if (req.method === 'GET' && req.path === '/v1/models') {
+      return { status: 200, body: { data: [{ type: 'model', id: 'claude-sonnet-4-5', display_name: 'Claude Sonnet 4.5' }], has_more: false } };
+    }
     return error(404, 'not_found_error', `Not found: ${req.method} ${req.path}`);
   }) as AnthropicSandbox;
   sandbox.behaviour = {};

@@ -61,6 +61,10 @@ function builtIn(req: RecordedRequest): SandboxResponse {
   const created = Math.floor(Date.now() / 1000);
   const now = { created, livemode: false };
 
+  // The account's balance: the harmless read `keyleash doctor` checks a secret with.
+  if (req.method === 'GET' && req.path === '/v1/balance') {
+    return { status: 200, body: { object: 'balance', available: [{ amount: 0, currency: 'usd' }], pending: [{ amount: 0, currency: 'usd' }], livemode: false } };
+  }
   if (req.method === 'POST' && seg.length === 2 && seg[1] === 'payment_intents') {
     if (!f.amount || !f.currency) return stripeError(400, 'invalid_request_error', 'Missing required param: amount.', { param: 'amount' });
     const pi: Record<string, unknown> = {

@@ -23,6 +23,10 @@ export function createTwilioSandbox(opts: TwilioSandboxOptions): Sandbox {
     if (!user || tokens.get(user) !== pass) return error(401, 20003, 'Authenticate');
     const seg = req.path.split('/').filter(Boolean);
     if (seg[0] !== '2010-04-01' || seg[1] !== 'Accounts' || !seg[2]) return error(404, 20404, 'The requested resource was not found');
+    // The account itself: the harmless read `keyleash doctor` checks a credential with.
+    if (req.method === 'GET' && seg.length === 3 && seg[2] === `${user}.json`) {
+      return { status: 200, body: { sid: user, friendly_name: 'keyleash sandbox', status: 'active', type: 'Full' } };
+    }
     if (seg[2] !== user) return error(403, 20003, 'Account SID in the path does not match the credential');
     const f = req.form as Record<string, string | string[] | undefined>;
     const now = new Date().toUTCString();

@@ -95,7 +95,10 @@ async function write(res: ServerResponse, chunk: string): Promise<boolean> {
   });
 }
 
-export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditSink }> = async (app, { store, audit }) => {
+export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditSink; feed?: { subscribe(fn: (r: AuditRecord) => void): () => void } }> = async (
+  app,
+  { store, audit, feed },
+) => {
   const reads = auditReads(app, store);
   const open = new Set<ServerResponse>();
   // A server closing with live tails would wait for them forever; end them first.
@@ -139,7 +142,8 @@ export const auditStreamRoutes: FastifyPluginAsync<{ store: Store; audit: AuditS
     // Records queued during the backfill read are held and sent after it, without duplicates.
     const held: AuditRecord[] = [];
     let live = false;
-    const unsubscribe = audit.subscribe((r) => {
+    // With replicas, the feed carries every replica's records, not only this one's.
+    const unsubscribe = (feed ?? audit).subscribe((r) => {
       if (!auditMatches(filter, r)) return;
       if (live) send(r);
       else held.push(r);

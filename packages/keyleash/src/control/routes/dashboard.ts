@@ -7,6 +7,7 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, KeyleashError } from '../../errors.js';
 import { SESSION_COOKIE, type SessionStore } from '../sessions.js';
+import { ROOT_PRINCIPAL, type Principal } from '../principal.js';
 
 // The operators' dashboard: static files from the package's web/ folder (the same path from
 // src/ under vitest and from dist/ under the CLI), the few browser modules it needs served from
@@ -77,9 +78,11 @@ export interface DashboardOptions {
   adminToken: string;
   /** The refusal of a wrong token (counted by the control API's failed-token throttle). */
   failedSignIn?: (req: FastifyRequest) => KeyleashError;
+  /** Who a token signs in as (any admin token of the default tenant); default: `adminToken` alone. */
+  signIn?: (token: string) => Principal | null;
 }
 
-export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { sessions, adminToken, failedSignIn }) => {
+export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { sessions, adminToken, failedSignIn, signIn }) => {
   if (!existsSync(join(WEB_ROOT, 'index.html'))) throw new Error(`dashboard files not found in ${WEB_ROOT}`);
   const vendorFiles = loadVendorFiles();
   const adminHash = createHash('sha256').update(adminToken).digest();
@@ -90,11 +93,19 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
   app.post('/dashboard/session', async (req, reply) => {
     const body = req.body as { token?: unknown } | undefined;
     const token = body && typeof body === 'object' && typeof body.token === 'string' ? body.token : '';
-    const ok = token.length > 0 && timingSafeEqual(createHash('sha256').update(token).digest(), adminHash);
+    const principal = signIn
+      ? token.length > 0
+        ? signIn(token)
+        : null
+      : token.length > 0 && timingSafeEqual(createHash('sha256').update(token).digest(), adminHash)
+        ? ROOT_PRINCIPAL
+        : null;
     noStore(reply);
-    if (!ok) throw failedSignIn ? failedSignIn(req) : new KeyleashError('unauthorized');
-    const session = sessions.create();
-    req.log.info({ event: 'dashboard_login' }, 'dashboard session started');
+    if (!principal) throw failedSignIn ? failedSignIn(req) : new KeyleashError('unauthorized');
+    const session = sessions.create(principal);
+    // Attributed: the admin audit trail records the sign-in under this name.
+    req.principal = principal;
+    req.log.info({ event: 'dashboard_login', actor: principal.name }, 'dashboard session started');
     reply.header('set-cookie', sessionCookie(req, session.id, sessions.maxAgeSeconds));
     return reply.status(201).send({ object: 'dashboard_session', csrf_token: session.csrf, expires_in: sessions.maxAgeSeconds });
   });
@@ -102,16 +113,19 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app,
   // The page asks for its CSRF token after a reload (it keeps it in memory only).
   app.get('/dashboard/session', async (req, reply) => {
     noStore(reply);
-    const session = sessions.get(req);
+    const session = await sessions.get(req);
     if (!session) return reply.status(401).send(errorBody('unauthorized', 'No dashboard session; log in.', { requestId: req.id }));
     return { object: 'dashboard_session', csrf_token: session.csrf, expires_in: sessions.maxAgeSeconds };
   });
 
   app.delete('/dashboard/session', async (req, reply) => {
     noStore(reply);
-    const check = sessions.check(req);
+    const check = await sessions.check(req);
     if (!check.ok && check.reason === 'csrf') throw new KeyleashError('csrf_token_invalid');
-    if (check.ok) sessions.destroy(check.session);
+    if (check.ok) {
+      await sessions.destroy(check.session);
+      req.principal = check.session.principal ?? ROOT_PRINCIPAL;
+    }
     reply.header('set-cookie', sessionCookie(req, '', 0));
     return reply.status(204).send();
   });

@@ -169,6 +169,13 @@ export async function migratePostgres(pool: Pool, schema: string): Promise<numbe
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
       await client.query(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`);
       const { rows } = await client.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_version');
+      // The downgrade guard: a schema from a newer keyleash is never touched (nor served) by this one.
+      if ((rows[0]?.v ?? 0) > PG_MIGRATIONS.length) {
+        throw new Error(
+          `the Postgres schema "${schema}" has version ${rows[0]!.v}, newer than this keyleash knows (${PG_MIGRATIONS.length}): ` +
+            'run the keyleash version that wrote it (or newer), or restore a backup taken before the upgrade',
+        );
+      }
       for (let v = (rows[0]?.v ?? 0) + 1; v <= PG_MIGRATIONS.length; v++) {
         await client.query('BEGIN');
         try {
