@@ -19,6 +19,8 @@ import { alertingStore } from './alerts/store-alerts.js';
 import { createLogger } from './log.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { ProxyHandler } from './proxy/handler.js';
+import { McpGateway } from './mcp/gateway.js';
+import { withMcpServers } from './mcp/servers.js';
 import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
@@ -95,9 +97,10 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     throw new Error('store.url is set: open the store with openStore(config) and pass it as opts.store');
   }
   const store: Store = opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
-  const catalog = buildCatalog(config);
+  // MCP servers are vendors too (`mcp:<name>`), each tenant's its own (docs/mcp.md).
+  const catalog = withMcpServers(buildCatalog(config), config.mcp_servers);
   // Each tenant's own vendor credentials; a key is always forwarded with its tenant's.
-  const tenantCatalogs = new Map(Object.entries(config.tenants).map(([id, t]) => [id, buildCatalog({ ...config, vendors: t.vendors })]));
+  const tenantCatalogs = new Map(Object.entries(config.tenants).map(([id, t]) => [id, withMcpServers(buildCatalog({ ...config, vendors: t.vendors }), t.mcp_servers)]));
   const catalogFor = (tenantId: string) => (tenantId === DEFAULT_TENANT ? catalog : tenantCatalogs.get(tenantId) ?? new Map());
   const vendorNames = new Set([...KNOWN_VENDOR_NAMES, ...[...tenantCatalogs.values()].flatMap((c) => [...c.keys()])]);
   const cache = new KeyCache(config.proxy.key_cache_size);
@@ -152,6 +155,20 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     connectionsPerUpstream: config.proxy.connections_per_upstream,
     now,
   });
+  const mcpServerNames = new Set([...Object.keys(config.mcp_servers), ...Object.values(config.tenants).flatMap((t) => Object.keys(t.mcp_servers))]);
+  const mcp = new McpGateway({
+    minting,
+    store: alerting ? alertingStore(store, alerts) : store,
+    catalogFor,
+    serverNames: mcpServerNames,
+    cache,
+    audit,
+    log,
+    requestTimeoutMs: config.proxy.request_timeout_ms,
+    requestIdleTimeoutMs: config.proxy.request_idle_timeout_ms,
+    anonymousDenials: { perWindow: config.proxy.denial_audit_per_window, windowMs: config.proxy.denial_audit_window_ms },
+    now,
+  });
   const metrics = new GatewayMetrics({ audit, cache, log });
   const api = buildControlApp({ tls: readTls(config.listen.api.tls), adminToken: config.admin_token, adminTokens: adminTokensFrom(config), keys, minting, budgets, alerts, store, audit, catalog, log, metrics, control: config.control, now });
 
@@ -204,6 +221,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       );
       return;
     }
+    const mcpServer = mcp.serverOf(req.url);
+    if (mcpServer !== null) return mcp.handle(req, res, mcpServer);
     handler.handle(req, res);
   });
   proxy.keepAliveTimeout = 65_000;
@@ -274,7 +293,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       return { apiUrl: urlOf(apiServer, config.listen.api.host, config.listen.api.tls !== undefined), proxyUrl: urlOf(proxy, config.listen.proxy.host, config.listen.proxy.tls !== undefined) };
     },
     reloadVendors(next: Config) {
-      const fresh = buildCatalog(next);
+      const fresh = withMcpServers(buildCatalog(next), next.mcp_servers);
+      for (const name of Object.keys(next.mcp_servers)) mcpServerNames.add(name);
       const live = catalog as Map<string, Vendor>;
       live.clear();
       for (const [name, v] of fresh) live.set(name, v);
@@ -288,6 +308,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       });
       await api.close();
       await handler.close();
+      await mcp.close();
       await audit.flush();
       metrics.close();
       await alerts.close();

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { invalidParam as invalid, KeyleashError } from '../errors.js';
 import { CONTROL_CHAR_REASON, metadataProblem, NO_CONTROL_CHARS } from '../policy/fields.js';
-import { compileEndpoints } from '../policy/endpoints.js';
+import { compileEndpoints, type EndpointPattern } from '../policy/endpoints.js';
+import { decodeTools, encodeTools, globProblem, MAX_TOOLS, mcpServerOf } from '../mcp/tools.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
 import { rateLimitSchema, rateLimitView, toRateLimit } from '../policy/rate.js';
@@ -21,7 +22,14 @@ export const issueKeySchema = z.strictObject({
     .array(z.string())
     .min(1)
     .max(100)
-    .describe('Path patterns; `*` matches one segment; an optional method prefix, e.g. "POST /v1/refunds".'),
+    .optional()
+    .describe('Path patterns; `*` matches one segment; an optional method prefix, e.g. "POST /v1/refunds". Required, except for an MCP server key (vendor "mcp:<server>"), which names tools in allowed_tools instead.'),
+  allowed_tools: z
+    .array(z.string())
+    .min(1)
+    .max(MAX_TOOLS)
+    .optional()
+    .describe('Only for an MCP server key (vendor "mcp:<server>"), and required there: the tools it may list and call, by name or glob ("create_refund", "list_*"). See docs/mcp.md.'),
   daily_usd_cap: z
     .union([z.number(), z.string(), z.null()])
     .optional()
@@ -41,6 +49,16 @@ export const issueKeySchema = z.strictObject({
     .optional()
     .describe('Budget ids (e.g. ["user:u42", "team:billing"]) every call also reserves against; each must exist and not be frozen.'),
   rate_limit: rateLimitSchema.optional().describe('Requests per period for this key (429 rate_limited with Retry-After).'),
+}).superRefine((v, ctx) => {
+  // A key names endpoints (an HTTP vendor) or tools (an MCP server), never both.
+  if (mcpServerOf(v.vendor) !== null) {
+    if (v.allowed_tools === undefined) ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'is required for an MCP server key (tool names or globs such as "list_*")' });
+    else if (v.allowed_endpoints !== undefined) ctx.addIssue({ code: 'custom', path: ['allowed_endpoints'], message: 'an MCP server key names its tools in allowed_tools, not endpoints' });
+  } else if (v.allowed_tools !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'only a key for an MCP server (vendor "mcp:<server>") names tools' });
+  } else if (v.allowed_endpoints === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_endpoints'], message: 'Invalid input: expected array, received undefined' });
+  }
 });
 
 export type IssueKeyInput = z.input<typeof issueKeySchema>;
@@ -83,6 +101,8 @@ export interface KeyView {
   vendor: string;
   mode: Mode;
   allowed_endpoints: string[];
+  /** An MCP server key's tool globs (docs/mcp.md); absent on other keys. */
+  allowed_tools?: string[];
   daily_usd_cap: number | null;
   daily_cap_micros: number | null;
   metadata: Record<string, string>;
@@ -165,10 +185,22 @@ export class KeyService {
       });
     }
 
-    const compiled = compileEndpoints(input.allowed_endpoints);
-    if (!Array.isArray(compiled)) {
-      const where = compiled.index >= 0 ? `allowed_endpoints.${compiled.index}` : 'allowed_endpoints';
-      throw invalid(where, compiled.error);
+    let allowed: string[];
+    let compiled: EndpointPattern[] = [];
+    if (input.allowed_tools !== undefined) {
+      for (const [i, g] of input.allowed_tools.entries()) {
+        const problem = globProblem(g);
+        if (problem) throw invalid(`allowed_tools.${i}`, problem);
+      }
+      allowed = encodeTools(input.allowed_tools);
+    } else {
+      allowed = input.allowed_endpoints ?? [];
+      const c = compileEndpoints(allowed);
+      if (!Array.isArray(c)) {
+        const where = c.index >= 0 ? `allowed_endpoints.${c.index}` : 'allowed_endpoints';
+        throw invalid(where, c.error);
+      }
+      compiled = c;
     }
 
     let capMicros: number | null = null;
@@ -211,7 +243,7 @@ export class KeyService {
       label: input.label,
       vendor: input.vendor,
       mode: input.mode,
-      allowedEndpoints: input.allowed_endpoints,
+      allowedEndpoints: allowed,
       dailyCapMicros: capMicros,
       metadata: input.metadata,
       createdAt: now,
@@ -355,6 +387,7 @@ export class KeyService {
       vendor: k.vendor,
       mode: k.mode,
       allowed_endpoints: k.allowedEndpoints,
+      ...(mcpServerOf(k.vendor) !== null ? { allowed_tools: decodeTools(k.allowedEndpoints) } : {}),
       daily_usd_cap: k.dailyCapMicros === null ? null : microsToUsd(k.dailyCapMicros),
       daily_cap_micros: k.dailyCapMicros,
       metadata: k.metadata,

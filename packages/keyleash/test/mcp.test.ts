@@ -1,0 +1,333 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { backends } from './backends.js';
+import { rawRequest, startGateway, type TestGateway } from './harness.js';
+import { type McpUpstream, startMcpUpstream, UPSTREAM_LIVE_SECRET, UPSTREAM_TEST_SECRET } from './mcp-upstream.js';
+
+// keyleash as an MCP gateway, end to end: the official MCP client as the agent, the real gateway,
+// and an upstream MCP server built with the same SDK, on both storage backends.
+
+const TOOLS = {
+  create_refund: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency', currency: 'usd' } },
+  create_invoice_charge: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency' }, quantity: 'quantity' },
+  failing_refund: { amount: { path: 'amount', unit: 'minor', currency: 'usd' } },
+  hang: { amount: { path: 'amount', unit: 'minor', currency: 'usd' } },
+  'list_*': 'free',
+  debug_echo: 'free',
+  slow_report: 'free',
+  delete_account: 'free',
+} as const;
+
+async function connect(proxyUrl: string, token: string | null, server = 'stub'): Promise<Client> {
+  const client = new Client({ name: 'agent', version: '1.0.0' });
+  const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${proxyUrl}/mcp/${server}`), { requestInit: { headers } }));
+  return client;
+}
+
+function text(r: unknown): string {
+  return ((r as CallToolResult).content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('');
+}
+
+for (const backend of await backends('mcp')) {
+  describe.skipIf(backend.skip)(`MCP gateway (${backend.name})`, () => {
+    let t: TestGateway;
+    let up: McpUpstream;
+    let storeConfig: Record<string, unknown> | null;
+
+    const issue = (over: Record<string, unknown> = {}) =>
+      t.issue({ label: 'mcp-agent', vendor: 'mcp:stub', allowed_tools: ['list_*', 'create_refund', 'create_invoice_charge', 'debug_echo', 'slow_report', 'failing_refund', 'mystery_tool', 'hang'], daily_usd_cap: 100, expires_in: '10m', ...over });
+    const audit = async (keyId: string) => (await t.admin('GET', `/v1/audit?key_id=${keyId}&limit=500`)).body.data as Array<Record<string, unknown>>;
+
+    beforeAll(async () => {
+      up = await startMcpUpstream();
+      storeConfig = backend.store();
+      t = await startGateway(() => ({
+        log_level: 'warn',
+        ...(storeConfig ? { store: storeConfig as never } : {}),
+        mcp_servers: { stub: { url: up.url, test_secret: UPSTREAM_TEST_SECRET, live_secret: UPSTREAM_LIVE_SECRET, tools: TOOLS as never } },
+      }));
+    });
+    afterAll(async () => {
+      await t?.close();
+      await up?.close();
+      await backend.cleanup(storeConfig);
+    });
+    beforeEach(() => {
+      up.calls.length = 0;
+    });
+
+    it('issues a key naming tools, and shows them', async () => {
+      const key = await issue();
+      expect(key.vendor).toBe('mcp:stub');
+      expect(key.allowed_tools).toContain('list_*');
+      expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.allowed_tools).toEqual(key.allowed_tools);
+      const noTools = await t.admin('POST', '/v1/keys', { vendor: 'mcp:stub', daily_usd_cap: 1 });
+      expect(noTools.status).toBe(400);
+      expect(noTools.body.param).toBe('allowed_tools');
+      const badGlob = await t.admin('POST', '/v1/keys', { vendor: 'mcp:stub', allowed_tools: ['list customers'] });
+      expect(badGlob.body.param).toBe('allowed_tools.0');
+      const toolsOnHttp = await t.admin('POST', '/v1/keys', { vendor: 'stripe', allowed_endpoints: ['/v1/refunds'], allowed_tools: ['x'] });
+      expect(toolsOnHttp.body.param).toBe('allowed_tools');
+      const unknown = await t.admin('POST', '/v1/keys', { vendor: 'mcp:nope', allowed_tools: ['x'] });
+      expect(unknown.body.param).toBe('vendor');
+      const vendors = (await t.admin('GET', '/v1/vendors')).body;
+      expect(JSON.stringify(vendors)).toContain('mcp:stub');
+      expect(JSON.stringify(vendors)).not.toContain(UPSTREAM_TEST_SECRET);
+    });
+
+    it('lists only the tools the key allows', async () => {
+      const key = await issue({ allowed_tools: ['list_*', 'create_refund'] });
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const names = (await client.listTools()).tools.map((x) => x.name).sort();
+        expect(names).toEqual(['create_refund', 'list_customers']);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('refuses a tool outside the key with endpoint_not_allowed, and never forwards it', async () => {
+      const key = await issue({ allowed_tools: ['list_*'] });
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const err = await client.callTool({ name: 'delete_account', arguments: {} }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(McpError);
+        expect((err as McpError).data).toMatchObject({ code: 'endpoint_not_allowed' });
+        expect(up.calls.find((c) => c.name === 'delete_account')).toBeUndefined();
+        // And an allowed one goes through.
+        expect(text(await client.callTool({ name: 'list_customers', arguments: {} }))).toContain('cus_1');
+        expect(up.calls.map((c) => c.name)).toEqual(['list_customers']);
+      } finally {
+        await client.close();
+      }
+      await t.gw.audit.flush();
+      const rows = await audit(key.id);
+      expect(rows.find((r) => r.code === 'endpoint_not_allowed')).toMatchObject({ decision: 'deny', path: '/tools/call/delete_account', vendor: 'mcp:stub' });
+    });
+
+    it('reserves the cost from the arguments, settles it and audits the call', async () => {
+      const key = await issue();
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const r = await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi_1', amount: 1250, currency: 'usd' } });
+        expect(r.isError).toBeFalsy();
+        const c = await client.callTool({ name: 'create_invoice_charge', arguments: { amount: 300, currency: 'usd', quantity: 3 } });
+        expect(c.isError).toBeFalsy();
+      } finally {
+        await client.close();
+      }
+      const view = (await t.admin('GET', `/v1/keys/${key.id}`)).body;
+      expect(view.spend_today_micros).toBe(12_500_000 + 9_000_000);
+      await t.gw.audit.flush();
+      const rows = await audit(key.id);
+      const refund = rows.find((r) => r.path === '/tools/call/create_refund');
+      expect(refund).toMatchObject({ decision: 'allow', cost_micros: 12_500_000, method: 'MCP', vendor: 'mcp:stub', status: 200 });
+      expect(rows.find((r) => r.path === '/tools/call/create_invoice_charge')).toMatchObject({ cost_micros: 9_000_000 });
+    });
+
+    it('refuses a tool with no cost rule on a capped key (cost_unknown), and a call past the cap (cap_exhausted), as tool errors', async () => {
+      const key = await issue({ daily_usd_cap: 10 });
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const unknown = (await client.callTool({ name: 'mystery_tool', arguments: {} })) as CallToolResult;
+        expect(unknown.isError).toBe(true);
+        expect(unknown.structuredContent).toMatchObject({ code: 'cost_unknown' });
+        expect(text(unknown)).toContain('cost_unknown');
+        const over = (await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi_1', amount: 1001 } })) as CallToolResult;
+        expect(over.isError).toBe(true);
+        expect(over.structuredContent).toMatchObject({ code: 'cap_exhausted' });
+        expect(text(over)).toMatch(/cap_exhausted.*\$10\.01/);
+        const bad = (await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi_1', amount: 'lots' } })) as CallToolResult;
+        expect(bad.structuredContent).toMatchObject({ code: 'invalid_amount' });
+        expect(up.calls).toEqual([]);
+        // The unknown-cost tool runs on an uncapped key.
+        const free = await issue({ daily_usd_cap: null });
+        const c2 = await connect(t.proxyUrl, free.token);
+        try {
+          expect((await c2.callTool({ name: 'mystery_tool', arguments: {} })).isError).toBeFalsy();
+        } finally {
+          await c2.close();
+        }
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('holds the cap exactly under 200 concurrent tools/call', async () => {
+      const key = await issue({ daily_usd_cap: 50 });
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        // $1 each: exactly 50 fit.
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) => client.callTool({ name: 'create_refund', arguments: { payment_intent: `pi_${i}`, amount: 100 } }) as Promise<CallToolResult>),
+        );
+        const ok = results.filter((r) => !r.isError).length;
+        const capped = results.filter((r) => (r.structuredContent as { code?: string } | undefined)?.code === 'cap_exhausted').length;
+        expect(ok).toBe(50);
+        expect(capped).toBe(150);
+        expect(up.calls.filter((c) => c.name === 'create_refund').length).toBe(50);
+      } finally {
+        await client.close();
+      }
+      expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_micros).toBe(50_000_000);
+    });
+
+    it('stops a revoked key at once, mid-session', async () => {
+      const key = await issue();
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        expect((await client.callTool({ name: 'list_customers', arguments: {} })).isError).toBeFalsy();
+        expect((await t.admin('DELETE', `/v1/keys/${key.id}`)).status).toBe(200);
+        const err = await client.callTool({ name: 'list_customers', arguments: {} }).then(
+          () => null,
+          (e: unknown) => e as Error,
+        );
+        expect(err).not.toBeNull();
+        expect(String(err)).toMatch(/401|key_revoked|Unauthorized/i);
+        expect(up.calls.length).toBe(1);
+      } finally {
+        await client.close().catch(() => undefined);
+      }
+    });
+
+    it('refuses a wrong, absent or other-vendor key before anything is read', async () => {
+      for (const token of [null, 'vk_test_' + 'x'.repeat(40)]) {
+        const err = await connect(t.proxyUrl, token).then(
+          (c) => (void c.close(), null),
+          (e: unknown) => e,
+        );
+        expect(String(err)).toMatch(/invalid_key/);
+      }
+      const stripeKey = await t.issue();
+      const r = await rawRequest(t.proxyUrl, 'POST', '/mcp/stub', { authorization: `Bearer ${stripeKey.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+      expect(r.status).toBe(403);
+      expect(r.body.code).toBe('endpoint_not_allowed');
+      // And an MCP key is no HTTP key.
+      const key = await issue();
+      const http = await t.proxy('/stripe/v1/refunds', { token: key.token, body: { amount: 1 } });
+      expect(http.status).toBe(403);
+      expect(up.calls).toEqual([]);
+    });
+
+    it('never shows the upstream credential, even when the server echoes it', async () => {
+      const key = await issue();
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const r = await client.callTool({ name: 'debug_echo', arguments: {} });
+        const all = JSON.stringify(r);
+        expect(up.calls[0]!.authorization).toBe(`Bearer ${UPSTREAM_TEST_SECRET}`);
+        expect(all).not.toContain(UPSTREAM_TEST_SECRET);
+        expect(all).toContain('called with Bearer ****');
+      } finally {
+        await client.close();
+      }
+      // A test key only ever reaches the test credential.
+      expect(up.authorizations.every((a) => a !== `Bearer ${UPSTREAM_LIVE_SECRET}`)).toBe(true);
+      expect(t.logs.join('')).not.toContain(UPSTREAM_TEST_SECRET);
+      await t.gw.audit.flush();
+      expect(JSON.stringify(await audit(key.id))).not.toContain(UPSTREAM_TEST_SECRET);
+    });
+
+    it('relays progress and a long result as they come, without holding them back', async () => {
+      const key = await issue();
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const progress: Array<{ progress: number; message?: string }> = [];
+        // The upstream holds the call until the agent has seen its first progress: only a relay
+        // that passes progress on at once lets this call finish.
+        const call = client.callTool({ name: 'slow_report', arguments: { size: 2_000_000 } }, undefined, {
+          onprogress: (p) => {
+            progress.push(p);
+            up.release();
+          },
+          timeout: 30_000,
+        });
+        const r = await call;
+        expect(progress[0]).toMatchObject({ progress: 1, message: 'half way' });
+        expect(text(r).length).toBe(2_000_000);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('settles a tool error per the server (charged by default)', async () => {
+      const key = await issue();
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const r = await client.callTool({ name: 'failing_refund', arguments: { amount: 200 } });
+        expect(r.isError).toBe(true);
+        expect(text(r)).toBe('card_declined');
+      } finally {
+        await client.close();
+      }
+      expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_micros).toBe(2_000_000);
+    });
+
+    it('reopens the upstream session when the upstream forgets it', async () => {
+      const key = await issue();
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        expect((await client.callTool({ name: 'list_customers', arguments: {} })).isError).toBeFalsy();
+        up.dropSessions();
+        const again = await client.callTool({ name: 'list_customers', arguments: {} });
+        expect(again.isError, t.logs.slice(-5).join('')).toBeFalsy();
+        expect(up.calls.length).toBe(2);
+      } finally {
+        await client.close();
+      }
+    });
+
+    describe('malformed JSON-RPC is refused with nothing forwarded', () => {
+      let token: string;
+      const post = (body: string, headers: Record<string, string> = {}) =>
+        rawRequest(t.proxyUrl, 'POST', '/mcp/stub', { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', ...headers }, body);
+      beforeAll(async () => {
+        token = (await issue()).token;
+      });
+
+      it('refuses batches, bad ids, huge or deep params, responses and unknown or unserved methods', async () => {
+        const call = (id: unknown, extra: Record<string, unknown> = {}) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'create_refund', arguments: { payment_intent: 'pi', amount: 1 } }, ...extra });
+        const batch = await post(JSON.stringify([JSON.parse(call(1)), JSON.parse(call(2))]));
+        expect(batch.status).toBe(400);
+        expect(batch.body.error.data.code).toBe('invalid_request');
+        expect(batch.body.error.message).toMatch(/Batches/);
+        for (const id of [null, { a: 1 }, [1], 1.5, true, '', 'x'.repeat(300)]) {
+          const r = await post(call(id));
+          expect(r.status, JSON.stringify(id)).toBe(400);
+          expect(r.body.error.code).toBe(-32600);
+        }
+        const huge = await post(call(3, { params: { name: 'create_refund', arguments: { payment_intent: 'x'.repeat(300_000), amount: 1 } } }));
+        expect(huge.status).toBe(413);
+        expect(huge.body.code).toBe('body_too_large');
+        let deep: unknown = 1;
+        for (let i = 0; i < 100; i++) deep = { a: deep };
+        const nested = await post(call(4, { params: { name: 'create_refund', arguments: { payment_intent: 'pi', amount: 1, x: deep } } }));
+        expect(nested.status).toBe(400);
+        expect((await post('{"jsonrpc":"2.0","id":5,')).body.error.code).toBe(-32700);
+        expect((await post(JSON.stringify({ jsonrpc: '2.0', id: 6, result: {} }))).status).toBe(400);
+        const unknown = await post(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/destroy' }));
+        expect(unknown.status).toBe(200);
+        expect(unknown.body).toMatchObject({ id: 7, error: { code: -32601, data: { code: 'invalid_request' } } });
+        const resources = await post(JSON.stringify({ jsonrpc: '2.0', id: 8, method: 'resources/read', params: { uri: 'file:///etc/passwd' } }));
+        expect(resources.body).toMatchObject({ id: 8, error: { data: { code: 'endpoint_not_allowed' } } });
+        const prompts = await post(JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'prompts/get', params: { name: 'x' } }));
+        expect(prompts.body.error.data.code).toBe('endpoint_not_allowed');
+        const extraParam = await post(call(10, { params: { name: 'create_refund', arguments: {}, task: { ttl: 1 } } }));
+        expect(extraParam.body.error.data.code).toBe('invalid_request');
+        const badName = await post(call(11, { params: { name: '../../admin', arguments: {} } }));
+        expect(badName.body.error.code).toBe(-32602);
+        const notArgs = await post(call(12, { params: { name: 'create_refund', arguments: [1, 2] } }));
+        expect(notArgs.body.error.code).toBe(-32602);
+        const getStream = await rawRequest(t.proxyUrl, 'GET', '/mcp/stub', { authorization: `Bearer ${token}`, accept: 'text/event-stream' });
+        expect(getStream.status).toBe(405);
+        expect(up.calls).toEqual([]);
+      });
+    });
+  });
+}
