@@ -4,6 +4,7 @@ import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.j
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { backends } from './backends.js';
 import { rawRequest, startGateway, type TestGateway } from './harness.js';
+import { mint, narrow } from './mint.js';
 import { type McpUpstream, startMcpUpstream, UPSTREAM_LIVE_SECRET, UPSTREAM_TEST_SECRET } from './mcp-upstream.js';
 
 // keyleash as an MCP gateway, end to end: the official MCP client as the agent, the real gateway,
@@ -281,6 +282,58 @@ for (const backend of await backends('mcp')) {
       } finally {
         await client.close();
       }
+    });
+
+    it('applies rate limits, budgets and the kill switch to tools/call like HTTP calls', async () => {
+      const limited = await issue({ rate_limit: { requests: 2, per: 'hour' } });
+      const c1 = await connect(t.proxyUrl, limited.token);
+      try {
+        expect((await c1.callTool({ name: 'list_customers', arguments: {} })).isError).toBeFalsy();
+        expect((await c1.callTool({ name: 'list_customers', arguments: {} })).isError).toBeFalsy();
+        const third = (await c1.callTool({ name: 'list_customers', arguments: {} })) as CallToolResult;
+        expect(third.structuredContent).toMatchObject({ code: 'rate_limited' });
+      } finally {
+        await c1.close();
+      }
+      expect((await t.admin('POST', '/v1/budgets', { id: 'team:mcp', limit_usd: 3, period: 'day' })).status).toBe(201);
+      const budgeted = await issue({ budgets: ['team:mcp'], label: 'kill-me' });
+      const c2 = await connect(t.proxyUrl, budgeted.token);
+      try {
+        expect((await c2.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 200 } })).isError).toBeFalsy();
+        const over = (await c2.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 200 } })) as CallToolResult;
+        expect(over.structuredContent).toMatchObject({ code: 'cap_exhausted', limit: { kind: 'budget', id: 'team:mcp' } });
+        const killed = await t.admin('POST', '/v1/keys/revoke', { label_prefix: 'kill-me' });
+        expect(killed.body.revoked).toBe(1);
+        const after = await c2.callTool({ name: 'list_customers', arguments: {} }).then(() => null, (e: unknown) => e);
+        expect(String(after)).toMatch(/key_revoked/);
+      } finally {
+        await c2.close().catch(() => undefined);
+      }
+    });
+
+    it('takes minted and narrowed keys, whose tools are /tools/<name> endpoints', async () => {
+      const mk = await t.admin('POST', '/v1/minting_keys', { label: 'agents', vendors: ['mcp:stub'], allowed_endpoints: ['/tools/*'], max_daily_usd_cap: 20, max_ttl: '1h' });
+      expect(mk.status).toBe(201);
+      const root = mint(mk.body.secret, { vendor: 'mcp:stub', endpoints: ['/tools/*'], cap: 10_000_000 });
+      const child = narrow(root.token, mk.body.id, { endpoints: ['POST /tools/create_refund'], cap: 3_000_000 });
+      const c = await connect(t.proxyUrl, child.token);
+      try {
+        expect((await c.listTools()).tools.map((x) => x.name)).toEqual(['create_refund']);
+        expect((await c.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 250 } })).isError).toBeFalsy();
+        const over = (await c.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 100 } })) as CallToolResult;
+        expect(over.structuredContent).toMatchObject({ code: 'cap_exhausted' });
+        const other = await c.callTool({ name: 'list_customers', arguments: {} }).then(() => null, (e: unknown) => e as McpError);
+        expect(other?.data).toMatchObject({ code: 'endpoint_not_allowed' });
+      } finally {
+        await c.close();
+      }
+      const view = (await t.admin('GET', `/v1/keys/${child.id}`)).body;
+      expect(view).toMatchObject({ origin: 'minted', vendor: 'mcp:stub', allowed_tools: ['create_refund'], spend_today_micros: 2_500_000 });
+      expect((await t.admin('GET', `/v1/keys/${root.id}`)).body.spend_today_micros).toBe(2_500_000);
+      // Its tool patterns allow no HTTP call.
+      const http = await t.proxy('/tools/create_refund', { token: child.token, body: { amount: 1 } });
+      expect(http.status).toBeGreaterThanOrEqual(400);
+      expect(up.calls.length).toBe(1);
     });
 
     describe('malformed JSON-RPC is refused with nothing forwarded', () => {

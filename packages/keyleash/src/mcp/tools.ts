@@ -32,9 +32,22 @@ export function encodeTools(globs: readonly string[]): string[] {
   return globs.map((g) => TOOL_PREFIX + g);
 }
 
-/** The tool globs of a key record's `allowedEndpoints` (entries that are not tools are ignored). */
+/**
+ * The tool globs of a key record's `allowedEndpoints`: its `tool:<glob>` entries, and endpoint
+ * patterns `[POST ]/tools/<name>` (`/tools/*`: every tool), the form minted and narrowed keys
+ * use, since their caveats intersect whole path segments. Any other entry allows no tool.
+ */
 export function decodeTools(allowed: readonly string[]): string[] {
-  return allowed.filter((a) => a.startsWith(TOOL_PREFIX)).map((a) => a.slice(TOOL_PREFIX.length));
+  const out: string[] = [];
+  for (const a of allowed) {
+    if (a.startsWith(TOOL_PREFIX)) {
+      out.push(a.slice(TOOL_PREFIX.length));
+      continue;
+    }
+    const m = /^(?:POST )?\/tools\/([^/*]+|\*)$/.exec(a);
+    if (m && (m[1] === '*' || isToolName(m[1]))) out.push(m[1]!);
+  }
+  return out;
 }
 
 const compiled = new Map<string, RegExp>();
