@@ -1,9 +1,10 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { backends } from './backends.js';
-import { rawRequest, startGateway, type TestGateway } from './harness.js';
+import { CLI, rawRequest, startGateway, type TestGateway } from './harness.js';
 import { mint, narrow } from './mint.js';
 import { type McpUpstream, startMcpUpstream, UPSTREAM_LIVE_SECRET, UPSTREAM_TEST_SECRET } from './mcp-upstream.js';
 
@@ -334,6 +335,31 @@ for (const backend of await backends('mcp')) {
       const http = await t.proxy('/tools/create_refund', { token: child.token, body: { amount: 1 } });
       expect(http.status).toBeGreaterThanOrEqual(400);
       expect(up.calls.length).toBe(1);
+    });
+
+    it('serves a stdio MCP client through `keyleash mcp-stdio`, with the same checks', async () => {
+      const key = await issue({ allowed_tools: ['list_*', 'create_refund'], daily_usd_cap: 5 });
+      const client = new Client({ name: 'desktop-agent', version: '1.0.0' });
+      await client.connect(
+        new StdioClientTransport({
+          command: process.execPath,
+          args: [CLI, 'mcp-stdio', '--url', `${t.proxyUrl}/mcp/stub`],
+          env: { KEYLEASH_VAULT_KEY: key.token, PATH: process.env.PATH ?? '' },
+          stderr: 'pipe',
+        }),
+      );
+      try {
+        expect((await client.listTools()).tools.map((x) => x.name).sort()).toEqual(['create_refund', 'list_customers']);
+        expect((await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 400 } })).isError).toBeFalsy();
+        const over = (await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 200 } })) as CallToolResult;
+        expect(over.structuredContent).toMatchObject({ code: 'cap_exhausted' });
+        await t.admin('DELETE', `/v1/keys/${key.id}`);
+        const revoked = await client.listTools().then(() => null, (e: unknown) => e as McpError);
+        expect(revoked?.data).toMatchObject({ code: 'key_revoked' });
+      } finally {
+        await client.close();
+      }
+      expect(up.calls.map((c) => c.name)).toEqual(['create_refund']);
     });
 
     describe('malformed JSON-RPC is refused with nothing forwarded', () => {

@@ -13,6 +13,7 @@ import { createTwilioSandbox } from '../sandbox/twilio.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import { ADMIN_COMMANDS, EXIT_CODES_HELP, runAdminCommand } from './admin.js';
 import { runDoctor } from './doctor.js';
+import { runMcpStdio } from './mcp-stdio.js';
 
 const HELP = `keyleash — scoped, spend-capped vault keys for AI agents
 
@@ -21,6 +22,9 @@ Usage:
   keyleash serve [--config F]  Start for real from a config file (YAML/JSON) plus KEYLEASH_* env
   keyleash migrate [--config F] Create or upgrade the store schema, then exit
   keyleash doctor [--config F] Check the configuration, the store and upstream reachability
+  keyleash mcp-stdio --url {PROXY}/mcp/{server}
+                               A stdio MCP server relaying to the MCP gateway with the vault
+                               key in KEYLEASH_VAULT_KEY (docs/mcp.md)
   keyleash help                Show this
 
 Operating a running gateway (over its control API; see \`keyleash <command> --help\`):
@@ -209,6 +213,10 @@ async function main(argv: string[]): Promise<void> {
   }
   if (argv[0] === 'secrets') {
     process.exitCode = await runSecretsCommand(argv.slice(1));
+    return;
+  }
+  if (argv[0] === 'mcp-stdio') {
+    process.exitCode = await runMcpStdio(argv.slice(1));
     return;
   }
   if (argv[0] === 'doctor') {
