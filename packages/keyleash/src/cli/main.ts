@@ -6,6 +6,7 @@ import { runAuditVerify } from './audit-verify.js';
 import { runSecretsCommand } from './secrets.js';
 import { createLogger } from '../log.js';
 import { createStripeSandbox } from '../sandbox/stripe.js';
+import { createStripeMcpSandbox } from '../sandbox/stripe-mcp.js';
 import { createAnthropicSandbox } from '../sandbox/anthropic.js';
 import { createEchoSandbox } from '../sandbox/echo.js';
 import { createOpenAISandbox } from '../sandbox/openai.js';
@@ -92,7 +93,8 @@ async function dev(): Promise<void> {
   const openai = createOpenAISandbox({ secrets: [DEV_OPENAI.test, DEV_OPENAI.live] });
   const anthropic = createAnthropicSandbox({ secrets: [DEV_ANTHROPIC.test, DEV_ANTHROPIC.live] });
   const echo = createEchoSandbox();
-  const [twilioUrl, openaiUrl, anthropicUrl, echoUrl] = await Promise.all([twilio.listen(), openai.listen(), anthropic.listen(), echo.listen()]);
+  const stripeMcp = createStripeMcpSandbox({ secrets: [DEV_TEST_SECRET, DEV_LIVE_SECRET] });
+  const [twilioUrl, openaiUrl, anthropicUrl, echoUrl, stripeMcpUrl] = await Promise.all([twilio.listen(), openai.listen(), anthropic.listen(), echo.listen(), stripeMcp.listen()]);
   const raw = applyEnvOverrides(
     {
       admin_token: DEV_ADMIN_TOKEN,
@@ -120,6 +122,8 @@ async function dev(): Promise<void> {
           },
         },
       },
+      // Stripe's MCP server stand-in, priced by the shipped Stripe preset (docs/mcp.md).
+      mcp_servers: { stripe: { url: stripeMcpUrl, preset: 'stripe', test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET } },
     },
     // The sandboxes are the point of dev mode: a real vendor URL or secret from the env would defeat them.
     Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^KEYLEASH_(STRIPE|TWILIO|OPENAI|ANTHROPIC)_/.test(k))),
@@ -141,6 +145,7 @@ async function dev(): Promise<void> {
       `  openai        sandbox at ${openaiUrl} (streams; SDK baseURL ${proxyUrl}/openai/v1)`,
       `  anthropic     sandbox at ${anthropicUrl} (streams; SDK baseURL ${proxyUrl}/anthropic)`,
       `  echo          a generic vendor from config, at ${echoUrl} (answers with what it received)`,
+      `  mcp:stripe    Stripe MCP sandbox at ${stripeMcpUrl}; agents connect to ${proxyUrl}/mcp/stripe`,
       '',
       'Issue a key:',
       `  curl -s ${apiUrl}/v1/keys -H "Authorization: Bearer ${config.admin_token === DEV_ADMIN_TOKEN ? DEV_ADMIN_TOKEN : '$KEYLEASH_ADMIN_TOKEN'}" \\`,
@@ -151,7 +156,7 @@ async function dev(): Promise<void> {
     ].join('\n'),
   );
   runUntilSignal(gw, async () => {
-    await Promise.all([sandbox, twilio, openai, anthropic, echo].map((s) => s.close()));
+    await Promise.all([sandbox, twilio, openai, anthropic, echo, stripeMcp].map((s) => s.close()));
   });
 }
 
