@@ -24,6 +24,12 @@ export interface IssueKeyParams {
   rateLimit?: RateLimit;
 }
 
+/** A key for an MCP server (vendor `mcp:<server>`, docs/mcp.md): it names tools, not endpoints. */
+export type IssueMcpKeyParams = Omit<IssueKeyParams, 'allowedEndpoints'> & {
+  /** Tool names or globs such as `list_*`. */
+  allowedTools: string[];
+};
+
 /** A token bucket of `requests`, refilled at `requests` per `per`. */
 export interface RateLimit {
   requests: number;
@@ -97,6 +103,8 @@ export interface VaultKey {
   vendor: string;
   mode: Mode;
   allowed_endpoints: string[];
+  /** On a key for an MCP server: the tools it may list and call. */
+  allowed_tools?: string[];
   daily_usd_cap: number | null;
   metadata: Record<string, string>;
   status: KeyStatus;
@@ -283,8 +291,10 @@ export class Keyleash {
   }
 
   /** Issues a vault key (the API answers 201). The `token` is in this answer only. */
-  issueKey(params: IssueKeyParams, opts?: CallOptions): Promise<IssuedKey> {
-    const body: Record<string, unknown> = { vendor: params.vendor, allowed_endpoints: params.allowedEndpoints };
+  issueKey(params: IssueKeyParams | IssueMcpKeyParams, opts?: CallOptions): Promise<IssuedKey> {
+    const body: Record<string, unknown> = { vendor: params.vendor };
+    if ('allowedTools' in params) body.allowed_tools = params.allowedTools;
+    else body.allowed_endpoints = params.allowedEndpoints;
     if (params.dailyUsdCap !== undefined) body.daily_usd_cap = params.dailyUsdCap;
     if (params.expiresIn !== undefined) body.expires_in = params.expiresIn;
     if (params.label !== undefined) body.label = params.label;

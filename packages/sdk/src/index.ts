@@ -3,6 +3,7 @@ export {
   type KeyleashOptions,
   type CallOptions,
   type IssueKeyParams,
+  type IssueMcpKeyParams,
   type IssuedKey,
   type VaultKey,
   type KeyStatus,
