@@ -71,6 +71,13 @@ for (const backend of await backends('mcp')) {
       expect(noTools.body.param).toBe('allowed_tools');
       const badGlob = await t.admin('POST', '/v1/keys', { vendor: 'mcp:stub', allowed_tools: ['list customers'] });
       expect(badGlob.body.param).toBe('allowed_tools.0');
+      // Tools as endpoints, the form SDK middleware and minted keys use.
+      const asEndpoints = await t.issue({ vendor: 'mcp:stub', allowed_endpoints: ['/tools/create_refund', 'POST /tools/list_customers'] });
+      expect(asEndpoints.allowed_tools).toEqual(['create_refund', 'list_customers']);
+      const httpPattern = await t.admin('POST', '/v1/keys', { vendor: 'mcp:stub', allowed_endpoints: ['/tools/x', '/v1/refunds'] });
+      expect(httpPattern.body.param).toBe('allowed_endpoints.1');
+      const both = await t.admin('POST', '/v1/keys', { vendor: 'mcp:stub', allowed_endpoints: ['/tools/x'], allowed_tools: ['x'] });
+      expect(both.status).toBe(400);
       const toolsOnHttp = await t.admin('POST', '/v1/keys', { vendor: 'stripe', allowed_endpoints: ['/v1/refunds'], allowed_tools: ['x'] });
       expect(toolsOnHttp.body.param).toBe('allowed_tools');
       const unknown = await t.admin('POST', '/v1/keys', { vendor: 'mcp:nope', allowed_tools: ['x'] });

@@ -52,8 +52,15 @@ export const issueKeySchema = z.strictObject({
 }).superRefine((v, ctx) => {
   // A key names endpoints (an HTTP vendor) or tools (an MCP server), never both.
   if (mcpServerOf(v.vendor) !== null) {
-    if (v.allowed_tools === undefined) ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'is required for an MCP server key (tool names or globs such as "list_*")' });
-    else if (v.allowed_endpoints !== undefined) ctx.addIssue({ code: 'custom', path: ['allowed_endpoints'], message: 'an MCP server key names its tools in allowed_tools, not endpoints' });
+    // Tools as globs, or as `/tools/<name>` endpoints (what middleware and minted keys speak).
+    if (v.allowed_tools === undefined && v.allowed_endpoints === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'is required for an MCP server key (tool names or globs such as "list_*")' });
+    } else if (v.allowed_tools !== undefined && v.allowed_endpoints !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['allowed_endpoints'], message: 'give allowed_tools or allowed_endpoints, not both' });
+    } else if (v.allowed_endpoints !== undefined) {
+      const i = v.allowed_endpoints.findIndex((e) => decodeTools([e]).length === 0);
+      if (i >= 0) ctx.addIssue({ code: 'custom', path: ['allowed_endpoints', i], message: 'an MCP server key allows tools: write "/tools/<name>" or "/tools/*", or use allowed_tools' });
+    }
   } else if (v.allowed_tools !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'only a key for an MCP server (vendor "mcp:<server>") names tools' });
   } else if (v.allowed_endpoints === undefined) {
