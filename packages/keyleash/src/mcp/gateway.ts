@@ -9,6 +9,7 @@ import {
   ListToolsRequestSchema,
   type ListToolsResult,
   McpError,
+  SUPPORTED_PROTOCOL_VERSIONS,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/sink.js';
@@ -189,8 +190,26 @@ export class McpGateway {
       }
     }
 
-    // 4. Answer it as an MCP server of our own, one per message (stateless), whose tools are
-    // the upstream's as far as the key allows.
+    // 4a. A plain tools/call (no progress to relay) is answered here as one JSON response: the
+    // message is already screened, so the per-message SDK server below would only add cost.
+    if (message.method === 'tools/call' && message.progressToken === undefined && plainJsonCall(req)) {
+      const params = message.raw.params as { arguments?: Record<string, unknown> };
+      let payload: object;
+      try {
+        const result = await this.callTool(ctx, key, vendor, secret, echoPatternsFor(vendor, secret), message.toolName!, params.arguments ?? {}, undefined, async () => undefined);
+        payload = { jsonrpc: '2.0', id: message.id, result };
+      } catch (err) {
+        const e = err instanceof McpError ? err : new McpError(RpcCode.InternalError, 'Internal error');
+        payload = { jsonrpc: '2.0', id: message.id, error: { code: e.code, message: e.message, ...(e.data !== undefined ? { data: e.data } : {}) } };
+      }
+      const body = JSON.stringify(payload);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-keyleash-request-id': requestId });
+      res.end(body);
+      return;
+    }
+
+    // 4b. Anything else is answered by an MCP server of our own, one per message (stateless),
+    // whose tools are the upstream's as far as the key allows.
     const mcpServer = this.serverFor(ctx, key, vendor, secret);
     const withProgress = message.method === 'tools/call' && message.progressToken !== undefined;
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !withProgress });
@@ -469,6 +488,18 @@ export class McpGateway {
     this.denials.stop();
     await this.sessions.close();
   }
+}
+
+/**
+ * True when a message may be answered as plain JSON: the client accepts it (as Streamable HTTP
+ * requires every client to) and speaks a protocol version we know; otherwise the SDK's transport
+ * answers, with its own 406 or 400.
+ */
+function plainJsonCall(req: IncomingMessage): boolean {
+  const accept = req.headers.accept ?? '';
+  if (!accept.includes('application/json') || !accept.includes('text/event-stream')) return false;
+  const version = req.headers['mcp-protocol-version'];
+  return version === undefined || (typeof version === 'string' && SUPPORTED_PROTOCOL_VERSIONS.includes(version));
 }
 
 /** A refusal the model reads as the tool's answer: the code and a one-line reason. */
