@@ -11,6 +11,8 @@ import { type McpUpstream, startMcpUpstream, UPSTREAM_LIVE_SECRET, UPSTREAM_TEST
 // keyleash as an MCP gateway, end to end: the official MCP client as the agent, the real gateway,
 // and an upstream MCP server built with the same SDK, on both storage backends.
 
+const ACME_ADMIN = 'acme_admin_token_0123456789';
+
 const TOOLS = {
   create_refund: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency', currency: 'usd' } },
   create_invoice_charge: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency' }, quantity: 'quantity' },
@@ -50,6 +52,16 @@ for (const backend of await backends('mcp')) {
         log_level: 'warn',
         ...(storeConfig ? { store: storeConfig as never } : {}),
         mcp_servers: { stub: { url: up.url, test_secret: UPSTREAM_TEST_SECRET, live_secret: UPSTREAM_LIVE_SECRET, tools: TOOLS as never } },
+        // Another tenant with its own credential for the same upstream, and a server only it has.
+        tenants: {
+          acme: {
+            admin_tokens: [ACME_ADMIN],
+            mcp_servers: {
+              stub: { url: up.url, test_secret: UPSTREAM_LIVE_SECRET, tools: { 'list_*': 'free' } },
+              acme_only: { url: up.url, test_secret: UPSTREAM_LIVE_SECRET, tools: { 'list_*': 'free' } },
+            },
+          },
+        },
       }));
     });
     afterAll(async () => {
@@ -342,6 +354,29 @@ for (const backend of await backends('mcp')) {
       const http = await t.proxy('/tools/create_refund', { token: child.token, body: { amount: 1 } });
       expect(http.status).toBeGreaterThanOrEqual(400);
       expect(up.calls.length).toBe(1);
+    });
+
+    it("uses each tenant's own MCP servers and credentials", async () => {
+      const issued = await fetch(`${t.apiUrl}/v1/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ACME_ADMIN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ vendor: 'mcp:stub', allowed_tools: ['list_*'], daily_usd_cap: 1 }),
+      });
+      expect(issued.status).toBe(201);
+      const acme = (await issued.json()) as { token: string };
+      const c = await connect(t.proxyUrl, acme.token);
+      try {
+        expect((await c.callTool({ name: 'list_customers', arguments: {} })).isError).toBeFalsy();
+      } finally {
+        await c.close();
+      }
+      expect(up.calls.at(-1)!.authorization).toBe(`Bearer ${UPSTREAM_LIVE_SECRET}`);
+      // The default tenant has no acme_only server: its keys cannot be issued for it, nor reach it.
+      expect((await t.admin('POST', '/v1/keys', { vendor: 'mcp:acme_only', allowed_tools: ['x'] })).body.param).toBe('vendor');
+      const mine = await issue();
+      const r = await rawRequest(t.proxyUrl, 'POST', '/mcp/acme_only', { authorization: `Bearer ${mine.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+      expect(r.status).toBe(403);
+      expect(r.body.code).toBe('endpoint_not_allowed');
     });
 
     it('serves a stdio MCP client through `keyleash mcp-stdio`, with the same checks', async () => {
