@@ -1,10 +1,12 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { backends } from './backends.js';
-import { CLI, rawRequest, startGateway, type TestGateway } from './harness.js';
+import { ADMIN_TOKEN, CLI, rawRequest, startGateway, type TestGateway } from './harness.js';
 import { mint, narrow } from './mint.js';
 import { type McpUpstream, startMcpUpstream, UPSTREAM_LIVE_SECRET, UPSTREAM_TEST_SECRET } from './mcp-upstream.js';
 
@@ -97,6 +99,18 @@ for (const backend of await backends('mcp')) {
       const vendors = (await t.admin('GET', '/v1/vendors')).body;
       expect(JSON.stringify(vendors)).toContain('mcp:stub');
       expect(JSON.stringify(vendors)).not.toContain(UPSTREAM_TEST_SECRET);
+    });
+
+    it('issues an MCP key from the CLI with --tool', async () => {
+      const run = (args: string[]) =>
+        promisify(execFile)(process.execPath, [CLI, ...args], { env: { ...process.env, KEYLEASH_API_URL: t.apiUrl, KEYLEASH_ADMIN_TOKEN: ADMIN_TOKEN, NO_COLOR: '1' } });
+      const { stdout } = await run(['keys', 'create', '--vendor', 'mcp:stub', '--tool', 'list_*', '--tool', 'create_refund', '--cap', '5', '--json']);
+      const k = JSON.parse(stdout);
+      expect(k).toMatchObject({ vendor: 'mcp:stub', allowed_tools: ['list_*', 'create_refund'], daily_usd_cap: 5 });
+      const shown = await run(['keys', 'get', k.id]);
+      expect(shown.stdout).toMatch(/allowed tools\s+list_\*, create_refund/);
+      const noTool = await run(['keys', 'create', '--vendor', 'mcp:stub']).then(() => null, (e: { code: number; stderr: string }) => e);
+      expect(noTool?.stderr).toContain('--tool');
     });
 
     it('lists only the tools the key allows', async () => {
