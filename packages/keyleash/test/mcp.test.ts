@@ -14,6 +14,7 @@ import { type McpUpstream, startMcpUpstream, UPSTREAM_LIVE_SECRET, UPSTREAM_TEST
 // and an upstream MCP server built with the same SDK, on both storage backends.
 
 const ACME_ADMIN = 'acme_admin_token_0123456789';
+const LIMITED_ADMIN = 'limited_admin_token_0123456789';
 
 const TOOLS = {
   create_refund: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency', currency: 'usd' } },
@@ -54,6 +55,7 @@ for (const backend of await backends('mcp')) {
         log_level: 'warn',
         ...(storeConfig ? { store: storeConfig as never } : {}),
         mcp_servers: { stub: { url: up.url, test_secret: UPSTREAM_TEST_SECRET, live_secret: UPSTREAM_LIVE_SECRET, tools: TOOLS as never } },
+        admin_tokens: [{ token: LIMITED_ADMIN, policy: { endpoints: ['/tools/list_customers'] } }],
         // Another tenant with its own credential for the same upstream, and a server only it has.
         tenants: {
           acme: {
@@ -96,6 +98,16 @@ for (const backend of await backends('mcp')) {
       expect(toolsOnHttp.body.param).toBe('allowed_tools');
       const unknown = await t.admin('POST', '/v1/keys', { vendor: 'mcp:nope', allowed_tools: ['x'] });
       expect(unknown.body.param).toBe('vendor');
+      // An admin token limited to some endpoints cannot escape them through tools.
+      const limited = (tools: string[]) =>
+        fetch(`${t.apiUrl}/v1/keys`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${LIMITED_ADMIN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ vendor: 'mcp:stub', allowed_tools: tools }),
+        }).then(async (r) => ({ status: r.status, body: (await r.json()) as { code?: string } }));
+      expect((await limited(['list_customers'])).status).toBe(201);
+      expect((await limited(['create_refund'])).body.code).toBe('policy_violation');
+      expect((await limited(['list_*'])).body.code).toBe('policy_violation');
       const vendors = (await t.admin('GET', '/v1/vendors')).body;
       expect(JSON.stringify(vendors)).toContain('mcp:stub');
       expect(JSON.stringify(vendors)).not.toContain(UPSTREAM_TEST_SECRET);

@@ -200,6 +200,10 @@ export class KeyService {
         if (problem) throw invalid(`allowed_tools.${i}`, problem);
       }
       allowed = encodeTools(input.allowed_tools);
+      // An admin token's endpoint policy judges tools as `/tools/<name>`; a glob within a name
+      // counts as `/tools/*`, so a policy can only ever be stricter than the key, never looser.
+      const asEndpoints = compileEndpoints(input.allowed_tools.map((g) => `/tools/${g.includes('*') ? '*' : g}`));
+      compiled = Array.isArray(asEndpoints) ? asEndpoints : [];
     } else {
       allowed = input.allowed_endpoints ?? [];
       const c = compileEndpoints(allowed);
