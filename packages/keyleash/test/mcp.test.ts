@@ -316,6 +316,21 @@ for (const backend of await backends('mcp')) {
       expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_micros).toBe(2_000_000);
     });
 
+    it("passes the upstream's own error for a tool it does not have, audited as tool_error", async () => {
+      const key = await issue({ allowed_tools: ['ghost_tool'], daily_usd_cap: null });
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        // The SDK's McpServer answers an unknown tool with a tool error, not a JSON-RPC error.
+        const r = (await client.callTool({ name: 'ghost_tool', arguments: {} })) as CallToolResult;
+        expect(r.isError).toBe(true);
+        expect(text(r)).toMatch(/ghost_tool not found/);
+      } finally {
+        await client.close();
+      }
+      await t.gw.audit.flush();
+      expect((await audit(key.id)).find((x) => x.path === '/tools/call/ghost_tool')).toMatchObject({ decision: 'allow', code: 'tool_error', status: 200 });
+    });
+
     it('reopens the upstream session when the upstream forgets it', async () => {
       const key = await issue();
       const client = await connect(t.proxyUrl, key.token);

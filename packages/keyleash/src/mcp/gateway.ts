@@ -379,7 +379,7 @@ export class McpGateway {
           if (err.code === RpcCode.ConnectionClosed) return { ok: false, code: 'upstream_error', notExecuted: false };
           // A JSON-RPC error answer: the server refused the request (unknown tool, invalid arguments).
           const refusedBefore = [RpcCode.ParseError, RpcCode.InvalidRequest, RpcCode.MethodNotFound, RpcCode.InvalidParams].includes(err.code);
-          return { ok: false, code: 'upstream_error', notExecuted: refusedBefore, rpcError: { code: err.code, message: err.message } };
+          return { ok: false, code: 'upstream_error', notExecuted: refusedBefore, rpcError: { code: err.code, message: err.message.replace(/^MCP error -?\d+: /, '') } };
         }
         return { ok: false, code: 'upstream_error', notExecuted: sessionGone(err) || notSent(err) };
       }
