@@ -129,6 +129,14 @@ export async function startMcpUpstream(opts: { secrets?: string[] } = {}): Promi
       }
       const sessionId = req.headers['mcp-session-id'];
       const body = req.method === 'POST' ? await readJson(req) : undefined;
+      // A server that refuses a call with a JSON-RPC error of its own (the SDK's McpServer would
+      // answer with a tool error instead).
+      const m = body as { id?: number | string; method?: string; params?: { name?: string; arguments?: Record<string, unknown> } } | undefined;
+      if (m?.method === 'tools/call' && m.params?.name === 'strict_refund') {
+        calls.push({ name: 'strict_refund', args: m.params.arguments ?? {}, authorization: auth });
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: -32602, message: 'amount must be positive' } }));
+        return;
+      }
       let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
       if (!transport) {
         if (typeof sessionId === 'string' || !isInitializeRequest(body)) {

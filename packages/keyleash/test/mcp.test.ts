@@ -17,6 +17,7 @@ const ACME_ADMIN = 'acme_admin_token_0123456789';
 const LIMITED_ADMIN = 'limited_admin_token_0123456789';
 
 const TOOLS = {
+  strict_refund: { amount: { path: 'amount', unit: 'minor', currency: 'usd' } },
   create_refund: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency', currency: 'usd' } },
   create_invoice_charge: { amount: { path: 'amount', unit: 'minor', currency_path: 'currency' }, quantity: 'quantity' },
   failing_refund: { amount: { path: 'amount', unit: 'minor', currency: 'usd' } },
@@ -329,6 +330,23 @@ for (const backend of await backends('mcp')) {
       }
       await t.gw.audit.flush();
       expect((await audit(key.id)).find((x) => x.path === '/tools/call/ghost_tool')).toMatchObject({ decision: 'allow', code: 'tool_error', status: 200 });
+    });
+
+    it("passes the upstream's JSON-RPC error on once, releases the charge and audits it", async () => {
+      const key = await issue({ allowed_tools: ['strict_refund'] });
+      const client = await connect(t.proxyUrl, key.token);
+      try {
+        const err = await client.callTool({ name: 'strict_refund', arguments: { amount: 500 } }).then(() => null, (e: unknown) => e as McpError);
+        expect(err).toBeInstanceOf(McpError);
+        expect(err!.code).toBe(-32602);
+        expect(err!.message).toBe('MCP error -32602: amount must be positive');
+      } finally {
+        await client.close();
+      }
+      expect(up.calls.map((c) => c.name)).toEqual(['strict_refund']);
+      expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_micros).toBe(0);
+      await t.gw.audit.flush();
+      expect((await audit(key.id)).find((x) => x.path === '/tools/call/strict_refund')).toMatchObject({ decision: 'allow', code: 'upstream_error', cost_micros: 0 });
     });
 
     it('reopens the upstream session when the upstream forgets it', async () => {

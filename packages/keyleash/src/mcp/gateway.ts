@@ -199,7 +199,8 @@ export class McpGateway {
         const result = await this.callTool(ctx, key, vendor, secret, echoPatternsFor(vendor, secret), message.toolName!, params.arguments ?? {}, undefined, async () => undefined);
         payload = { jsonrpc: '2.0', id: message.id, result };
       } catch (err) {
-        const e = err instanceof McpError ? err : new McpError(RpcCode.InternalError, 'Internal error');
+        if (!(err instanceof RpcError)) this.o.log.error({ err, requestId }, 'tools/call failed');
+        const e = err instanceof RpcError ? err : new RpcError(RpcCode.InternalError, 'Internal error');
         payload = { jsonrpc: '2.0', id: message.id, error: { code: e.code, message: e.message, ...(e.data !== undefined ? { data: e.data } : {}) } };
       }
       const body = JSON.stringify(payload);
@@ -232,7 +233,7 @@ export class McpGateway {
     server.setRequestHandler(ListToolsRequestSchema, async (request) => {
       const params = request.params?.cursor !== undefined ? { cursor: request.params.cursor } : {};
       const listed = await this.withSession(vendor, record.tenantId, record.mode, secret, true, (c) => c.listTools(params));
-      if (!listed.ok) throw new McpError(RpcCode.InternalError, ERRORS[listed.code].message, { code: listed.code, request_id: ctx.requestId });
+      if (!listed.ok) throw new RpcError(RpcCode.InternalError, ERRORS[listed.code].message, { code: listed.code, request_id: ctx.requestId });
       const result: ListToolsResult = { ...listed.value, tools: listed.value.tools.filter((t) => toolAllowed(globs, t.name)) };
       return scrubbed(result, echoes, false);
     });
@@ -331,7 +332,7 @@ export class McpGateway {
       this.record(ctx, key, ERRORS[called.code].status, 'allow', called.code, cost, latency);
       if (called.rpcError) {
         // The upstream's own JSON-RPC error (e.g. invalid arguments), passed on scrubbed.
-        throw new McpError(called.rpcError.code, echoes.scrubString(called.rpcError.message));
+        throw new RpcError(called.rpcError.code, echoes.scrubString(called.rpcError.message));
       }
       return toolError(called.code, called.code === 'upstream_timeout' ? 'The MCP server did not answer in time.' : 'The MCP server could not be reached or failed.', ctx.requestId);
     }
@@ -500,6 +501,20 @@ function plainJsonCall(req: IncomingMessage): boolean {
   if (!accept.includes('application/json') || !accept.includes('text/event-stream')) return false;
   const version = req.headers['mcp-protocol-version'];
   return version === undefined || (typeof version === 'string' && SUPPORTED_PROTOCOL_VERSIONS.includes(version));
+}
+
+/**
+ * A JSON-RPC error answer. Not an McpError, whose message carries an "MCP error <code>:" prefix
+ * that the agent's client would add a second time.
+ */
+class RpcError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+  }
 }
 
 /** A refusal the model reads as the tool's answer: the code and a one-line reason. */
