@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -124,7 +125,7 @@ for (const backend of await backends('mcp')) {
       expect(shown.stdout).toMatch(/allowed tools\s+list_\*, create_refund/);
       const noTool = await run(['keys', 'create', '--vendor', 'mcp:stub']).then(() => null, (e: { code: number; stderr: string }) => e);
       expect(noTool?.stderr).toContain('--tool');
-    });
+    }, 30_000);
 
     it('lists only the tools the key allows', async () => {
       const key = await issue({ allowed_tools: ['list_*', 'create_refund'] });
@@ -224,7 +225,7 @@ for (const backend of await backends('mcp')) {
         await client.close();
       }
       expect((await t.admin('GET', `/v1/keys/${key.id}`)).body.spend_today_micros).toBe(50_000_000);
-    });
+    }, 30_000);
 
     it('stops a revoked key at once, mid-session', async () => {
       const key = await issue();
@@ -461,6 +462,34 @@ for (const backend of await backends('mcp')) {
         await client.close();
       }
       expect(up.calls.map((c) => c.name)).toEqual(['create_refund']);
+    }, 30_000);
+
+    it('serves older clients over HTTP+SSE, with the same checks, and binds a session to its key', async () => {
+      const key = await issue({ allowed_tools: ['list_*', 'create_refund'], daily_usd_cap: 5 });
+      const client = new Client({ name: 'old-agent', version: '1.0.0' });
+      await client.connect(new SSEClientTransport(new URL(`${t.proxyUrl}/mcp/stub/sse`), { requestInit: { headers: { authorization: `Bearer ${key.token}` } } }));
+      try {
+        expect((await client.listTools()).tools.map((x) => x.name).sort()).toEqual(['create_refund', 'list_customers']);
+        expect((await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 400 } })).isError).toBeFalsy();
+        const over = (await client.callTool({ name: 'create_refund', arguments: { payment_intent: 'pi', amount: 200 } })) as CallToolResult;
+        expect(over.structuredContent).toMatchObject({ code: 'cap_exhausted' });
+        const refused = await client.callTool({ name: 'delete_account', arguments: {} }).then(() => null, (e: unknown) => e as McpError);
+        expect(refused?.data).toMatchObject({ code: 'endpoint_not_allowed' });
+        // Another key cannot post into this session.
+        const other = await issue();
+        const sessionId = (client.transport as unknown as { _endpoint?: URL })._endpoint?.searchParams.get('sessionId');
+        expect(sessionId).toBeTruthy();
+        const hijack = await rawRequest(t.proxyUrl, 'POST', `/mcp/stub/messages?sessionId=${sessionId}`, { authorization: `Bearer ${other.token}`, 'content-type': 'application/json' }, JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/call', params: { name: 'create_refund', arguments: { payment_intent: 'pi', amount: 1 } } }));
+        expect(hijack.status).toBe(400);
+        await t.admin('DELETE', `/v1/keys/${key.id}`);
+        const revoked = await client.listTools().then(() => null, (e: unknown) => e);
+        expect(String(revoked)).toMatch(/key_revoked|401/);
+      } finally {
+        await client.close().catch(() => undefined);
+      }
+      expect(up.calls.map((c) => c.name)).toEqual(['create_refund']);
+      await t.gw.audit.flush();
+      expect((await audit(key.id)).filter((r) => r.path === '/tools/call/create_refund').map((r) => r.code).sort()).toEqual(['cap_exhausted', null].sort());
     });
 
     describe('malformed JSON-RPC is refused with nothing forwarded', () => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import {
   CallToolRequestSchema,
@@ -29,7 +30,7 @@ import { screenRequest } from '../proxy/screen.js';
 import { type AuditRecord, keyStatus, type Settlement, type Store } from '../store/store.js';
 import type { VendorCatalog } from '../vendors/vendor.js';
 import { priceToolCall } from './cost.js';
-import { screenMessage } from './screen.js';
+import { type ScreenedMessage, screenMessage } from './screen.js';
 import { isMcpVendor, type McpVendor } from './servers.js';
 import { decodeTools, MCP_VENDOR_PREFIX, mcpServerOf, toolAllowed } from './tools.js';
 import { sessionGone, UpstreamSessions } from './upstream.js';
@@ -56,6 +57,13 @@ export interface McpGatewayOptions {
   now?: () => number;
 }
 
+interface Authenticated {
+  key: CachedKey;
+  hash: string;
+  vendor: McpVendor;
+  secret: string;
+}
+
 interface CallContext {
   requestId: string;
   address: string;
@@ -66,7 +74,18 @@ interface CallContext {
 
 const AUDIT_METHOD = 'MCP';
 const SERVER_VERSION = '0.1.0';
-const MCP_PATH = /^\/mcp\/([a-z][a-z0-9_-]{0,31})\/?$/;
+const MCP_PATH = /^\/mcp\/([a-z][a-z0-9_-]{0,31})(\/sse|\/messages)?\/?$/;
+/** Open sessions of the older HTTP+SSE transport one process keeps at most. */
+const MAX_LEGACY_SESSIONS = 1000;
+
+/** A session of the older HTTP+SSE transport (protocol 2024-11-05): its stream stays open, each message is a POST. */
+interface LegacySession {
+  server: string;
+  keyHash: string;
+  /** The key as its latest message found it. */
+  key: CachedKey;
+  transport: SSEServerTransport;
+}
 
 /** JSON-RPC error codes for keyleash's refusals: a tool outside the key is an invalid param, like an unknown tool. */
 function rpcCodeFor(code: ErrorCode): number {
@@ -80,6 +99,7 @@ export class McpGateway {
   private readonly sessions: UpstreamSessions;
   private readonly throttle = new AuthThrottle();
   private readonly denials: DenialAudit;
+  private readonly legacy = new Map<string, LegacySession>();
 
   constructor(private readonly o: McpGatewayOptions) {
     this.now = o.now ?? Date.now;
@@ -106,13 +126,23 @@ export class McpGateway {
 
   private async run(req: IncomingMessage, res: ServerResponse, server: string, requestId: string): Promise<void> {
     const ctx: CallContext = { requestId, address: req.socket.remoteAddress ?? '', started: this.now(), path: `/mcp/${server}`, key: null };
-
-    // Stateless: no standalone SSE stream (GET) and no session to end (DELETE).
-    if (req.method !== 'POST') {
+    const legacy = MCP_PATH.exec((req.url ?? '').split('?')[0]!)?.[2];
+    const allowed = legacy === '/sse' ? 'GET' : 'POST';
+    // Streamable HTTP without sessions: no standalone SSE stream (GET) and no session to end (DELETE).
+    if (req.method !== allowed) {
       req.resume();
-      res.setHeader('allow', 'POST');
-      return this.sendHttpError(res, 'invalid_request', 'keyleash serves MCP as Streamable HTTP without sessions: send every message as a POST.', requestId, 405);
+      res.setHeader('allow', allowed);
+      return this.sendHttpError(res, 'invalid_request', legacy ? `Use ${allowed} here.` : 'keyleash serves MCP as Streamable HTTP without sessions: send every message as a POST.', requestId, 405);
     }
+    const auth = await this.authenticate(req, res, ctx, server);
+    if (!auth) return;
+    if (legacy === '/sse') return this.openLegacySession(req, res, ctx, server, auth);
+    if (legacy === '/messages') return this.legacyMessage(req, res, ctx, server, auth);
+    return this.streamableMessage(req, res, ctx, server, auth);
+  }
+
+  /** The key of a request, checked (and refused, answered and audited when it fails). */
+  private async authenticate(req: IncomingMessage, res: ServerResponse, ctx: CallContext, server: string): Promise<Authenticated | null> {
     const rawQuery = (req.url ?? '').split('?')[1] ?? '';
     const screened = screenRequest(req, rawQuery);
     if (screened) return this.deny(req, res, ctx, screened.code, screened.message);
@@ -154,8 +184,19 @@ export class McpGateway {
     if (!isMcpVendor(vendor)) return this.deny(req, res, ctx, 'endpoint_not_allowed', `No MCP server ${server} is configured for this key.`);
     const secret = vendor.mcp.secret(key.record.mode);
     if (secret === undefined) return this.deny(req, res, ctx, 'upstream_error', `No ${key.record.mode} credential is configured for the MCP server ${server}.`);
+    return { key, hash, vendor, secret };
+  }
 
-    // 3. Read and screen the message before anything else sees it.
+  /** Reads and screens one message; null when it was refused (answered and audited). */
+  private async readMessage(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: CallContext,
+    server: string,
+    auth: Authenticated,
+    answer: (status: number, id: string | number | null, rpcCode: number, code: ErrorCode, message: string) => void,
+  ): Promise<ScreenedMessage | null> {
+    const { key, vendor } = auth;
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/json') return this.deny(req, res, ctx, 'invalid_request', 'Send the JSON-RPC message as application/json.');
     const read = await this.readBody(req, ctx.started, vendor.mcp.maxMessageBytes);
@@ -165,29 +206,74 @@ export class McpGateway {
       ctx.path = `/mcp/${server}${msg.method ? `/${msg.method.slice(0, 64)}` : ''}`;
       // A refused method with a usable id is answered in JSON-RPC (the client reads it); a
       // message that is not one is refused at the HTTP level.
-      if (msg.id !== undefined) {
-        this.sendRpcError(res, 200, msg.id, msg.rpcCode, msg.code, msg.message, requestId);
-      } else {
-        this.sendRpcError(res, 400, null, msg.rpcCode, msg.code, msg.message, requestId);
-      }
+      if (msg.id !== undefined) answer(200, msg.id, msg.rpcCode, msg.code, msg.message);
+      else answer(400, null, msg.rpcCode, msg.code, msg.message);
       this.record(ctx, key, ERRORS[msg.code].status, 'deny', msg.code, 0, null);
-      return;
+      return null;
     }
     const message = msg.message;
+    if (message.method === 'tools/call') {
+      const tool = message.toolName!;
+      ctx.path = `/tools/call/${tool}`;
+      if (!toolAllowed(decodeTools(key.record.allowedEndpoints), tool)) {
+        answer(200, message.id, RpcCode.InvalidParams, 'endpoint_not_allowed', `Tool ${tool} is not in this key's allowed_tools.`);
+        this.record(ctx, key, ERRORS.endpoint_not_allowed.status, 'deny', 'endpoint_not_allowed', 0, null);
+        return null;
+      }
+    }
+    return message;
+  }
+
+  /** The older HTTP+SSE transport: GET opens the stream that carries every answer of the session. */
+  private async openLegacySession(_req: IncomingMessage, res: ServerResponse, ctx: CallContext, server: string, auth: Authenticated): Promise<void> {
+    if (this.legacy.size >= MAX_LEGACY_SESSIONS) {
+      res.setHeader('retry-after', '10');
+      return this.sendHttpError(res, 'rate_limited', 'Too many open SSE sessions on this process; use Streamable HTTP ({PROXY}/mcp/<server>).', ctx.requestId);
+    }
+    const transport = new SSEServerTransport(`/mcp/${server}/messages`, res);
+    const session: LegacySession = { server, keyHash: auth.hash, key: auth.key, transport };
+    // Each message of the session is its own call: its own request id, time and key as last checked.
+    const ctxOf = (): CallContext => ({ requestId: `req_${randomUUID().replace(/-/g, '')}`, address: ctx.address, started: this.now(), path: ctx.path, key: session.key });
+    const mcpServer = this.serverFor(ctxOf, auth.vendor, auth.secret);
+    this.legacy.set(transport.sessionId, session);
+    res.on('close', () => {
+      this.legacy.delete(transport.sessionId);
+      mcpServer.close().catch(() => undefined);
+    });
+    await mcpServer.connect(transport);
+  }
+
+  /** A message of an HTTP+SSE session: checked here, answered on the session's stream. */
+  private async legacyMessage(req: IncomingMessage, res: ServerResponse, ctx: CallContext, server: string, auth: Authenticated): Promise<void> {
+    const sessionId = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('sessionId') ?? '';
+    const session = this.legacy.get(sessionId);
+    // A session belongs to the key that opened it: another key cannot post into it.
+    if (!session || session.keyHash !== auth.hash || session.server !== server) {
+      this.deny(req, res, ctx, 'invalid_request', 'No such SSE session for this key (sessions live on the process that opened them).');
+      return;
+    }
+    session.key = auth.key;
+    const refuse = (status: number, id: string | number | null, rpcCode: number, code: ErrorCode, message: string) => {
+      if (id === null) return this.sendRpcError(res, status, null, rpcCode, code, message, ctx.requestId);
+      session.transport.send({ jsonrpc: '2.0', id, error: { code: rpcCode, message: `${message} (keyleash: ${code})`, data: { code, message, request_id: ctx.requestId } } }).catch(() => undefined);
+      res.writeHead(202, { 'x-keyleash-request-id': ctx.requestId }).end('Accepted');
+    };
+    const message = await this.readMessage(req, res, ctx, server, auth, refuse);
+    if (!message) return;
+    await session.transport.handlePostMessage(req, res, message.raw);
+  }
+
+  /** A message over Streamable HTTP, answered on its own response. */
+  private async streamableMessage(req: IncomingMessage, res: ServerResponse, ctx: CallContext, server: string, auth: Authenticated): Promise<void> {
+    const { requestId } = ctx;
+    const { key, vendor, secret } = auth;
+    // 3. Read and screen the message before anything else sees it.
+    const message = await this.readMessage(req, res, ctx, server, auth, (status, id, rpcCode, code, text) => this.sendRpcError(res, status, id, rpcCode, code, text, requestId));
+    if (!message) return;
     if (message.kind === 'notification') {
       // Notifications need no answer and nothing upstream depends on them.
       res.writeHead(202, { 'x-keyleash-request-id': requestId }).end();
       return;
-    }
-    if (message.method === 'tools/call') {
-      const tool = message.toolName!;
-      ctx.path = `/tools/call/${tool}`;
-      const globs = decodeTools(key.record.allowedEndpoints);
-      if (!toolAllowed(globs, tool)) {
-        this.sendRpcError(res, 200, message.id, RpcCode.InvalidParams, 'endpoint_not_allowed', `Tool ${tool} is not in this key's allowed_tools.`, requestId);
-        this.record(ctx, key, ERRORS.endpoint_not_allowed.status, 'deny', 'endpoint_not_allowed', 0, null);
-        return;
-      }
     }
 
     // 4a. A plain tools/call (no progress to relay) is answered here as one JSON response: the
@@ -211,7 +297,7 @@ export class McpGateway {
 
     // 4b. Anything else is answered by an MCP server of our own, one per message (stateless),
     // whose tools are the upstream's as far as the key allows.
-    const mcpServer = this.serverFor(ctx, key, vendor, secret);
+    const mcpServer = this.serverFor(() => ctx, vendor, secret);
     const withProgress = message.method === 'tools/call' && message.progressToken !== undefined;
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !withProgress });
     res.on('close', () => {
@@ -223,25 +309,34 @@ export class McpGateway {
     await transport.handleRequest(req, res, message.raw);
   }
 
-  private serverFor(ctx: CallContext, key: CachedKey, vendor: McpVendor, secret: string): Server {
+  /** An MCP server of our own for one message (or one HTTP+SSE session); `ctxOf` gives each call its context. */
+  private serverFor(ctxOf: () => CallContext, vendor: McpVendor, secret: string): Server {
     const def = vendor.mcp;
-    const record = key.record;
-    const globs = decodeTools(record.allowedEndpoints);
     const echoes = echoPatternsFor(vendor, secret);
     const server = new Server({ name: `keyleash-${def.name}`, version: SERVER_VERSION }, { capabilities: { tools: {} } });
 
     server.setRequestHandler(ListToolsRequestSchema, async (request) => {
+      const ctx = ctxOf();
+      const record = ctx.key!.record;
       const params = request.params?.cursor !== undefined ? { cursor: request.params.cursor } : {};
       const listed = await this.withSession(vendor, record.tenantId, record.mode, secret, true, (c) => c.listTools(params));
       if (!listed.ok) throw new RpcError(RpcCode.InternalError, ERRORS[listed.code].message, { code: listed.code, request_id: ctx.requestId });
+      const globs = decodeTools(record.allowedEndpoints);
       const result: ListToolsResult = { ...listed.value, tools: listed.value.tools.filter((t) => toolAllowed(globs, t.name)) };
       return scrubbed(result, echoes, false);
     });
 
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      const ctx = ctxOf();
       const tool = request.params.name;
+      ctx.path = `/tools/call/${tool}`;
+      // Checked before the message got here; checked again against the key as it is now.
+      if (!toolAllowed(decodeTools(ctx.key!.record.allowedEndpoints), tool)) {
+        this.record(ctx, ctx.key, ERRORS.endpoint_not_allowed.status, 'deny', 'endpoint_not_allowed', 0, null);
+        throw new RpcError(RpcCode.InvalidParams, `Tool ${tool} is not in this key's allowed_tools. (keyleash: endpoint_not_allowed)`, { code: 'endpoint_not_allowed', request_id: ctx.requestId });
+      }
       const args = request.params.arguments ?? {};
-      return this.callTool(ctx, key, vendor, secret, echoes, tool, args, request.params._meta?.progressToken, extra.sendNotification);
+      return this.callTool(ctx, ctx.key!, vendor, secret, echoes, tool, args, request.params._meta?.progressToken, extra.sendNotification);
     });
     return server;
   }
@@ -427,7 +522,8 @@ export class McpGateway {
     });
   }
 
-  private deny(req: IncomingMessage, res: ServerResponse, ctx: CallContext, code: ErrorCode, message?: string): void {
+  /** Refuses the request at the HTTP level and audits it; null, for the callers that return it. */
+  private deny(req: IncomingMessage, res: ServerResponse, ctx: CallContext, code: ErrorCode, message?: string): null {
     if (code === 'invalid_key') {
       const wait = this.throttle.retryAfter(ctx.address, ctx.started);
       this.throttle.recordFailure(ctx.address, ctx.started);
@@ -443,6 +539,7 @@ export class McpGateway {
     if (ERRORS[code].status === 401) res.setHeader('www-authenticate', 'Bearer realm="keyleash"');
     this.sendHttpError(res, code, message, ctx.requestId);
     this.record(ctx, ctx.key, ERRORS[code].status, 'deny', code, 0, null);
+    return null;
   }
 
   private sendHttpError(res: ServerResponse, code: ErrorCode, message: string | undefined, requestId: string, status: number = ERRORS[code].status): void {
@@ -487,6 +584,8 @@ export class McpGateway {
 
   async close(): Promise<void> {
     this.denials.stop();
+    for (const s of this.legacy.values()) await s.transport.close().catch(() => undefined);
+    this.legacy.clear();
     await this.sessions.close();
   }
 }
