@@ -301,6 +301,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     },
     async close() {
       if (reconcileTimer) clearInterval(reconcileTimer);
+      // Open MCP session streams would hold the listener open.
+      await mcp.endStreams();
       await new Promise<void>((resolve) => {
         if (!proxy.listening) return resolve();
         proxy.close(() => resolve());

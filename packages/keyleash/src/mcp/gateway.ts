@@ -582,10 +582,16 @@ export class McpGateway {
     if (callChannel.hasSubscribers) callChannel.publish({ record, overheadMs: this.now() - ctx.started - (upstreamLatencyMs ?? 0) });
   }
 
+  /** Ends every open HTTP+SSE session stream, so the listener can close. */
+  async endStreams(): Promise<void> {
+    const open = [...this.legacy.values()];
+    this.legacy.clear();
+    await Promise.all(open.map((s) => s.transport.close().catch(() => undefined)));
+  }
+
   async close(): Promise<void> {
     this.denials.stop();
-    for (const s of this.legacy.values()) await s.transport.close().catch(() => undefined);
-    this.legacy.clear();
+    await this.endStreams();
     await this.sessions.close();
   }
 }
