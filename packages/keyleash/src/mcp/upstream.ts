@@ -55,7 +55,8 @@ export class UpstreamSessions {
       // Redirects are not followed (the transport's default): a credential never goes elsewhere.
       requestInit: { headers: def.authHeaders(secret) },
     });
-    client.onerror = (err) => this.log.debug({ err: { message: err.message }, server: def.name }, 'upstream MCP session error');
+    // Only the kind of error: its message may quote the upstream's answer, which may echo the credential.
+    client.onerror = (err) => this.log.debug({ error: err.name, code: (err as { code?: unknown }).code, server: def.name }, 'upstream MCP session error');
     await client.connect(transport);
     return client;
   }
