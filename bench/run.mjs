@@ -16,7 +16,7 @@ const args = process.argv.slice(2);
 const smoke = args.includes('--smoke');
 const profileOnly = args.includes('--profile');
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-const SCENARIOS = ['1-proxy', '2-streaming', '3-issuance', '4-contention', '5-scale', '6-backends', '7-peer', '8-minting', '9-hot-key', '10-pg-redis-hot-key', '12-dashboard-load'];
+const SCENARIOS = ['1-proxy', '2-streaming', '3-issuance', '4-contention', '5-scale', '6-backends', '7-peer', '8-minting', '9-hot-key', '10-pg-redis-hot-key', '11-mcp', '12-dashboard-load'];
 
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));

@@ -213,6 +213,16 @@ export function markdown(run) {
     } else if (r?.unavailable) out.push(`### ${label}`, '', `Not measured: ${r.unavailable}`, '');
     else if (r?.error) out.push(`### ${label}`, '', `Failed: ${r.error}`, '');
   }
+  const s11 = s['11-mcp'];
+  if (s11?.latency) {
+    const l = s11.latency;
+    const tp = s11.throughput;
+    out.push('### 11. MCP gateway', '', "`tools/call` with the official MCP client in the bench process, on one session each: directly to an upstream MCP server built with the same SDK (its own process), and through keyleash (`{PROXY}/mcp/bench`: key check, tool allowlist, price from the arguments, reserve, keyleash's own upstream session, settle, audit). Calls alternate in blocks so drift hits both alike.", '');
+    out.push(`| path | p50 ms | p99 ms | calls/s at ${tp.concurrency} in flight |`, '|---|---|---|---|');
+    out.push(`| direct MCP session | ${f(l.direct_p50_ms, 3)} | ${f(l.direct_p99_ms, 3)} | ${n(tp.direct.calls_per_s)} |`);
+    out.push(`| through keyleash | ${f(l.keyleash_p50_ms, 3)} | ${f(l.keyleash_p99_ms, 3)} | ${n(tp.keyleash.calls_per_s)} |`);
+    out.push('', `Added at p50: ${f(l.overhead_p50_ms, 3)} ms (${f(l.ratio_p50, 2)}× a direct call); throughput ${pct(tp.ratio)} of direct. Every call through keyleash was metered: ${n(s11.metered.calls)} calls, spend ${s11.metered.exact ? 'exact' : 'NOT exact'}.`, '');
+  } else if (s11?.error) out.push('### 11. MCP gateway', '', `Failed: ${s11.error}`, '');
 
   if (run.profile) {
     out.push('### Profile of the keyleash proxy under the scenario-1 load', '', `\`node --cpu-prof\`, ${run.profile.duration_s} s of load, ${n(run.profile.samples)} samples. Self time by function (top 25) and by component:`, '');

@@ -21,6 +21,8 @@ import { createLogger } from './log.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { timedStore } from './observability/store-latency.js';
 import { ProxyHandler } from './proxy/handler.js';
+import { McpGateway } from './mcp/gateway.js';
+import { withMcpServers } from './mcp/servers.js';
 import { IDEMPOTENCY_TTL_MS } from './proxy/idempotency.js';
 import { KeyCache } from './proxy/key-cache.js';
 import { SqliteStore } from './store/sqlite/index.js';
@@ -121,9 +123,10 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
   // Timed where it is wired, so every store call feeds keyleash_store_operation_seconds.
   const timed = timedStore<Store>(opts.store ?? new SqliteStore({ path: config.store.path, synchronous: config.store.synchronous }));
   const store: Store = timed.store;
-  const catalog = buildCatalog(config);
+  // MCP servers are vendors too (`mcp:<name>`), each tenant's its own (docs/mcp.md).
+  const catalog = withMcpServers(buildCatalog(config), config.mcp_servers);
   // Each tenant's own vendor credentials; a key is always forwarded with its tenant's.
-  const tenantCatalogs = new Map(Object.entries(config.tenants).map(([id, t]) => [id, buildCatalog({ ...config, vendors: t.vendors })]));
+  const tenantCatalogs = new Map(Object.entries(config.tenants).map(([id, t]) => [id, withMcpServers(buildCatalog({ ...config, vendors: t.vendors }), t.mcp_servers)]));
   const catalogFor = (tenantId: string) => (tenantId === DEFAULT_TENANT ? catalog : tenantCatalogs.get(tenantId) ?? new Map());
   const vendorNames = new Set([...KNOWN_VENDOR_NAMES, ...[...tenantCatalogs.values()].flatMap((c) => [...c.keys()])]);
   const cache = new KeyCache(config.proxy.key_cache_size);
@@ -177,6 +180,20 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
     requestIdleTimeoutMs: config.proxy.request_idle_timeout_ms,
     anonymousDenials: { perWindow: config.proxy.denial_audit_per_window, windowMs: config.proxy.denial_audit_window_ms },
     connectionsPerUpstream: config.proxy.connections_per_upstream,
+    now,
+  });
+  const mcpServerNames = new Set([...Object.keys(config.mcp_servers), ...Object.values(config.tenants).flatMap((t) => Object.keys(t.mcp_servers))]);
+  const mcp = new McpGateway({
+    minting,
+    store: alerting ? alertingStore(store, alerts) : store,
+    catalogFor,
+    serverNames: mcpServerNames,
+    cache,
+    audit,
+    log,
+    requestTimeoutMs: config.proxy.request_timeout_ms,
+    requestIdleTimeoutMs: config.proxy.request_idle_timeout_ms,
+    anonymousDenials: { perWindow: config.proxy.denial_audit_per_window, windowMs: config.proxy.denial_audit_window_ms },
     now,
   });
   const metrics = new GatewayMetrics({ audit, cache, log, storeTimer: timed.observe });
@@ -252,6 +269,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
       );
       return;
     }
+    const mcpServer = mcp.serverOf(req.url);
+    if (mcpServer !== null) return mcp.handle(req, res, mcpServer);
     handler.handle(req, res);
   });
   proxy.keepAliveTimeout = 65_000;
@@ -330,10 +349,13 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         live.clear();
         for (const [name, v] of fresh) live.set(name, v);
       };
-      swap(catalog as Map<string, Vendor>, buildCatalog(next));
+      swap(catalog as Map<string, Vendor>, withMcpServers(buildCatalog(next), next.mcp_servers));
+      for (const name of Object.keys(next.mcp_servers)) mcpServerNames.add(name);
       for (const [id, live] of tenantCatalogs) {
         const t = next.tenants[id];
-        if (t) swap(live as Map<string, Vendor>, buildCatalog({ ...next, vendors: t.vendors }));
+        if (!t) continue;
+        swap(live as Map<string, Vendor>, withMcpServers(buildCatalog({ ...next, vendors: t.vendors }), t.mcp_servers));
+        for (const name of Object.keys(t.mcp_servers)) mcpServerNames.add(name);
       }
     },
     get draining() {
@@ -347,6 +369,8 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         if (reconcileTimer) clearInterval(reconcileTimer);
         log.info({ drainMs, deadlineMs, inFlight: handler.inFlight }, 'draining: /readyz answers 503, still accepting');
         if (drainMs > 0) await sleep(drainMs);
+        // Open MCP session streams would hold the listener open.
+        await mcp.endStreams();
         // Stop accepting; idle keep-alive connections close now, busy ones after their answer.
         const proxyClosed = new Promise<void>((resolve) => (proxy.listening ? proxy.close(() => resolve()) : resolve()));
         proxy.closeIdleConnections();
@@ -365,6 +389,7 @@ export function createGateway(config: Config, opts: GatewayOptions = {}): Gatewa
         await Promise.race([handler.idle(), new Promise((r) => setTimeout(r, SETTLE_AFTER_CUT_MS).unref())]);
         await Promise.all([proxyClosed, apiClosed]);
         await handler.close();
+        await mcp.close();
         await audit.flush();
         metrics.close();
         await alerts.close();

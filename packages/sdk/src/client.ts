@@ -25,6 +25,12 @@ export interface IssueKeyParams {
   rateLimit?: RateLimit;
 }
 
+/** A key for an MCP server (vendor `mcp:<server>`, docs/mcp.md): it names tools, not endpoints. */
+export type IssueMcpKeyParams = Omit<IssueKeyParams, 'allowedEndpoints'> & {
+  /** Tool names or globs such as `list_*`. */
+  allowedTools: string[];
+};
+
 /** A token bucket of `requests`, refilled at `requests` per `per`. */
 export interface RateLimit {
   requests: number;
@@ -98,6 +104,8 @@ export interface VaultKey {
   vendor: string;
   mode: Mode;
   allowed_endpoints: string[];
+  /** On a key for an MCP server: the tools it may list and call. */
+  allowed_tools?: string[];
   daily_usd_cap: number | null;
   metadata: Record<string, string>;
   status: KeyStatus;
@@ -311,8 +319,10 @@ export class Keyleash {
    * Issues a vault key (the API answers 201). The `token` is in this answer only. Sent with an
    * `Idempotency-Key` (a fresh UUID unless given), so the retries never make a second key.
    */
-  issueKey(params: IssueKeyParams, opts: IssueCallOptions = {}): Promise<IssuedKey> {
-    const body: Record<string, unknown> = { vendor: params.vendor, allowed_endpoints: params.allowedEndpoints };
+  issueKey(params: IssueKeyParams | IssueMcpKeyParams, opts: IssueCallOptions = {}): Promise<IssuedKey> {
+    const body: Record<string, unknown> = { vendor: params.vendor };
+    if ('allowedTools' in params) body.allowed_tools = params.allowedTools;
+    else body.allowed_endpoints = params.allowedEndpoints;
     if (params.dailyUsdCap !== undefined) body.daily_usd_cap = params.dailyUsdCap;
     if (params.expiresIn !== undefined) body.expires_in = params.expiresIn;
     if (params.label !== undefined) body.label = params.label;

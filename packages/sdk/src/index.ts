@@ -4,6 +4,7 @@ export {
   type CallOptions,
   type IssueCallOptions,
   type IssueKeyParams,
+  type IssueMcpKeyParams,
   type IssuedKey,
   type VaultKey,
   type KeyStatus,

@@ -23,6 +23,8 @@ const HELP: Record<string, string> = {
 Usage:
   keyleash keys create --vendor V --endpoint PATTERN [--endpoint …] [--label L] [--cap USD]
                        [--ttl 15m] [--mode test|live] [--meta k=v …]
+  keyleash keys create --vendor mcp:SERVER --tool NAME|GLOB [--tool …] [--cap USD] …
+                       (a key for an MCP server names tools, e.g. --tool 'list_*')
   keyleash keys list   [--status active|expired|revoked] [--vendor V] [--mode M]
                        [--label-prefix P] [--meta k=v …] [--limit N] [--all]
   keyleash keys get    ID
@@ -277,7 +279,7 @@ function keyDetail(out: Out, k: any): string {
     ['vendor', k.vendor],
     ['mode', k.mode],
     ['status', statusText(out, k.status)],
-    ['allowed endpoints', k.allowed_endpoints.join(', ')],
+    k.allowed_tools ? ['allowed tools', k.allowed_tools.join(', ')] : ['allowed endpoints', k.allowed_endpoints.join(', ')],
     ['daily cap', k.daily_usd_cap === null ? 'no cap' : usd(k.daily_usd_cap)],
     ['spend today', usd(k.spend_today_usd)],
     ['remaining today', k.remaining_today_usd === null ? '—' : usd(k.remaining_today_usd)],
@@ -301,6 +303,7 @@ async function keysCommand(args: string[]): Promise<number> {
     {
       vendor: { type: 'string' },
       endpoint: { type: 'string', multiple: true },
+      tool: { type: 'string', multiple: true },
       label: { type: 'string' },
       cap: { type: 'string' },
       ttl: { type: 'string' },
@@ -323,8 +326,11 @@ async function keysCommand(args: string[]): Promise<number> {
 
   if (sub === 'create') {
     if (!values.vendor) throw usage('keys create needs --vendor', 'keys');
-    if (!values.endpoint?.length) throw usage('keys create needs at least one --endpoint', 'keys');
-    const body: Record<string, unknown> = { vendor: values.vendor, allowed_endpoints: values.endpoint };
+    const body: Record<string, unknown> = { vendor: values.vendor };
+    if (values.tool?.length) body.allowed_tools = values.tool;
+    else if (values.vendor.startsWith('mcp:')) throw usage('keys create for an MCP server needs at least one --tool', 'keys');
+    if (values.endpoint?.length) body.allowed_endpoints = values.endpoint;
+    else if (!values.tool?.length) throw usage('keys create needs at least one --endpoint', 'keys');
     if (values.label !== undefined) body.label = values.label;
     if (values.cap !== undefined) body.daily_usd_cap = values.cap;
     if (values.ttl !== undefined) body.expires_in = /^[0-9]+$/.test(values.ttl) ? Number(values.ttl) : values.ttl;

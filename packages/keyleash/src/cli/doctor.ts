@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { openStore } from '../gateway.js';
 import { buildCatalog } from '../vendors/catalog.js';
 import type { Vendor } from '../vendors/vendor.js';
+import { withMcpServers } from '../mcp/servers.js';
 import { EXIT, EXIT_CODES_HELP } from './admin.js';
 import { makeOut, table } from './output.js';
 
@@ -154,7 +155,7 @@ export async function runDoctor(argv: string[]): Promise<number> {
             detail: 'mint_key is not set: minting secrets derive from admin_token, so rotating it invalidates every minting key (set KEYLEASH_MINT_KEY, the same on every replica)',
           },
     );
-    const catalog = buildCatalog(config);
+    const catalog = withMcpServers(buildCatalog(config), config.mcp_servers);
     if (catalog.size === 0) checks.push({ check: 'vendors', status: 'warn', detail: 'no vendor is configured: no key can be issued' });
     const vendorChecks = await Promise.all(
       [...catalog.values()].map(async (v): Promise<Check[]> => {

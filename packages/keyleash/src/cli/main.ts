@@ -7,6 +7,7 @@ import { runAuditVerify } from './audit-verify.js';
 import { runSecretsCommand } from './secrets.js';
 import { createLogger } from '../log.js';
 import { createStripeSandbox } from '../sandbox/stripe.js';
+import { createStripeMcpSandbox } from '../sandbox/stripe-mcp.js';
 import { createAnthropicSandbox } from '../sandbox/anthropic.js';
 import { createEchoSandbox } from '../sandbox/echo.js';
 import { createOpenAISandbox } from '../sandbox/openai.js';
@@ -16,6 +17,7 @@ import { NewerSchemaError, assertSqliteSchemaKnown } from '../store/sqlite/schem
 import { ADMIN_COMMANDS, EXIT_CODES_HELP, runAdminCommand } from './admin.js';
 import { runDoctor } from './doctor.js';
 import { runBackup, runRestore, runRetention } from './backup.js';
+import { runMcpStdio } from './mcp-stdio.js';
 
 const HELP = `keyleash — scoped, spend-capped vault keys for AI agents
 
@@ -29,6 +31,9 @@ Usage:
                                Put a backup in place (gateway stopped); revocations since it stay
   keyleash retention --older-than 90d --export F [--config F]
                                Export, then purge, old audit records and reservations
+  keyleash mcp-stdio --url {PROXY}/mcp/{server}
+                               A stdio MCP server relaying to the MCP gateway with the vault
+                               key in KEYLEASH_VAULT_KEY (docs/mcp.md)
   keyleash help | --version    Show this, or the version
 
 Operating a running gateway (over its control API; see \`keyleash <command> --help\`):
@@ -129,7 +134,8 @@ async function dev(): Promise<void> {
   const openai = createOpenAISandbox({ secrets: [DEV_OPENAI.test, DEV_OPENAI.live] });
   const anthropic = createAnthropicSandbox({ secrets: [DEV_ANTHROPIC.test, DEV_ANTHROPIC.live] });
   const echo = createEchoSandbox();
-  const [twilioUrl, openaiUrl, anthropicUrl, echoUrl] = await Promise.all([twilio.listen(), openai.listen(), anthropic.listen(), echo.listen()]);
+  const stripeMcp = createStripeMcpSandbox({ secrets: [DEV_TEST_SECRET, DEV_LIVE_SECRET] });
+  const [twilioUrl, openaiUrl, anthropicUrl, echoUrl, stripeMcpUrl] = await Promise.all([twilio.listen(), openai.listen(), anthropic.listen(), echo.listen(), stripeMcp.listen()]);
   const raw = applyEnvOverrides(
     {
       admin_token: DEV_ADMIN_TOKEN,
@@ -159,6 +165,8 @@ async function dev(): Promise<void> {
           },
         },
       },
+      // Stripe's MCP server stand-in, priced by the shipped Stripe preset (docs/mcp.md).
+      mcp_servers: { stripe: { url: stripeMcpUrl, preset: 'stripe', test_secret: DEV_TEST_SECRET, live_secret: DEV_LIVE_SECRET } },
     },
     // The sandboxes are the point of dev mode: a real vendor URL or secret from the env would defeat them.
     Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^KEYLEASH_(STRIPE|TWILIO|OPENAI|ANTHROPIC)_/.test(k))),
@@ -180,6 +188,7 @@ async function dev(): Promise<void> {
       `  openai        sandbox at ${openaiUrl} (streams; SDK baseURL ${proxyUrl}/openai/v1)`,
       `  anthropic     sandbox at ${anthropicUrl} (streams; SDK baseURL ${proxyUrl}/anthropic)`,
       `  echo          a generic vendor from config, at ${echoUrl} (answers with what it received)`,
+      `  mcp:stripe    Stripe MCP sandbox at ${stripeMcpUrl}; agents connect to ${proxyUrl}/mcp/stripe`,
       '',
       'Issue a key:',
       `  curl -s ${apiUrl}/v1/keys -H "Authorization: Bearer ${config.admin_token === DEV_ADMIN_TOKEN ? DEV_ADMIN_TOKEN : '$KEYLEASH_ADMIN_TOKEN'}" \\`,
@@ -190,7 +199,7 @@ async function dev(): Promise<void> {
     ].join('\n'),
   );
   runUntilSignal(gw, async () => {
-    await Promise.all([sandbox, twilio, openai, anthropic, echo].map((s) => s.close()));
+    await Promise.all([sandbox, twilio, openai, anthropic, echo, stripeMcp].map((s) => s.close()));
   });
 }
 
@@ -293,6 +302,10 @@ async function main(argv: string[]): Promise<void> {
   }
   if (argv[0] === 'secrets') {
     process.exitCode = await runSecretsCommand(argv.slice(1));
+    return;
+  }
+  if (argv[0] === 'mcp-stdio') {
+    process.exitCode = await runMcpStdio(argv.slice(1));
     return;
   }
   if (argv[0] === 'doctor') {

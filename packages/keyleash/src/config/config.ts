@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { masterKeysFromEnv, unsealTree } from '../secrets/sealed.js';
 import { parseTtlSeconds } from '../policy/ttl.js';
+import { mcpServersSchema } from '../mcp/config-schema.js';
 import { anthropicSchema, genericVendorsSchema, openaiSchema, twilioSchema, VENDOR_ENV } from '../vendors/config-schema.js';
 
 // One schema with its defaults, parsed once at boot, then frozen. A config file (YAML or JSON)
@@ -193,6 +194,8 @@ export const configSchema = z.strictObject({
     })
     .default({ drain_seconds: 5, deadline_seconds: 25 }),
   vendors: vendorsSchema.default({ generic: {} }),
+  /** Upstream MCP servers, each reached at {PROXY}/mcp/{name} with a vault key (docs/mcp.md). */
+  mcp_servers: mcpServersSchema,
   /** More admin tokens for the default tenant, each with an optional issuance policy. */
   admin_tokens: z.array(adminTokenSchema).default([]),
   /** Policy of the default tenant's tokens (admin_token included). */
@@ -209,6 +212,7 @@ export const configSchema = z.strictObject({
       z.strictObject({
         admin_tokens: z.array(adminTokenSchema).min(1),
         vendors: vendorsSchema.default({ generic: {} }),
+        mcp_servers: mcpServersSchema,
         policy: policySchema.optional(),
         alerts: alertsSchema.optional(),
       }),

@@ -33,6 +33,7 @@ const keyView = {
     vendor: unknownBeforeUse(str),
     mode: unknownBeforeUse({ enum: ['test', 'live'] }),
     allowed_endpoints: unknownBeforeUse({ type: 'array', items: str }),
+    allowed_tools: { type: 'array', items: str, description: 'Only on a key for an MCP server (vendor "mcp:<server>"): the tools it may list and call, by name or glob (docs/mcp.md).' },
     daily_usd_cap: nullable(num),
     daily_cap_micros: nullable(int),
     metadata: unknownBeforeUse({ type: 'object', additionalProperties: str }),
@@ -134,7 +135,7 @@ const vendor = {
   properties: {
     object: { const: 'vendor' },
     name: { ...str, description: 'The name keys are issued for and the proxy prefix, e.g. "openai" (/openai/v1/...).' },
-    kind: { enum: ['builtin', 'generic'] },
+    kind: { enum: ['builtin', 'generic', 'mcp'], description: 'mcp: an upstream MCP server, reached at {PROXY}/mcp/<server> (docs/mcp.md); its endpoints are "tools/call <tool>" cost rules.' },
     origin: { ...str, description: 'The vendor origin calls are forwarded to (its configured base_url).' },
     modes: { type: 'array', items: { enum: ['test', 'live'] }, description: 'Modes with a credential configured.' },
     auth: { ...str, description: 'How the real credential is injected (bearer, basic, header <name>, query <name>). Never the secret.' },

@@ -2,7 +2,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { invalidParam as invalid, KeyleashError } from '../errors.js';
 import { CONTROL_CHAR_REASON, metadataProblem, NO_CONTROL_CHARS } from '../policy/fields.js';
-import { compileEndpoints } from '../policy/endpoints.js';
+import { compileEndpoints, type EndpointPattern } from '../policy/endpoints.js';
+import { decodeTools, encodeTools, globProblem, MAX_TOOLS, mcpServerOf } from '../mcp/tools.js';
 import { microsToUsd, parseUsdToMicros } from '../policy/money.js';
 import { parseTtlSeconds, utcDay } from '../policy/ttl.js';
 import { rateLimitSchema, rateLimitView, toRateLimit } from '../policy/rate.js';
@@ -22,7 +23,14 @@ export const issueKeySchema = z.strictObject({
     .array(z.string())
     .min(1)
     .max(100)
-    .describe('Path patterns; `*` matches one segment; an optional method prefix, e.g. "POST /v1/refunds".'),
+    .optional()
+    .describe('Path patterns; `*` matches one segment; an optional method prefix, e.g. "POST /v1/refunds". Required, except for an MCP server key (vendor "mcp:<server>"), which names tools in allowed_tools instead.'),
+  allowed_tools: z
+    .array(z.string())
+    .min(1)
+    .max(MAX_TOOLS)
+    .optional()
+    .describe('Only for an MCP server key (vendor "mcp:<server>"), and required there: the tools it may list and call, by name or glob ("create_refund", "list_*"). See docs/mcp.md.'),
   daily_usd_cap: z
     .union([z.number(), z.string(), z.null()])
     .optional()
@@ -42,6 +50,23 @@ export const issueKeySchema = z.strictObject({
     .optional()
     .describe('Budget ids (e.g. ["user:u42", "team:billing"]) every call also reserves against; each must exist and not be frozen.'),
   rate_limit: rateLimitSchema.optional().describe('Requests per period for this key (429 rate_limited with Retry-After).'),
+}).superRefine((v, ctx) => {
+  // A key names endpoints (an HTTP vendor) or tools (an MCP server), never both.
+  if (mcpServerOf(v.vendor) !== null) {
+    // Tools as globs, or as `/tools/<name>` endpoints (what middleware and minted keys speak).
+    if (v.allowed_tools === undefined && v.allowed_endpoints === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'is required for an MCP server key (tool names or globs such as "list_*")' });
+    } else if (v.allowed_tools !== undefined && v.allowed_endpoints !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['allowed_endpoints'], message: 'give allowed_tools or allowed_endpoints, not both' });
+    } else if (v.allowed_endpoints !== undefined) {
+      const i = v.allowed_endpoints.findIndex((e) => decodeTools([e]).length === 0);
+      if (i >= 0) ctx.addIssue({ code: 'custom', path: ['allowed_endpoints', i], message: 'an MCP server key allows tools: write "/tools/<name>" or "/tools/*", or use allowed_tools' });
+    }
+  } else if (v.allowed_tools !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_tools'], message: 'only a key for an MCP server (vendor "mcp:<server>") names tools' });
+  } else if (v.allowed_endpoints === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_endpoints'], message: 'Invalid input: expected array, received undefined' });
+  }
 });
 
 export type IssueKeyInput = z.input<typeof issueKeySchema>;
@@ -111,6 +136,8 @@ export interface KeyView {
   vendor: string;
   mode: Mode;
   allowed_endpoints: string[];
+  /** An MCP server key's tool globs (docs/mcp.md); absent on other keys. */
+  allowed_tools?: string[];
   daily_usd_cap: number | null;
   daily_cap_micros: number | null;
   metadata: Record<string, string>;
@@ -217,10 +244,26 @@ export class KeyService {
       });
     }
 
-    const compiled = compileEndpoints(input.allowed_endpoints);
-    if (!Array.isArray(compiled)) {
-      const where = compiled.index >= 0 ? `allowed_endpoints.${compiled.index}` : 'allowed_endpoints';
-      throw invalid(where, compiled.error);
+    let allowed: string[];
+    let compiled: EndpointPattern[] = [];
+    if (input.allowed_tools !== undefined) {
+      for (const [i, g] of input.allowed_tools.entries()) {
+        const problem = globProblem(g);
+        if (problem) throw invalid(`allowed_tools.${i}`, problem);
+      }
+      allowed = encodeTools(input.allowed_tools);
+      // An admin token's endpoint policy judges tools as `/tools/<name>`; a glob within a name
+      // counts as `/tools/*`, so a policy can only ever be stricter than the key, never looser.
+      const asEndpoints = compileEndpoints(input.allowed_tools.map((g) => `/tools/${g.includes('*') ? '*' : g}`));
+      compiled = Array.isArray(asEndpoints) ? asEndpoints : [];
+    } else {
+      allowed = input.allowed_endpoints ?? [];
+      const c = compileEndpoints(allowed);
+      if (!Array.isArray(c)) {
+        const where = c.index >= 0 ? `allowed_endpoints.${c.index}` : 'allowed_endpoints';
+        throw invalid(where, c.error);
+      }
+      compiled = c;
     }
 
     let capMicros: number | null = null;
@@ -263,7 +306,7 @@ export class KeyService {
       label: input.label,
       vendor: input.vendor,
       mode: input.mode,
-      allowedEndpoints: input.allowed_endpoints,
+      allowedEndpoints: allowed,
       dailyCapMicros: capMicros,
       metadata: input.metadata,
       createdAt: now,
@@ -432,6 +475,7 @@ export class KeyService {
       vendor: k.vendor,
       mode: k.mode,
       allowed_endpoints: k.allowedEndpoints,
+      ...(mcpServerOf(k.vendor) !== null ? { allowed_tools: decodeTools(k.allowedEndpoints) } : {}),
       daily_usd_cap: k.dailyCapMicros === null ? null : microsToUsd(k.dailyCapMicros),
       daily_cap_micros: k.dailyCapMicros,
       metadata: k.metadata,

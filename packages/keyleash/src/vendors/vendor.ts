@@ -122,7 +122,7 @@ export interface CostRuleView {
 
 /** A vendor as GET /v1/vendors shows it: never a secret. */
 export interface VendorDescription {
-  kind: 'builtin' | 'generic';
+  kind: 'builtin' | 'generic' | 'mcp';
   /** How the real credential goes upstream, e.g. "bearer", "basic", "header x-api-key", "query api_key". */
   auth: string;
   unknown_cost: string;
