@@ -27,11 +27,14 @@ async function templateRecord(ctx, path) {
 /** Fills a store through its own createKey, in transactions of 10,000. Resolves to sample tokens. */
 async function build(ctx, path, n) {
   const { store, record, token: warmupToken } = await templateRecord(ctx, path);
-  // createKey is synchronous inside (better-sqlite3); one transaction per batch instead of a commit per key.
+  // The store group-commits the writes of one event-loop turn: a batch of 10,000 createKey calls
+  // made in one turn is one transaction instead of a commit per key.
   const pending = [];
-  const batch = store.db.transaction((records) => {
-    for (const r of records) pending.push(store.createKey(r));
-  });
+  const batch = async (records) => {
+    const batchPending = records.map((r) => store.createKey(r));
+    pending.push(...batchPending);
+    await Promise.all(batchPending);
+  };
   const now = Date.now();
   const every = Math.max(1, Math.floor(n / (2 * SAMPLE)));
   const samples = [];
@@ -51,7 +54,7 @@ async function build(ctx, path, n) {
         expiresAt: now + 23 * 3600_000,
       });
     }
-    batch(records);
+    await batch(records);
   }
   return Promise.all(pending).then(() => ({ store, samples, warmupToken, buildS: (performance.now() - started) / 1000 }));
 }
